@@ -1,0 +1,36 @@
+# mlpipe — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test bench lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install mlpipe with its test extras
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install ## Run the training pipeline on 100k rows of demo data (no server needed)
+	$(BIN)/mlpipe demo
+
+test: install ## Run the whole test suite (real Prefect, MLflow and Dask on 127.0.0.1)
+	$(BIN)/pytest
+
+bench: install ## Run the benchmarks in tests/benchmarks (minutes; not part of `make test`)
+	$(BIN)/python -m tests.benchmarks.training
+
+lint: install ## ruff (style, imports, no print in library code) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy mlpipe blocks tasks flows
+
+clean: ## Remove the virtual environment and the local workspace
+	rm -rf $(VENV) .mlpipe

@@ -1,0 +1,9 @@
+"""Typed configuration as Prefect Blocks, each with a default that works with no setup."""
+
+from blocks.cluster import DaskCluster
+from blocks.datastore import Datastore
+from blocks.gate import GatePolicy
+from blocks.mlflow import MlflowConnection
+from blocks.workspace import WorkspaceConfig
+
+__all__ = ["DaskCluster", "Datastore", "GatePolicy", "MlflowConnection", "WorkspaceConfig"]

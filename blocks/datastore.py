@@ -1,0 +1,47 @@
+"""Datastore: where datasets and snapshots live, as an fsspec URL."""
+
+import json
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+from prefect.blocks.core import Block
+from pydantic import Field
+
+from mlpipe.workspace import workspace_home
+
+
+class Datastore(Block):
+    """An fsspec location (local path, s3://, abfs://, gs://…) for immutable dataset snapshots.
+
+    Credentials never sit in the block: `secret_name` names a Prefect `Secret` block whose
+    value is a JSON object of fsspec storage options, read when the filesystem is opened.
+    """
+
+    _block_type_name = "mlpipe Datastore"
+
+    url: str | None = Field(default=None, description="fsspec URL; default: <MLPIPE_HOME>/datastore")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description="non-secret fsspec options")
+    secret_name: str | None = Field(default=None, description="Prefect Secret block with JSON storage options")
+
+    def resolve(self) -> "Datastore":
+        """A copy with the default location filled in (absolute, so workers agree)."""
+        url = self.url or str(workspace_home() / "datastore")
+        return self.model_copy(update={"url": url})
+
+    def options(self) -> dict[str, Any]:
+        """Storage options, with the secret ones merged in when a secret is named."""
+        if not self.secret_name:
+            return dict(self.storage_options)
+        from prefect.blocks.system import Secret
+
+        secret = Secret.load(self.secret_name).get()
+        extra = json.loads(secret) if isinstance(secret, str) else secret
+        return {**self.storage_options, **extra}
+
+    def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem and the root path inside it."""
+        if self.url is None:
+            raise ValueError("Datastore.resolve() must be called before use")
+        fs, root = url_to_fs(self.url, **self.options())
+        return fs, root.rstrip("/")

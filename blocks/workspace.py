@@ -1,0 +1,60 @@
+"""The workspace: the four pieces of configuration a pipeline needs, loaded once per flow run."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from blocks.cluster import DaskCluster
+from blocks.datastore import Datastore
+from blocks.gate import GatePolicy
+from blocks.mlflow import MlflowConnection
+from mlpipe.errors import ConfigError
+
+
+class WorkspaceConfig(BaseModel):
+    """MLflow, datastore, Dask cluster and gate policy; every part has a working local default."""
+
+    mlflow: MlflowConnection = Field(default_factory=MlflowConnection)
+    datastore: Datastore = Field(default_factory=Datastore)
+    cluster: DaskCluster = Field(default_factory=DaskCluster)
+    gate: GatePolicy = Field(default_factory=GatePolicy)
+
+    def resolve(self) -> "WorkspaceConfig":
+        """Fill defaults and environment overrides in, so tasks on any worker see the same values."""
+        return WorkspaceConfig(
+            mlflow=self.mlflow.resolve(),
+            datastore=self.datastore.resolve(),
+            cluster=self.cluster.resolve(),
+            gate=self.gate,
+        )
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str) -> "WorkspaceConfig":
+        """Build from the `mlflow`/`datastore`/`cluster`/`gate` sections of a config file."""
+        unknown = set(data) - set(cls.model_fields)
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(cls.model_fields)}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            field = ".".join(str(part) for part in problem["loc"])
+            raise ConfigError(f"{source}: field '{field}': {problem['msg']}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping, with errors that name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
+    return data

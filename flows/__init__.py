@@ -1,0 +1,1 @@
+"""Prefect flows: one pipeline per module."""

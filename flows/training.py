@@ -1,0 +1,88 @@
+"""The training pipeline: ingest → validate → split → train → evaluate → gate → register."""
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from blocks.cluster import WorkspaceTaskRunner
+from blocks.workspace import WorkspaceConfig
+from flows.common import open_workspace
+from tasks.contract import TaskType, contract_task
+from tasks.datasets import DatasetRef
+from tasks.evaluate import evaluate_task
+from tasks.gate import GateDecision, gate_task
+from tasks.ingest import ingest_task
+from tasks.model import ModelSpec
+from tasks.register import register_task
+from tasks.report import publish_task, run_link
+from tasks.split import SplitRefs, SplitSpec, split_task
+from tasks.train import train_task
+from tasks.validate import validate_task
+
+
+class TrainingParams(BaseModel):
+    """What to train: rendered as a form in the Prefect UI."""
+
+    data: str = Field(description="CSV or Parquet file: a local path or any fsspec URL")
+    target: str = Field(description="column to predict")
+    name: str = Field(description="registered model name")
+    task: TaskType | None = Field(default=None, description="default: inferred from the target column")
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    time_column: str | None = Field(default=None, description="timestamp column (not a feature)")
+    exclude: list[str] = Field(default_factory=list, description="columns that are not features, e.g. ids")
+    contract_file: str | None = Field(default=None, description="data contract to enforce instead of inferring")
+
+
+class TrainingSummary(BaseModel):
+    """What a training run produced."""
+
+    model_name: str
+    version: str
+    aliases: list[str]
+    metrics: dict[str, float]
+    gate: GateDecision
+    run_id: str
+    dataset: DatasetRef
+    splits: SplitRefs
+    mlflow_run: str
+
+
+@flow(name="training", task_runner=WorkspaceTaskRunner(), validate_parameters=True)
+def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> TrainingSummary:
+    """Train, evaluate, gate and register one model; unchanged steps are served from cache.
+
+    Each step runs on the Dask cluster; the flow waits for it so that a failure stops the
+    pipeline with the step's own error (the steps depend on each other in sequence anyway).
+    """
+    workspace = open_workspace(config)
+    store, tracking = workspace.datastore, workspace.mlflow
+    raw = ingest_task.submit(params.data, store).result()
+    contract = contract_task.submit(
+        raw,
+        params.target,
+        params.name,
+        tracking,
+        store,
+        params.task,
+        params.time_column,
+        params.exclude,
+        params.contract_file,
+    ).result()
+    dataset = validate_task.submit(raw, contract, store).result()
+    splits = split_task.submit(dataset, contract, params.split, store).result()
+    model = train_task.submit(splits, contract, params.model, params.name, tracking, store).result()
+    evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
+    decision = gate_task.submit(evaluation, splits, contract, params.name, workspace.gate, tracking, store).result()
+    registration = register_task.submit(model, evaluation, decision, dataset, params.name, tracking).result()
+    publish_task.submit(model, evaluation, decision, registration, tracking).result()
+    return TrainingSummary(
+        model_name=params.name,
+        version=registration.version,
+        aliases=registration.aliases,
+        metrics=evaluation.metrics,
+        gate=decision,
+        run_id=model.run_id,
+        dataset=dataset,
+        splits=splits,
+        mlflow_run=run_link(tracking, model),
+    )

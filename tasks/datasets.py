@@ -1,0 +1,82 @@
+"""Immutable, content-addressed Parquet snapshots and the references that point at them."""
+
+import hashlib
+import io
+import uuid
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from blocks.datastore import Datastore
+
+
+class DatasetRef(BaseModel):
+    """A Parquet snapshot in the datastore, addressed by the hash of its content.
+
+    This is what flows between tasks instead of a DataFrame: cheap to hash for cache keys,
+    cheap to send to a Dask worker, and enough to log as an MLflow run input.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    content_hash: str
+    columns: dict[str, str]
+    rows: int
+    source: str
+
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
+
+def snapshot_path(store: Datastore, content_hash: str) -> str:
+    """Where the snapshot with this content hash lives inside the datastore."""
+    _, root = store.filesystem()
+    return f"{root}/datasets/{content_hash}.parquet"
+
+
+def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash: str | None = None) -> DatasetRef:
+    """Write `table` once under its content hash: to a temporary name, then renamed.
+
+    The hash is the SHA-256 of the Parquet bytes unless the caller hashed the original bytes
+    already. A snapshot that exists is left untouched (same hash, same content), so re-runs and
+    retries are idempotent and a crash never leaves a half-written file under the real name.
+    """
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    content = buffer.getvalue()
+    content_hash = content_hash or hashlib.sha256(content).hexdigest()
+    fs, root = store.filesystem()
+    path = snapshot_path(store, content_hash)
+    if not fs.exists(path):
+        fs.makedirs(f"{root}/datasets", exist_ok=True)
+        temporary = f"{root}/datasets/.tmp-{uuid.uuid4().hex}.parquet"
+        try:
+            fs.pipe_file(temporary, content)
+            fs.mv(temporary, path)
+        finally:
+            if fs.exists(temporary):
+                fs.rm(temporary)
+    return DatasetRef(
+        uri=fs.unstrip_protocol(path),
+        content_hash=content_hash,
+        columns=pandas_dtypes(table.schema),
+        rows=table.num_rows,
+        source=source,
+    )
+
+
+def read_snapshot(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pd.DataFrame:
+    """Load a snapshot as a DataFrame."""
+    fs, _ = store.filesystem()
+    with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
+        return pq.read_table(io.BytesIO(handle.read()), columns=columns).to_pandas()
+
+
+def pandas_dtypes(schema: pa.Schema) -> dict[str, str]:
+    """The pandas dtype of each column, as users see them in `df.dtypes`."""
+    empty = schema.empty_table().to_pandas()
+    return {str(name): str(dtype) for name, dtype in empty.dtypes.items()}

@@ -1,0 +1,101 @@
+"""Evaluate: score the logged model on the test split, log metrics, plots and predictions to MLflow."""
+
+import io
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+from prefect import task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+from blocks.datastore import Datastore
+from blocks.mlflow import MlflowConnection
+from tasks.caching import CACHED, RETRIES, retry_transient
+from tasks.contract import DataContract
+from tasks.datasets import read_snapshot
+from tasks.metrics import compute_metrics, probability_columns
+from tasks.split import SplitRefs
+from tasks.train import TrainedModel
+
+PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
+
+
+class Evaluation(BaseModel):
+    """Test-set scores of one logged model."""
+
+    run_id: str
+    test_hash: str
+    metrics: dict[str, float]
+
+
+def score(
+    model_uri: str, rows: pd.DataFrame, contract: DataContract, tracking: MlflowConnection
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Predict raw rows through the logged pyfunc model and score against the target."""
+    with tracking.session():
+        model = mlflow.pyfunc.load_model(model_uri)
+    predictions = model.predict(rows[contract.feature_names])
+    classes = model.unwrap_python_model().classes
+    return predictions, compute_metrics(contract.task, rows[contract.target], predictions, classes)
+
+
+def evaluate(
+    model: TrainedModel, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
+) -> Evaluation:
+    """Scores on the test split, exactly as the registered pyfunc model will produce them."""
+    rows = read_snapshot(splits.test, store)
+    predictions, metrics = score(model.model_uri, rows, contract, tracking)
+    with tracking.session(), mlflow.start_run(run_id=model.run_id):
+        mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
+        for name, figure in _plots(contract, rows[contract.target], predictions).items():
+            mlflow.log_figure(figure, f"evaluation/{name}.png")
+        buffer = io.BytesIO()
+        predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
+        _log_bytes(buffer.getvalue(), PREDICTIONS_ARTIFACT)
+    return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics)
+
+
+def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, Figure]:
+    if contract.task == "regression":
+        figure = Figure(figsize=(6, 4))
+        axis = figure.subplots()
+        predicted = predictions["prediction"]
+        axis.scatter(predicted, truth.to_numpy() - predicted.to_numpy(), s=4, alpha=0.4)
+        axis.axhline(0.0, color="black", linewidth=1)
+        axis.set(xlabel="prediction", ylabel="residual (actual − predicted)", title="Residuals on the test set")
+        return {"residuals": figure}
+    figures: dict[str, Figure] = {}
+    figure = Figure(figsize=(5, 5))
+    axis = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(truth.astype(str), predictions["prediction"].astype(str), ax=axis)
+    figures["confusion_matrix"] = figure
+    columns = probability_columns(predictions)
+    if len(columns) == 2 and truth.nunique() == 2:
+        positive = columns[1].removeprefix("probability_")
+        figure = Figure(figsize=(5, 5))
+        axis = figure.subplots()
+        RocCurveDisplay.from_predictions(truth.astype(str) == positive, predictions[columns[1]], ax=axis)
+        figures["roc_curve"] = figure
+    return figures
+
+
+def _log_bytes(content: bytes, artifact_path: str) -> None:
+    directory, _, name = artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / name
+        local.write_bytes(content)
+        mlflow.log_artifact(str(local), directory or None)
+
+
+evaluate_task = task(
+    evaluate,
+    name="evaluate",
+    cache_policy=CACHED,
+    retries=RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_condition_fn=retry_transient,
+)

@@ -1,0 +1,134 @@
+"""Gate: a candidate passes only above the threshold and ahead of the champion on the same test set."""
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from prefect import task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from blocks.datastore import Datastore
+from blocks.gate import GatePolicy
+from blocks.mlflow import MlflowConnection
+from mlpipe.errors import ConfigError
+from tasks.caching import RETRIES, retry_transient
+from tasks.contract import DataContract, TaskType
+from tasks.datasets import read_snapshot
+from tasks.evaluate import Evaluation, score
+from tasks.metrics import DEFAULT_PRIMARY, LOWER_IS_BETTER, is_better
+from tasks.split import SplitRefs
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class Champion(BaseModel):
+    """The current champion and its score on the candidate's test set."""
+
+    version: str
+    score: float
+
+
+class GateDecision(BaseModel):
+    """What was compared and what was decided, with the numbers."""
+
+    passed: bool
+    metric: str
+    candidate: float
+    threshold: float | None
+    margin: float
+    champion_version: str | None = None
+    champion: float | None = None
+    reason: str
+
+
+def primary_metric(policy: GatePolicy, task: TaskType, available: dict[str, float]) -> str:
+    """The metric the gate compares; an unknown name is an error listing the known ones."""
+    metric = policy.primary_metric or DEFAULT_PRIMARY[task]
+    if metric not in available:
+        raise ConfigError(f"gate primary_metric '{metric}' is not a {task} metric; choose one of {sorted(available)}")
+    return metric
+
+
+def decide(metric: str, candidate: float, policy: GatePolicy, champion: Champion | None) -> GateDecision:
+    """The gate's rule, separate from any I/O so it can be tested on numbers alone."""
+    decision = GateDecision(
+        passed=False,
+        metric=metric,
+        candidate=candidate,
+        threshold=policy.threshold,
+        margin=policy.margin,
+        champion_version=champion.version if champion else None,
+        champion=champion.score if champion else None,
+        reason="",
+    )
+    lower = metric in LOWER_IS_BETTER
+    if policy.threshold is not None and (candidate > policy.threshold if lower else candidate < policy.threshold):
+        relation = "above" if lower else "below"
+        return decision.model_copy(
+            update={"reason": f"{metric} {candidate:.4f} is {relation} the threshold {policy.threshold}"}
+        )
+    if champion is None:
+        return decision.model_copy(update={"passed": True, "reason": "no champion yet"})
+    if not is_better(metric, candidate, champion.score, policy.margin):
+        return decision.model_copy(
+            update={
+                "reason": f"{metric} {candidate:.4f} does not beat champion v{champion.version} "
+                f"({champion.score:.4f}) by more than {policy.margin}"
+            }
+        )
+    return decision.model_copy(
+        update={
+            "passed": True,
+            "reason": f"{metric} {candidate:.4f} beats champion v{champion.version} ({champion.score:.4f})",
+        }
+    )
+
+
+def gate(
+    evaluation: Evaluation,
+    splits: SplitRefs,
+    contract: DataContract,
+    model_name: str,
+    policy: GatePolicy,
+    tracking: MlflowConnection,
+    store: Datastore,
+) -> GateDecision:
+    """Compare the candidate with the champion, scoring the champion on the candidate's test set."""
+    metric = primary_metric(policy, contract.task, evaluation.metrics)
+    candidate = evaluation.metrics[metric]
+    current = find_champion(model_name, tracking)
+    if current is None:
+        return decide(metric, candidate, policy, None)
+    if current.run_id == evaluation.run_id:  # a re-run of the training that made the champion
+        return GateDecision(
+            passed=True,
+            metric=metric,
+            candidate=candidate,
+            threshold=policy.threshold,
+            margin=policy.margin,
+            champion_version=str(current.version),
+            champion=candidate,
+            reason=f"candidate is already champion v{current.version}",
+        )
+    champion_uri = f"models:/{model_name}/{current.version}"
+    _, champion_metrics = score(champion_uri, read_snapshot(splits.test, store), contract, tracking)
+    return decide(metric, candidate, policy, Champion(version=str(current.version), score=champion_metrics[metric]))
+
+
+def find_champion(model_name: str, tracking: MlflowConnection) -> ModelVersion | None:
+    """The version holding the champion alias, or None when there is none yet."""
+    try:
+        return tracking.client().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+gate_task = task(
+    gate,
+    name="gate",
+    retries=RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_condition_fn=retry_transient,
+)

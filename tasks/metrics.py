@@ -1,0 +1,61 @@
+"""Metrics for classification and regression, computed from a model's prediction frame."""
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from tasks.contract import TaskType
+
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+DEFAULT_PRIMARY = {"classification": "roc_auc", "regression": "rmse"}
+
+
+def probability_columns(predictions: pd.DataFrame) -> list[str]:
+    return [c for c in predictions.columns if c.startswith("probability_")]
+
+
+def compute_metrics(
+    task: TaskType, truth: pd.Series, predictions: pd.DataFrame, classes: list | None
+) -> dict[str, float]:
+    """Scores of `predictions` (the pyfunc model's output) against the true target values."""
+    if task == "regression":
+        predicted = predictions["prediction"].to_numpy(dtype="float64")
+        actual = truth.to_numpy(dtype="float64")
+        return {
+            "rmse": float(np.sqrt(skm.mean_squared_error(actual, predicted))),
+            "mae": float(skm.mean_absolute_error(actual, predicted)),
+            "r2": float(skm.r2_score(actual, predicted)),
+        }
+    assert classes is not None
+    index = {label: i for i, label in enumerate(classes)}
+    actual = truth.map(index).to_numpy()
+    if np.isnan(actual.astype("float64")).any():
+        unknown = sorted(set(truth.unique().tolist()) - set(classes), key=str)
+        raise ValueError(f"target has labels the model never saw: {unknown}")
+    actual = actual.astype("int64")
+    probabilities = predictions[probability_columns(predictions)].to_numpy(dtype="float64")
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums are 1 ± 1e-7
+    predicted = probabilities.argmax(axis=1)
+    binary = len(classes) == 2
+    average = "binary" if binary else "macro"
+    scores = {
+        "accuracy": skm.accuracy_score(actual, predicted),
+        "precision": skm.precision_score(actual, predicted, average=average, zero_division=0),
+        "recall": skm.recall_score(actual, predicted, average=average, zero_division=0),
+        "f1": skm.f1_score(actual, predicted, average=average, zero_division=0),
+        "log_loss": skm.log_loss(actual, probabilities, labels=list(range(len(classes)))),
+    }
+    if len(np.unique(actual)) > 1:
+        if binary:
+            scores["roc_auc"] = skm.roc_auc_score(actual, probabilities[:, 1])
+        else:
+            scores["roc_auc"] = skm.roc_auc_score(
+                actual, probabilities, multi_class="ovr", labels=list(range(len(classes)))
+            )
+    return {name: float(value) for name, value in scores.items()}
+
+
+def is_better(metric: str, candidate: float, reference: float, margin: float = 0.0) -> bool:
+    """Whether `candidate` improves on `reference` by more than `margin`, in the metric's direction."""
+    improvement = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
+    return improvement > margin

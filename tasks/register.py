@@ -1,0 +1,80 @@
+"""Register: one model version per training run, `challenger` always, `champion` only through the gate."""
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from prefect import task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from blocks.mlflow import MlflowConnection
+from mlpipe.lineage import code_version, current_flow_run_id
+from tasks.caching import RETRIES, retry_transient
+from tasks.datasets import DatasetRef
+from tasks.evaluate import Evaluation
+from tasks.gate import CHALLENGER, CHAMPION, GateDecision
+from tasks.train import TrainedModel
+
+
+class Registration(BaseModel):
+    """The registered version and the aliases it holds."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str
+
+
+def register(
+    model: TrainedModel,
+    evaluation: Evaluation,
+    decision: GateDecision,
+    dataset: DatasetRef,
+    model_name: str,
+    tracking: MlflowConnection,
+) -> Registration:
+    """Register `model` (or find the version already registered for its run) and move the aliases.
+
+    Keyed by the training run: a retry after a lost response, or a re-run whose training was
+    cached, finds the existing version instead of creating a second one.
+    """
+    client = tracking.client()
+    version = find_version(model_name, model.run_id, tracking)
+    if version is None:
+        with tracking.session():
+            version = str(mlflow.register_model(model.model_uri, model_name).version)
+    tags = {
+        "mlpipe.dataset_hash": dataset.content_hash,
+        "mlpipe.dataset_source": dataset.source,
+        "mlpipe.code_version": code_version(),
+        "mlpipe.prefect_flow_run_id": current_flow_run_id() or "",
+        "mlpipe.gate": "passed" if decision.passed else "rejected",
+        "mlpipe.gate_reason": decision.reason,
+        **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if decision.passed:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    aliases = client.get_model_version(model_name, version).aliases
+    return Registration(name=model_name, version=version, aliases=sorted(aliases), run_id=model.run_id)
+
+
+def find_version(model_name: str, run_id: str, tracking: MlflowConnection) -> str | None:
+    """The version already registered for this training run, if any."""
+    try:
+        found = tracking.client().search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return str(min(int(v.version) for v in found)) if found else None
+
+
+register_task = task(
+    register,
+    name="register",
+    retries=RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_condition_fn=retry_transient,
+)

@@ -1,0 +1,160 @@
+"""Train: fit preprocessing + estimator on the train split and log it to MLflow as a pyfunc model."""
+
+import os
+import warnings
+from importlib.metadata import version
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from prefect import task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from blocks.datastore import Datastore
+from blocks.mlflow import MlflowConnection
+from mlpipe.lineage import code_version, current_flow_run_id
+from tasks.caching import CACHED, RETRIES, retry_transient
+from tasks.contract import DataContract, TaskType
+from tasks.datasets import DatasetRef, read_snapshot
+from tasks.model import ModelSpec, TabularModel, build_estimator, build_preprocessor
+from tasks.split import SplitRefs
+
+MODEL_ARTIFACT = "model"
+CONTRACT_ARTIFACT = "contract.json"
+RUNTIME_PACKAGES = ("mlpipe", "mlflow", "scikit-learn", "xgboost", "pandas", "pyarrow", "numpy")
+
+
+class TrainedModel(BaseModel):
+    """A model logged to MLflow: where it is and what produced it."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    task: TaskType
+    spec: ModelSpec
+
+
+def train(
+    splits: SplitRefs,
+    contract: DataContract,
+    spec: ModelSpec,
+    model_name: str,
+    tracking: MlflowConnection,
+    store: Datastore,
+) -> TrainedModel:
+    """Fit on the train split (the validation split feeds per-round metrics) and log the model."""
+    train_rows = read_snapshot(splits.train, store)
+    validation_rows = read_snapshot(splits.validation, store)
+    cores = len(os.sched_getaffinity(0))
+    estimator = build_estimator(spec, contract.task, n_jobs=cores)
+    preprocessor = build_preprocessor(contract, spec.family)
+    y_train, classes = encode_target(train_rows[contract.target], contract)
+    y_validation, _ = encode_target(validation_rows[contract.target], contract, classes)
+    with threadpool_limits(cores):  # Dask workers start with one BLAS/OpenMP thread
+        x_train = preprocessor.fit_transform(train_rows)
+        fit_kwargs = {}
+        if spec.family == "xgboost":
+            fit_kwargs = {"eval_set": [(preprocessor.transform(validation_rows), y_validation)], "verbose": False}
+        estimator.fit(x_train, y_train, **fit_kwargs)
+    model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
+    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows)
+
+
+def encode_target(
+    target: pd.Series, contract: DataContract, classes: list | None = None
+) -> tuple[np.ndarray, list | None]:
+    """Class labels as 0..k-1 (and the label list) for classifiers; floats for regression."""
+    if contract.task == "regression":
+        return target.to_numpy(dtype="float64"), None
+    classes = classes if classes is not None else sorted(target.unique().tolist(), key=str)
+    index = {label: i for i, label in enumerate(classes)}
+    return target.map(index).to_numpy(dtype="int64"), classes
+
+
+def _log(
+    model: TabularModel,
+    estimator: object,
+    contract: DataContract,
+    spec: ModelSpec,
+    splits: SplitRefs,
+    model_name: str,
+    tracking: MlflowConnection,
+    train_rows: pd.DataFrame,
+) -> TrainedModel:
+    experiment_id = tracking.experiment_id(model_name)
+    features = train_rows[contract.feature_names].head(5)
+    tags = {
+        "mlpipe.model_name": model_name,
+        "mlpipe.family": spec.family,
+        "mlpipe.dataset_hash": splits.train.content_hash,
+        "mlpipe.code_version": code_version(),
+        "mlpipe.prefect_flow_run_id": current_flow_run_id() or "",
+    }
+    with (
+        tracking.session(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags) as run,
+    ):
+        mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
+        for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
+            mlflow.log_input(_as_mlflow_dataset(ref), context=context)
+        _log_learning_curve(estimator)
+        mlflow.log_text(contract.to_json(), CONTRACT_ARTIFACT)
+        with warnings.catch_warnings():
+            # The signature keeps the training dtypes on purpose (raw rows must score as they
+            # are); MLflow's hint about integer columns and nulls is for hand-built examples.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            warnings.filterwarnings("ignore", message=".*serialized using CloudPickle")
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=model,
+                signature=infer_signature(features, model.predict(None, features)),
+                input_example=features,
+                pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+            )
+    return TrainedModel(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=info.model_uri,
+        task=contract.task,
+        spec=spec,
+    )
+
+
+def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
+    return MetaDataset(source=resolve_dataset_source(ref.uri), name=ref.source, digest=ref.content_hash[:16])
+
+
+def _log_learning_curve(estimator: object) -> None:
+    """xgboost's per-round validation metric, logged in one batch (one call per round is slow)."""
+    evals = getattr(estimator, "evals_result", None)
+    if evals is None:
+        return
+    try:
+        history = estimator.evals_result()["validation_0"]  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - nothing was recorded
+        return
+    metrics = [
+        Metric(key=f"validation_{name}", value=float(value), timestamp=0, step=step)
+        for name, values in history.items()
+        for step, value in enumerate(values)
+    ]
+    run = mlflow.active_run()
+    assert run is not None
+    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
+
+train_task = task(
+    train,
+    name="train",
+    cache_policy=CACHED,
+    retries=RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_condition_fn=retry_transient,
+)

@@ -1,0 +1,47 @@
+"""Helpers for tests that run the training flow and inspect what Prefect and MLflow recorded."""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from blocks import WorkspaceConfig
+from flows.training import TrainingParams, TrainingSummary, training
+
+DATA_TASKS = ("ingest", "validate", "split")
+
+
+@dataclass
+class FlowOutcome:
+    summary: TrainingSummary | None
+    error: BaseException | None
+    task_states: dict[str, str]
+    seconds: float
+
+
+def run_training(workspace: WorkspaceConfig, **params: Any) -> FlowOutcome:
+    """Run the flow; return its summary (or error) and the final state name of each task."""
+    params.setdefault("model", {"params": {"n_estimators": 40}})
+    started = time.perf_counter()
+    state = training(TrainingParams(**params), workspace, return_state=True)
+    seconds = time.perf_counter() - started
+    summary, error = None, None
+    try:
+        summary = state.result()
+    except BaseException as raised:  # noqa: BLE001 - the test inspects it
+        error = raised
+    return FlowOutcome(summary, error, task_states(state.state_details.flow_run_id), seconds)
+
+
+def task_states(flow_run_id: Any) -> dict[str, str]:
+    """Task name (without Prefect's suffix) → final state name, e.g. {'ingest': 'Cached'}."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
+
+
+def model_versions(workspace: WorkspaceConfig, name: str) -> list[Any]:
+    client = workspace.resolve().mlflow.client()
+    return sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))

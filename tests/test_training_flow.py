@@ -1,0 +1,98 @@
+"""The training flow end to end on embedded defaults: registry, caching, gate."""
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from blocks import WorkspaceConfig
+from tasks.evaluate import PREDICTIONS_ARTIFACT
+from tests.pipeline import DATA_TASKS, model_versions, run_training
+
+FEATURE_EXCLUDE = ["application_id"]
+
+
+def test_first_run_registers_champion_and_identical_rerun_is_cached(workspace: WorkspaceConfig, demo_csv: Path):
+    first = run_training(workspace, data=str(demo_csv), target="default", name="cache-demo", exclude=FEATURE_EXCLUDE)
+    assert first.error is None, first.error
+    assert first.summary.version == "1"
+    assert {"champion", "challenger"} <= set(first.summary.aliases)
+    assert first.summary.gate.passed
+    assert all(first.task_states[t] == "Completed" for t in (*DATA_TASKS, "train", "evaluate"))
+
+    second = run_training(workspace, data=str(demo_csv), target="default", name="cache-demo", exclude=FEATURE_EXCLUDE)
+    assert second.error is None, second.error
+    assert {t: second.task_states[t] for t in (*DATA_TASKS, "train", "evaluate")} == dict.fromkeys(
+        (*DATA_TASKS, "train", "evaluate"), "Cached"
+    )
+    assert second.summary.version == "1"
+    assert [v.version for v in model_versions(workspace, "cache-demo")] == [1]
+    assert second.seconds < first.seconds
+
+
+def test_changed_hyperparameter_retrains_but_reuses_data_steps(workspace: WorkspaceConfig, demo_csv: Path):
+    base = {"data": str(demo_csv), "target": "default", "name": "hparam-demo", "exclude": FEATURE_EXCLUDE}
+    assert run_training(workspace, **base).error is None
+    changed = run_training(workspace, **base, model={"params": {"n_estimators": 40, "max_depth": 3}})
+    assert changed.error is None, changed.error
+    assert {t: changed.task_states[t] for t in DATA_TASKS} == dict.fromkeys(DATA_TASKS, "Cached")
+    assert changed.task_states["train"] == "Completed"
+    assert changed.task_states["register"] == "Completed"
+    assert changed.summary.version == "2"
+
+
+def test_one_changed_byte_invalidates_everything_after_ingest(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame
+):
+    path = data_dir / "byte.csv"
+    demo_frame.to_csv(path, index=False)
+    base = {"data": str(path), "target": "default", "name": "byte-demo", "exclude": FEATURE_EXCLUDE}
+    before = run_training(workspace, **base)
+    assert before.error is None, before.error
+    text = path.read_text()
+    row_start = text.index("\n") + 1
+    path.write_text(text[:row_start] + "9" + text[row_start + 1 :])  # first digit of the first id
+    changed = run_training(workspace, **base)
+    assert changed.error is None, changed.error
+    for name in (*DATA_TASKS, "train", "evaluate"):
+        assert changed.task_states[name] == "Completed", name
+    assert changed.summary.dataset.content_hash != before.summary.dataset.content_hash
+
+
+def test_worse_model_becomes_challenger_not_champion(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame
+):
+    good, shuffled = data_dir / "good.parquet", data_dir / "shuffled.parquet"
+    demo_frame.to_parquet(good, index=False)
+    noisy = demo_frame.copy()
+    noisy["default"] = np.random.default_rng(7).permutation(noisy["default"].to_numpy())
+    noisy.to_parquet(shuffled, index=False)
+    base = {"target": "default", "name": "gate-demo", "exclude": FEATURE_EXCLUDE}
+    champion = run_training(workspace, data=str(good), **base)
+    assert champion.error is None and champion.summary.gate.passed
+
+    worse = run_training(workspace, data=str(shuffled), **base)
+    assert worse.error is None, worse.error
+    assert not worse.summary.gate.passed
+    assert worse.summary.gate.champion_version == "1"
+    assert worse.summary.gate.champion > worse.summary.gate.candidate
+    client = workspace.resolve().mlflow.client()
+    assert str(client.get_model_version_by_alias("gate-demo", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("gate-demo", "challenger").version) == "2"
+
+
+def test_champion_predicts_raw_rows_like_the_evaluation_step(workspace: WorkspaceConfig, demo_csv: Path):
+    outcome = run_training(workspace, data=str(demo_csv), target="default", name="pyfunc-demo", exclude=FEATURE_EXCLUDE)
+    assert outcome.error is None, outcome.error
+    resolved = workspace.resolve().mlflow
+    with resolved.session():
+        evaluated = pd.read_parquet(
+            mlflow.artifacts.download_artifacts(f"runs:/{outcome.summary.run_id}/{PREDICTIONS_ARTIFACT}")
+        )
+        model = mlflow.pyfunc.load_model("models:/pyfunc-demo@champion")
+    test_rows = pd.read_parquet(outcome.summary.splits.test.uri)
+    predicted = model.predict(test_rows)  # raw rows: ids, timestamp and label included
+    assert len(predicted) == len(evaluated) == len(test_rows)
+    np.testing.assert_allclose(predicted["probability_1"], evaluated["probability_1"])
+    assert (predicted["prediction"].to_numpy() == evaluated["prediction"].to_numpy()).all()
