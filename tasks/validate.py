@@ -33,8 +33,9 @@ def validate(dataset: DatasetRef, contract: DataContract, store: Datastore) -> D
 def check_frame(frame: pd.DataFrame, contract: DataContract, source: str) -> list[str]:
     """Every broken promise, as `column 'x': expected …, got …` lines (empty when valid)."""
     require_columns(frame, [c.name for c in contract.columns], source)
-    failures = [_kind_failure(frame[c.name], c) for c in contract.columns]
-    return [f for f in failures if f] + _run_suite(frame, contract)
+    kind_failures = {c.name: _kind_failure(frame[c.name], c) for c in contract.columns}
+    well_typed = [c for c in contract.columns if kind_failures[c.name] is None]
+    return [f for f in kind_failures.values() if f] + _run_suite(frame, contract.target, well_typed)
 
 
 def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
@@ -48,7 +49,7 @@ def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
     return None
 
 
-def _run_suite(frame: pd.DataFrame, contract: DataContract) -> list[str]:
+def _run_suite(frame: pd.DataFrame, target: str, columns: list[ColumnContract]) -> list[str]:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
@@ -58,8 +59,8 @@ def _run_suite(frame: pd.DataFrame, contract: DataContract) -> list[str]:
         .get_batch(batch_parameters={"dataframe": frame})
     )
     suite = gx.ExpectationSuite(name="contract")
-    for column in contract.columns:
-        for expectation in expectations_for(column, rare_share=0.0 if column.name == contract.target else RARE_SHARE):
+    for column in columns:
+        for expectation in expectations_for(column, rare_share=0.0 if column.name == target else RARE_SHARE):
             suite.add_expectation(expectation)
     result = batch.validate(suite)
     return [_describe(r) for r in result.results if not r.success]
@@ -90,8 +91,8 @@ def _describe(result: gx.core.ExpectationValidationResult) -> str:
     if result.exception_info and result.exception_info.get("raised_exception"):
         return f"column '{column}': {config.type} could not run ({result.exception_info.get('exception_message')})"
     rule = {k: v for k, v in config.kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly")}
-    unexpected = details.get("unexpected_percent")
-    examples = details.get("partial_unexpected_list", [])[:3]
+    unexpected = details.get("unexpected_percent") or 0.0
+    examples = (details.get("partial_unexpected_list") or [])[:3]
     return f"column '{column}': {config.type} {rule} failed ({unexpected:.1f}% unexpected, e.g. {examples})"
 
 

@@ -96,3 +96,21 @@ def test_champion_predicts_raw_rows_like_the_evaluation_step(workspace: Workspac
     assert len(predicted) == len(evaluated) == len(test_rows)
     np.testing.assert_allclose(predicted["probability_1"], evaluated["probability_1"])
     assert (predicted["prediction"].to_numpy() == evaluated["prediction"].to_numpy()).all()
+
+
+def test_runs_on_an_existing_scheduler_given_by_address(workspace: WorkspaceConfig, demo_csv: Path):
+    from distributed import Client, LocalCluster
+    from prefect.settings import PREFECT_API_URL
+
+    from blocks import DaskCluster
+
+    env = {"PREFECT_API_URL": PREFECT_API_URL.value()}  # what an operator sets on remote workers
+    with LocalCluster(n_workers=1, threads_per_worker=2, env=env, dashboard_address=":0") as cluster:
+        remote = workspace.model_copy(update={"cluster": DaskCluster(address=cluster.scheduler_address)})
+        outcome = run_training(
+            remote, data=str(demo_csv), target="default", name="remote-demo", exclude=FEATURE_EXCLUDE
+        )
+        assert outcome.error is None, outcome.error
+        with Client(cluster.scheduler_address) as client:
+            prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"ingest", "train", "register"} <= {prefix.split("-")[0] for prefix in prefixes}

@@ -1,0 +1,51 @@
+"""The `mlpipe` command as a user runs it: a separate process, exit codes, one-line errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from mlpipe.cli import parse_params
+from mlpipe.errors import ConfigError
+
+MLPIPE = str(Path(sys.executable).parent / "mlpipe")
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `mlpipe` against the session's Prefect API, in its own workspace."""
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLPIPE_HOME": str(cwd / ".mlpipe")}
+    return subprocess.run([MLPIPE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_registers_a_model_and_exits_zero(tmp_path: Path, demo_csv: Path):
+    result = run_cli(
+        "train", "--data", str(demo_csv), "--target", "default", "--name", "cli-demo",
+        "--model", "random_forest", "--param", "n_estimators=20", "--exclude", "application_id",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "cli-demo v1" in result.stdout
+    assert "Gate passed" in result.stdout
+    assert (tmp_path / ".mlpipe" / "mlflow.db").exists()
+
+
+def test_failure_exits_nonzero_with_one_line_naming_the_problem(tmp_path: Path, demo_csv: Path):
+    result = run_cli("train", "--data", str(demo_csv), "--target", "nope", "--name", "cli-bad", cwd=tmp_path)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error:"), result.stderr[-2000:]
+    assert "required column(s) ['nope'] missing" in last_line
+
+
+def test_param_values_are_typed():
+    assert parse_params(["max_depth=3", "learning_rate=0.05", "flag=true", "name=hist"]) == {
+        "max_depth": 3,
+        "learning_rate": 0.05,
+        "flag": True,
+        "name": "hist",
+    }
+    with pytest.raises(ConfigError, match="'depth': expected KEY=VALUE"):
+        parse_params(["depth"])

@@ -1,0 +1,105 @@
+"""Transient failures are retried safely; cache keys follow code and data, not luck."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+import tasks
+from blocks import WorkspaceConfig
+from flows.training import TrainingParams, training
+from tasks.evaluate import Evaluation
+from tasks.gate import GateDecision
+from tasks.model import ModelSpec
+from tasks.register import register
+from tasks.train import TrainedModel
+from tests.flaky_http import flaky_file_server
+from tests.pipeline import DATA_TASKS, model_versions, run_training
+
+
+def ingest_run_count(flow_run_id: object) -> int:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="ingest")),
+        )
+    return runs[0].run_count
+
+
+def test_data_read_failing_twice_is_retried_and_registers_one_version(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame
+):
+    served = data_dir / "served"
+    served.mkdir()
+    demo_frame.to_csv(served / "credit.csv", index=False)
+    with flaky_file_server(served, failures=2) as (url, handler):
+        state = training(
+            TrainingParams(
+                data=f"{url}/credit.csv",
+                target="default",
+                name="retry-demo",
+                exclude=["application_id"],
+                model=ModelSpec(params={"n_estimators": 20}),
+            ),
+            workspace,
+            return_state=True,
+        )
+        assert state.is_completed(), state.message
+        assert len(handler.gets_seen) >= 3  # two refused, then served
+    assert ingest_run_count(state.state_details.flow_run_id) == 3
+    assert [str(v.version) for v in model_versions(workspace, "retry-demo")] == ["1"]
+
+
+def test_register_retried_after_it_succeeded_finds_the_same_version(workspace: WorkspaceConfig, demo_csv: Path):
+    outcome = run_training(workspace, data=str(demo_csv), target="default", name="idempotent-demo")
+    assert outcome.error is None, outcome.error
+    tracking = workspace.resolve().mlflow
+    version = tracking.client().get_model_version("idempotent-demo", "1")
+    model = TrainedModel(
+        run_id=outcome.summary.run_id,
+        experiment_id=tracking.experiment_id("idempotent-demo"),
+        model_uri=version.source,
+        task="classification",
+        spec=ModelSpec(),
+    )
+    evaluation = Evaluation(run_id=model.run_id, test_hash="x", metrics=outcome.summary.metrics)
+    decision = GateDecision(passed=True, metric="roc_auc", candidate=0.9, threshold=None, margin=0.0, reason="test")
+    for _ in range(2):  # what a retry after a lost response does
+        again = register(model, evaluation, decision, outcome.summary.dataset, "idempotent-demo", tracking)
+        assert again.version == "1"
+    assert [str(v.version) for v in model_versions(workspace, "idempotent-demo")] == ["1"]
+
+
+@pytest.fixture
+def editable_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the `tasks` package that the Dask workers import instead of the original.
+
+    Workers are spawned with the parent's `sys.path`, so prepending the copy's folder makes
+    the next flow run's workers run (and hash) the copied source.
+    """
+    root = tmp_path / "code"
+    shutil.copytree(Path(tasks.__file__).parent, root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(root))
+    return root / "tasks"
+
+
+def test_editing_a_task_source_invalidates_only_that_task(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame, editable_tasks: Path
+):
+    path = data_dir / "source-edit.parquet"
+    demo_frame.to_parquet(path, index=False)
+    base = {"data": str(path), "target": "default", "name": "source-demo", "exclude": ["application_id"]}
+    assert run_training(workspace, **base).error is None
+
+    split_source = editable_tasks / "split.py"
+    split_source.write_text(split_source.read_text() + "\n# an edit that changes no behaviour\n")
+    edited = run_training(workspace, **base)
+    assert edited.error is None, edited.error
+    assert edited.task_states["split"] == "Completed"
+    unchanged = ("ingest", "validate", "train", "evaluate")
+    assert {t: edited.task_states[t] for t in unchanged} == dict.fromkeys(unchanged, "Cached")
+    assert set(DATA_TASKS) - {"split"} <= set(unchanged)
+    assert [str(v.version) for v in model_versions(workspace, "source-demo")] == ["1"]

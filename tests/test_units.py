@@ -1,0 +1,160 @@
+"""Plain functions on small inputs: gate rule, metrics direction, split, contract, configuration."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from blocks import DaskCluster, Datastore, GatePolicy, MlflowConnection, WorkspaceConfig
+from blocks.workspace import load_config_file
+from mlpipe.errors import ConfigError, DataError
+from tasks.contract import infer_contract, infer_task
+from tasks.gate import Champion, decide
+from tasks.metrics import is_better
+from tasks.model import ModelSpec, build_estimator
+from tasks.split import SplitSpec, derived_seed, split
+
+# --- gate: the rule that picks the champion, tested on numbers alone -----------------------------
+
+
+def test_gate_passes_first_model_above_threshold():
+    decision = decide("roc_auc", 0.81, GatePolicy(threshold=0.8), champion=None)
+    assert decision.passed and decision.reason == "no champion yet"
+
+
+def test_gate_rejects_below_threshold_even_without_champion():
+    decision = decide("roc_auc", 0.79, GatePolicy(threshold=0.8), champion=None)
+    assert not decision.passed and "below the threshold 0.8" in decision.reason
+
+
+def test_gate_needs_more_than_the_margin_over_the_champion():
+    policy = GatePolicy(margin=0.01)
+    assert not decide("roc_auc", 0.805, policy, Champion(version="3", score=0.80)).passed
+    assert decide("roc_auc", 0.811, policy, Champion(version="3", score=0.80)).passed
+
+
+def test_gate_follows_the_metric_direction():
+    assert decide("rmse", 9.0, GatePolicy(), Champion(version="1", score=10.0)).passed
+    assert not decide("rmse", 11.0, GatePolicy(), Champion(version="1", score=10.0)).passed
+    assert not decide("rmse", 11.0, GatePolicy(threshold=10.5), champion=None).passed
+
+
+def test_a_tie_does_not_replace_the_champion():
+    assert not is_better("roc_auc", 0.8, 0.8)
+    assert not is_better("log_loss", 0.3, 0.3)
+    assert is_better("log_loss", 0.29, 0.3)
+
+
+# --- split -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Datastore:
+    return Datastore(url=str(tmp_path / "store")).resolve()
+
+
+def ingested(frame: pd.DataFrame, tmp_path: Path, store: Datastore):
+    from tasks.ingest import ingest
+
+    path = tmp_path / "data.parquet"
+    frame.to_parquet(path, index=False)
+    return ingest(str(path), store)
+
+
+def test_split_is_deterministic_stratified_and_seeded(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
+    ref = ingested(demo_frame, tmp_path, store)
+    contract = infer_contract(demo_frame, "default", exclude=["application_id"])
+    first = split(ref, contract, SplitSpec(seed=1), store)
+    again = split(ref, contract, SplitSpec(seed=1), store)
+    other = split(ref, contract, SplitSpec(seed=2), store)
+    assert first == again
+    assert first.test.content_hash != other.test.content_hash
+    assert first.train.rows + first.validation.rows + first.test.rows == len(demo_frame)
+    rates = [pd.read_parquet(part.uri)["default"].mean() for part in (first.train, first.validation, first.test)]
+    assert max(rates) - min(rates) < 0.01
+    assert derived_seed(1, "a") != derived_seed(1, "b")
+
+
+def test_time_ordered_split_puts_newest_rows_in_test(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
+    shuffled = demo_frame.sample(frac=1.0, random_state=0)
+    ref = ingested(shuffled, tmp_path, store)
+    contract = infer_contract(shuffled, "default", time_column="applied_at", exclude=["application_id"])
+    parts = split(ref, contract, SplitSpec(time_ordered=True), store)
+    train, test = pd.read_parquet(parts.train.uri), pd.read_parquet(parts.test.uri)
+    assert train["applied_at"].max() <= test["applied_at"].min()
+    assert "applied_at" not in contract.feature_names
+
+
+def test_time_ordered_split_without_time_column_is_an_error(tmp_path, store, demo_frame):
+    ref = ingested(demo_frame, tmp_path, store)
+    contract = infer_contract(demo_frame, "default")
+    with pytest.raises(DataError, match="needs a time column"):
+        split(ref, contract, SplitSpec(time_ordered=True), store)
+
+
+# --- contract and model configuration --------------------------------------------------------------
+
+
+def test_task_is_inferred_from_the_target():
+    assert infer_task(pd.Series([0, 1, 1], name="y")) == "classification"
+    assert infer_task(pd.Series(["yes", "no"], name="y")) == "classification"
+    assert infer_task(pd.Series([0.5, 1.7, 2.2], name="y")) == "regression"
+    assert infer_task(pd.Series(range(100), name="y")) == "regression"
+
+
+def test_contract_skips_ids_and_timestamps(demo_frame: pd.DataFrame):
+    contract = infer_contract(demo_frame, "default", time_column="applied_at", exclude=["application_id"])
+    assert "application_id" not in contract.feature_names
+    assert contract.column("region").allowed_values == ["central", "east", "north", "south", "west"]
+    assert contract.column("default").allowed_values == [0, 1]
+    assert contract.column("age").minimum == 0.0
+
+
+def test_unknown_hyperparameter_is_named():
+    with pytest.raises(ConfigError, match=r"model 'xgboost' has no parameter\(s\) \['no_such'\]"):
+        build_estimator(ModelSpec(params={"no_such": 1}), "classification", n_jobs=1)
+    assert build_estimator(ModelSpec(family="linear"), "regression", n_jobs=1).alpha == 1.0
+
+
+# --- blocks: local defaults, environment overrides, config files --------------------------------
+
+
+def test_defaults_live_under_mlpipe_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "home"))
+    resolved = WorkspaceConfig().resolve()
+    assert resolved.mlflow.tracking_uri == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    assert resolved.mlflow.registry_uri == resolved.mlflow.tracking_uri
+    assert resolved.mlflow.artifact_location == (tmp_path / "home" / "artifacts").as_uri()
+    assert resolved.datastore.url == str(tmp_path / "home" / "datastore")
+    assert resolved.cluster.address is None
+
+
+def test_standard_environment_variables_override_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://127.0.0.1:5001")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:8786")
+    resolved = WorkspaceConfig().resolve()
+    assert resolved.mlflow.tracking_uri == "http://127.0.0.1:5000"
+    assert resolved.mlflow.registry_uri == "http://127.0.0.1:5001"
+    assert resolved.mlflow.artifact_location is None  # the server decides
+    assert resolved.cluster.address == "tcp://127.0.0.1:8786"
+    explicit = MlflowConnection(tracking_uri="sqlite:///x.db").resolve()
+    assert explicit.tracking_uri == "sqlite:///x.db"
+
+
+def test_cluster_settings_become_local_cluster_arguments():
+    cluster = DaskCluster(n_workers=2, threads_per_worker=1, adaptive_maximum=4)
+    assert cluster.local_cluster_kwargs() == {"processes": True, "n_workers": 2, "threads_per_worker": 1}
+    assert cluster.adapt_kwargs() == {"maximum": 4}
+
+
+def test_config_file_errors_name_the_file_and_field(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text("cluster:\n  n_workers: zero\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml: field 'cluster\.n_workers'"):
+        WorkspaceConfig.from_mapping(load_config_file(path), str(path))
+    path.write_text("clusters: {}\n")
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) \['clusters'\]"):
+        WorkspaceConfig.from_mapping(load_config_file(path), str(path))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config_file(tmp_path / "missing.yaml")
