@@ -24,7 +24,7 @@ class DaskCluster(Block):
     n_workers: int | None = Field(default=None, ge=1, description="LocalCluster workers; default: by cores")
     threads_per_worker: int | None = Field(default=None, ge=1, description="threads in each local worker")
     memory_limit: str | None = Field(default=None, description="per local worker, e.g. '4GiB'; default: auto")
-    processes: bool = Field(default=True, description="local workers as processes (False: threads)")
+    processes: bool = Field(default=False, description="local workers as processes (default: threads)")
     adaptive_minimum: int | None = Field(default=None, ge=0, description="adaptive scaling: fewest workers")
     adaptive_maximum: int | None = Field(default=None, ge=1, description="adaptive scaling: most workers")
 
@@ -75,7 +75,9 @@ class WorkspaceTaskRunner(DaskTaskRunner):
             self.address = settings.address
             return
         self.resolved_cluster_class = distributed.LocalCluster  # type: ignore[assignment]
-        self.cluster_kwargs = {**settings.local_cluster_kwargs(), "env": {"PREFECT_API_URL": _current_api_url()}}
+        self.cluster_kwargs = settings.local_cluster_kwargs()
+        if settings.processes:
+            self.cluster_kwargs["env"] = {"PREFECT_API_URL": _current_api_url()}
         self.adapt_kwargs = settings.adapt_kwargs()
 
     @property

@@ -1,6 +1,7 @@
 """MLflow connection: tracking and registry URIs and the experiment runs go to."""
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -12,6 +13,9 @@ from mlpipe.workspace import workspace_home
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+_SESSION_LOCK = threading.RLock()
+_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 class MlflowConnection(Block):
@@ -45,17 +49,31 @@ class MlflowConnection(Block):
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        """Point MLflow's process-wide fluent API at this connection for the block's duration."""
-        import mlflow
+        """Point MLflow's process-wide fluent API at this connection, then put back exactly what was there.
 
-        previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri)
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(previous[0])
-            mlflow.set_registry_uri(previous[1])
+        MLflow keeps the URIs in module globals *and* exports them as environment variables, so a
+        plain set/restore would leak a resolved default (a cwd-relative SQLite file) into the next
+        `resolve()`. Tasks on a threaded Dask worker share the process, hence the lock.
+        """
+        import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        with _SESSION_LOCK:
+            saved_env = {name: os.environ.get(name) for name in _URI_VARIABLES}
+            saved_tracking, saved_registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri)
+            try:
+                yield
+            finally:
+                mlflow.set_tracking_uri(saved_tracking)
+                registry_utils._registry_uri = saved_registry
+                for name, value in saved_env.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
     def client(self) -> "MlflowClient":
         """A client bound to this connection (no global state)."""

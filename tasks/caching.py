@@ -37,7 +37,7 @@ class ModuleSource(CachePolicy):
         return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SourceFingerprint(CachePolicy):
     """Size, modification time and checksum (where the store has one) of the file in `parameter`."""
 

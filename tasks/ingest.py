@@ -81,7 +81,7 @@ def _parse_parquet(raw: bytes, source: str) -> pa.Table:
 ingest_task = task(
     ingest,
     name="ingest",
-    cache_policy=CACHED + SourceFingerprint("source"),
+    cache_policy=CACHED + SourceFingerprint(parameter="source"),
     retries=RETRIES,
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
     retry_condition_fn=retry_transient,

@@ -1,6 +1,7 @@
 """Train: fit preprocessing + estimator on the train split and log it to MLflow as a pyfunc model."""
 
 import os
+import time
 import warnings
 from importlib.metadata import version
 
@@ -57,14 +58,16 @@ def train(
     preprocessor = build_preprocessor(contract, spec.family)
     y_train, classes = encode_target(train_rows[contract.target], contract)
     y_validation, _ = encode_target(validation_rows[contract.target], contract, classes)
-    with threadpool_limits(cores):  # Dask workers start with one BLAS/OpenMP thread
+    started = time.perf_counter()
+    with threadpool_limits(cores):  # Dask worker processes start with one BLAS/OpenMP thread
         x_train = preprocessor.fit_transform(train_rows)
         fit_kwargs = {}
         if spec.family == "xgboost":
             fit_kwargs = {"eval_set": [(preprocessor.transform(validation_rows), y_validation)], "verbose": False}
         estimator.fit(x_train, y_train, **fit_kwargs)
+    fit_seconds = time.perf_counter() - started
     model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
-    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows)
+    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds)
 
 
 def encode_target(
@@ -87,6 +90,7 @@ def _log(
     model_name: str,
     tracking: MlflowConnection,
     train_rows: pd.DataFrame,
+    fit_seconds: float,
 ) -> TrainedModel:
     experiment_id = tracking.experiment_id(model_name)
     features = train_rows[contract.feature_names].head(5)
@@ -102,6 +106,7 @@ def _log(
         mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags) as run,
     ):
         mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
+        mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
         for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
             mlflow.log_input(_as_mlflow_dataset(ref), context=context)
         _log_learning_curve(estimator)

@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from blocks import DaskCluster, WorkspaceConfig  # noqa: E402
+from blocks import WorkspaceConfig  # noqa: E402
 from mlpipe.demo_data import credit_default  # noqa: E402
 
 
@@ -35,11 +35,8 @@ def prefect_api() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def workspace() -> WorkspaceConfig:
-    """Local defaults (SQLite MLflow, datastore under MLPIPE_HOME) on a one-worker LocalCluster.
-
-    One worker process keeps each flow run's start-up (worker imports) to a single process.
-    """
-    return WorkspaceConfig(cluster=DaskCluster(n_workers=1, threads_per_worker=2))
+    """The local defaults: SQLite MLflow, datastore under MLPIPE_HOME, a threaded LocalCluster."""
+    return WorkspaceConfig()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
 import tasks
-from blocks import WorkspaceConfig
+from blocks import DaskCluster, WorkspaceConfig
 from flows.training import TrainingParams, training
 from tasks.evaluate import Evaluation
 from tasks.gate import GateDecision
@@ -92,11 +92,13 @@ def test_editing_a_task_source_invalidates_only_that_task(
     path = data_dir / "source-edit.parquet"
     demo_frame.to_parquet(path, index=False)
     base = {"data": str(path), "target": "default", "name": "source-demo", "exclude": ["application_id"]}
-    assert run_training(workspace, **base).error is None
+    # Worker processes (not threads) import the edited copy afresh for each flow run.
+    processes = workspace.model_copy(update={"cluster": DaskCluster(n_workers=1, processes=True)})
+    assert run_training(processes, **base).error is None
 
     split_source = editable_tasks / "split.py"
     split_source.write_text(split_source.read_text() + "\n# an edit that changes no behaviour\n")
-    edited = run_training(workspace, **base)
+    edited = run_training(processes, **base)
     assert edited.error is None, edited.error
     assert edited.task_states["split"] == "Completed"
     unchanged = ("ingest", "validate", "train", "evaluate")

@@ -1,5 +1,6 @@
 """Plain functions on small inputs: gate rule, metrics direction, split, contract, configuration."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -144,7 +145,7 @@ def test_standard_environment_variables_override_defaults(monkeypatch: pytest.Mo
 
 def test_cluster_settings_become_local_cluster_arguments():
     cluster = DaskCluster(n_workers=2, threads_per_worker=1, adaptive_maximum=4)
-    assert cluster.local_cluster_kwargs() == {"processes": True, "n_workers": 2, "threads_per_worker": 1}
+    assert cluster.local_cluster_kwargs() == {"processes": False, "n_workers": 2, "threads_per_worker": 1}
     assert cluster.adapt_kwargs() == {"maximum": 4}
 
 
@@ -158,3 +159,15 @@ def test_config_file_errors_name_the_file_and_field(tmp_path: Path):
         WorkspaceConfig.from_mapping(load_config_file(path), str(path))
     with pytest.raises(ConfigError, match="not found"):
         load_config_file(tmp_path / "missing.yaml")
+
+
+def test_mlflow_session_puts_back_exactly_what_was_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    connection = MlflowConnection(tracking_uri=f"sqlite:///{tmp_path / 'a.db'}").resolve()
+    with connection.session():
+        assert mlflow.get_tracking_uri() == connection.tracking_uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "home"))
+    assert MlflowConnection().resolve().tracking_uri == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
