@@ -4,13 +4,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from blocks.cluster import DaskCluster
 from blocks.datastore import Datastore
 from blocks.gate import GatePolicy
 from blocks.mlflow import MlflowConnection
-from mlpipe.errors import ConfigError
+from mlpipe.errors import ConfigError, validated
 
 
 class WorkspaceConfig(BaseModel):
@@ -36,12 +36,7 @@ class WorkspaceConfig(BaseModel):
         unknown = set(data) - set(cls.model_fields)
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(cls.model_fields)}")
-        try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            problem = error.errors()[0]
-            field = ".".join(str(part) for part in problem["loc"])
-            raise ConfigError(f"{source}: field '{field}': {problem['msg']}") from None
+        return validated(cls, data, source)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

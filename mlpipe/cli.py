@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from mlpipe.errors import ConfigError, MlpipeError
+from mlpipe.errors import ConfigError, MlpipeError, validated
 from mlpipe.runtime import configure_process
 
 app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLflow.", no_args_is_help=True)
@@ -106,21 +106,10 @@ def _train(config: Path | None, overrides: dict, model_overrides: dict, split_ov
             elif value is not None:
                 merged[key] = value
         settings[section] = merged
-    params = _validated(TrainingParams, settings, source)
+    params = validated(TrainingParams, settings, source)
     workspace = WorkspaceConfig.from_mapping(sections, source)
     summary = training(params, workspace)
     _print_summary(summary)
-
-
-def _validated(model: type, data: dict, source: str) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        field = ".".join(str(part) for part in problem["loc"])
-        raise ConfigError(f"{source}: field '{field}': {problem['msg']}") from None
 
 
 def _demo(rows: int, drift: float) -> None:

@@ -1,5 +1,11 @@
 """Errors a user can act on: each names the file, column or field and what was expected."""
 
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
 
 class MlpipeError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero."""
@@ -15,3 +21,13 @@ class ValidationFailed(DataError):
 
 class ConfigError(MlpipeError):
     """A configuration value or parameter is invalid."""
+
+
+def validated(model: type[M], data: object, source: str) -> M:
+    """`model.model_validate(data)`, with the first problem as a ConfigError naming source and field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(f"{source}: field '{field}': {problem['msg']}") from None

@@ -8,16 +8,22 @@ fingerprint of the file it reads (so a changed byte invalidates everything downs
 
 import hashlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from fsspec.core import url_to_fs
+from prefect import Task, task
 from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
 
 from mlpipe.errors import MlpipeError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -64,6 +70,19 @@ CACHED = INPUTS + ModuleSource()
 
 RETRIES = 3
 """How many times a transient failure is retried (with exponential backoff)."""
+
+
+def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Task[P, R]:
+    """The `@task` wrapper of a pipeline step: caching (`NO_CACHE` for steps that read live state,
+    such as the current champion) and retries with exponential backoff for transient failures only."""
+    return task(
+        fn,
+        name=fn.__name__.replace("_", "-"),
+        cache_policy=cache_policy,
+        retries=RETRIES,
+        retry_delay_seconds=exponential_backoff(backoff_factor=1),
+        retry_condition_fn=retry_transient,
+    )
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -10,14 +10,13 @@ from typing import Literal
 
 import pandas as pd
 from pandas.api import types as ptypes
-from prefect import task
-from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ValidationError
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from blocks.datastore import Datastore
 from blocks.mlflow import MlflowConnection
-from mlpipe.errors import ConfigError, DataError
-from tasks.caching import RETRIES, retry_transient
+from mlpipe.errors import ConfigError, DataError, validated
+from tasks.caching import pipeline_task
 from tasks.datasets import DatasetRef, read_snapshot
 
 ColumnKind = Literal["numeric", "string", "boolean", "datetime"]
@@ -65,13 +64,10 @@ class DataContract(BaseModel):
 
         path = Path(path)
         try:
-            return cls.model_validate(yaml.safe_load(path.read_text()))
+            text = path.read_text()
         except FileNotFoundError:
             raise ConfigError(f"contract file {path} not found") from None
-        except ValidationError as error:
-            problem = error.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"])
-            raise ConfigError(f"contract file {path}: field '{where}': {problem['msg']}") from None
+        return validated(cls, yaml.safe_load(text), f"contract file {path}")
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2)
@@ -202,10 +198,4 @@ def champion_contract(model_name: str, tracking: MlflowConnection) -> DataContra
     return DataContract.model_validate_json(text)
 
 
-contract_task = task(
-    resolve_contract,
-    name="resolve-contract",
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+contract_task = pipeline_task(resolve_contract, cache_policy=NO_CACHE)

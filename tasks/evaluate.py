@@ -7,14 +7,12 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
-from prefect import task
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from blocks.datastore import Datastore
 from blocks.mlflow import MlflowConnection
-from tasks.caching import CACHED, RETRIES, retry_transient
+from tasks.caching import pipeline_task
 from tasks.contract import DataContract
 from tasks.datasets import read_snapshot
 from tasks.metrics import compute_metrics, probability_columns
@@ -91,11 +89,4 @@ def _log_bytes(content: bytes, artifact_path: str) -> None:
         mlflow.log_artifact(str(local), directory or None)
 
 
-evaluate_task = task(
-    evaluate,
-    name="evaluate",
-    cache_policy=CACHED,
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+evaluate_task = pipeline_task(evaluate)

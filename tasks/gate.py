@@ -2,15 +2,14 @@
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from prefect import task
-from prefect.tasks import exponential_backoff
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks.datastore import Datastore
 from blocks.gate import GatePolicy
 from blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
-from tasks.caching import RETRIES, retry_transient
+from tasks.caching import pipeline_task
 from tasks.contract import DataContract, TaskType
 from tasks.datasets import read_snapshot
 from tasks.evaluate import Evaluation, score
@@ -125,10 +124,4 @@ def find_champion(model_name: str, tracking: MlflowConnection) -> ModelVersion |
         raise
 
 
-gate_task = task(
-    gate,
-    name="gate",
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+gate_task = pipeline_task(gate, cache_policy=NO_CACHE)

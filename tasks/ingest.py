@@ -6,12 +6,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
-from prefect import task
-from prefect.tasks import exponential_backoff
 
 from blocks.datastore import Datastore
 from mlpipe.errors import DataError
-from tasks.caching import CACHED, RETRIES, SourceFingerprint, retry_transient
+from tasks.caching import CACHED, SourceFingerprint, pipeline_task
 from tasks.datasets import DatasetRef, write_snapshot
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
@@ -78,11 +76,4 @@ def _parse_parquet(raw: bytes, source: str) -> pa.Table:
         raise DataError(f"{source}: not a valid Parquet file ({error})") from None
 
 
-ingest_task = task(
-    ingest,
-    name="ingest",
-    cache_policy=CACHED + SourceFingerprint(parameter="source"),
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+ingest_task = pipeline_task(ingest, cache_policy=CACHED + SourceFingerprint(parameter="source"))

@@ -2,13 +2,12 @@
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from prefect import task
-from prefect.tasks import exponential_backoff
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks.mlflow import MlflowConnection
 from mlpipe.lineage import code_version, current_flow_run_id
-from tasks.caching import RETRIES, retry_transient
+from tasks.caching import pipeline_task
 from tasks.datasets import DatasetRef
 from tasks.evaluate import Evaluation
 from tasks.gate import CHALLENGER, CHAMPION, GateDecision
@@ -71,10 +70,4 @@ def find_version(model_name: str, run_id: str, tracking: MlflowConnection) -> st
     return str(min(int(v.version) for v in found)) if found else None
 
 
-register_task = task(
-    register,
-    name="register",
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+register_task = pipeline_task(register, cache_policy=NO_CACHE)

@@ -4,14 +4,12 @@ import hashlib
 
 import pandas as pd
 import pyarrow as pa
-from prefect import task
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field, model_validator
 from sklearn.model_selection import train_test_split
 
 from blocks.datastore import Datastore
 from mlpipe.errors import DataError
-from tasks.caching import CACHED, RETRIES, retry_transient
+from tasks.caching import pipeline_task
 from tasks.contract import DataContract
 from tasks.datasets import DatasetRef, read_snapshot, write_snapshot
 
@@ -93,11 +91,4 @@ def _time_ordered(
     return ordered.iloc[:validation_start], ordered.iloc[validation_start:test_start], ordered.iloc[test_start:]
 
 
-split_task = task(
-    split,
-    name="split",
-    cache_policy=CACHED,
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+split_task = pipeline_task(split)

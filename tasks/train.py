@@ -12,8 +12,6 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.models import infer_signature
-from prefect import task
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
@@ -21,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from blocks.datastore import Datastore
 from blocks.mlflow import MlflowConnection
 from mlpipe.lineage import code_version, current_flow_run_id
-from tasks.caching import CACHED, RETRIES, retry_transient
+from tasks.caching import pipeline_task
 from tasks.contract import DataContract, TaskType
 from tasks.datasets import DatasetRef, read_snapshot
 from tasks.model import ModelSpec, TabularModel, build_estimator, build_preprocessor
@@ -133,7 +131,10 @@ def _log(
 
 
 def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
-    return MetaDataset(source=resolve_dataset_source(ref.uri), name=ref.source, digest=ref.content_hash[:16])
+    with warnings.catch_warnings():  # a file:// URI matches two equivalent local source types
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(ref.uri)
+    return MetaDataset(source=source, name=ref.source, digest=ref.content_hash[:16])
 
 
 def _log_learning_curve(estimator: object) -> None:
@@ -155,11 +156,4 @@ def _log_learning_curve(estimator: object) -> None:
     mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
 
 
-train_task = task(
-    train,
-    name="train",
-    cache_policy=CACHED,
-    retries=RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1),
-    retry_condition_fn=retry_transient,
-)
+train_task = pipeline_task(train)

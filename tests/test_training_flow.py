@@ -16,29 +16,16 @@ FEATURE_EXCLUDE = ["application_id"]
 
 def test_first_run_registers_champion_and_identical_rerun_is_cached(workspace: WorkspaceConfig, data_dir: Path):
     data = data_dir / "cache-demo.csv"  # a file no other test has ingested, big enough to time
-    credit_default(rows=30_000, seed=5).to_csv(data, index=False)
-    first = run_training(
-        workspace,
-        data=str(data),
-        target="default",
-        name="cache-demo",
-        exclude=FEATURE_EXCLUDE,
-        model={"params": {"n_estimators": 200}},
-    )
+    credit_default(rows=150_000, seed=5).to_csv(data, index=False)
+    params = {"data": str(data), "target": "default", "name": "cache-demo", "exclude": FEATURE_EXCLUDE, "model": {}}
+    first = run_training(workspace, **params)
     assert first.error is None, first.error
     assert first.summary.version == "1"
     assert {"champion", "challenger"} <= set(first.summary.aliases)
     assert first.summary.gate.passed
     assert all(first.task_states[t] == "Completed" for t in (*DATA_TASKS, "train", "evaluate"))
 
-    second = run_training(
-        workspace,
-        data=str(data),
-        target="default",
-        name="cache-demo",
-        exclude=FEATURE_EXCLUDE,
-        model={"params": {"n_estimators": 200}},
-    )
+    second = run_training(workspace, **params)
     assert second.error is None, second.error
     assert {t: second.task_states[t] for t in (*DATA_TASKS, "train", "evaluate")} == dict.fromkeys(
         (*DATA_TASKS, "train", "evaluate"), "Cached"

@@ -171,3 +171,32 @@ def test_mlflow_session_puts_back_exactly_what_was_there(tmp_path: Path, monkeyp
     assert "MLFLOW_TRACKING_URI" not in os.environ
     monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "home"))
     assert MlflowConnection().resolve().tracking_uri == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+
+
+def test_one_hot_top_codes_rare_unseen_and_missing_values():
+    from tasks.model import OneHotTop
+
+    train = pd.DataFrame({"colour": ["red", "red", "blue", "green", None], "flag": [True, False, True, True, False]})
+    encoder = OneHotTop(max_categories=2).fit(train)
+    assert list(encoder.get_feature_names_out()) == [
+        "colour=red", "colour=blue", "colour=<other>", "colour=<missing>",
+        "flag=True", "flag=False", "flag=<other>", "flag=<missing>",
+    ]  # fmt: skip
+    new = pd.DataFrame({"colour": ["blue", "purple", None], "flag": [False, True, None]})
+    assert encoder.transform(new).toarray().tolist() == [
+        [0, 1, 0, 0, 0, 1, 0, 0],
+        [0, 0, 1, 0, 1, 0, 0, 0],
+        [0, 0, 0, 1, 0, 0, 0, 1],
+    ]
+
+
+def test_user_contract_file_is_loaded_and_checked(tmp_path: Path, demo_frame: pd.DataFrame):
+    from tasks.contract import DataContract
+
+    contract = infer_contract(demo_frame, "default", exclude=["application_id"])
+    path = tmp_path / "contract.json"
+    path.write_text(contract.to_json())
+    assert DataContract.from_file(path) == contract
+    path.write_text('{"target": "default", "task": "clustering", "columns": []}')
+    with pytest.raises(ConfigError, match=r"contract\.json: field 'task'"):
+        DataContract.from_file(path)

@@ -84,7 +84,7 @@ def main() -> None:
     first = seconds(lambda: flow(large, "bench-large"))
     cached = seconds(lambda: flow(large, "bench-large"))
     print(
-        f"{args.rows:,} rows in one process: plain steps {plain:.1f} s, flow {first:.1f} s, cached re-run {cached:.2f} s"
+        f"{args.rows:,} rows, one process: plain steps {plain:.1f} s, flow {first:.1f} s, cached re-run {cached:.2f} s"
     )
     print(f"RATIO flow / plain        = {first / plain:.3f}  (goal ≤ 1.25)")
     print(f"RATIO cached / first run  = {cached / first:.3f}  (goal ≤ 0.05)")
