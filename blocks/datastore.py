@@ -35,7 +35,7 @@ class Datastore(Block):
             return dict(self.storage_options)
         from prefect.blocks.system import Secret
 
-        secret = Secret.load(self.secret_name).get()
+        secret: Any = Secret.load(self.secret_name).get()  # type: ignore[union-attr]  # sync call
         extra = json.loads(secret) if isinstance(secret, str) else secret
         return {**self.storage_options, **extra}
 

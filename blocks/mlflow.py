@@ -59,6 +59,8 @@ class MlflowConnection(Block):
         from mlflow.tracking._model_registry import utils as registry_utils
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
+        if self.tracking_uri is None or self.registry_uri is None:
+            raise ValueError("MlflowConnection.resolve() must be called before use")
         with _SESSION_LOCK:
             saved_env = {name: os.environ.get(name) for name in _URI_VARIABLES}
             saved_tracking, saved_registry = tracking_utils._tracking_uri, registry_utils._registry_uri
@@ -67,7 +69,7 @@ class MlflowConnection(Block):
             try:
                 yield
             finally:
-                mlflow.set_tracking_uri(saved_tracking)
+                mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]  # None unsets it
                 registry_utils._registry_uri = saved_registry
                 for name, value in saved_env.items():
                     if value is None:

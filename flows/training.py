@@ -47,7 +47,7 @@ class TrainingSummary(BaseModel):
     mlflow_run: str
 
 
-@flow(name="training", task_runner=WorkspaceTaskRunner(), validate_parameters=True)
+@flow(name="training", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
 def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> TrainingSummary:
     """Train, evaluate, gate and register one model; unchanged steps are served from cache.
 

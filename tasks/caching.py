@@ -76,13 +76,12 @@ def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Tas
     """The `@task` wrapper of a pipeline step: caching (`NO_CACHE` for steps that read live state,
     such as the current champion) and retries with exponential backoff for transient failures only."""
     return task(
-        fn,
         name=fn.__name__.replace("_", "-"),
         cache_policy=cache_policy,
         retries=RETRIES,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
         retry_condition_fn=retry_transient,
-    )
+    )(fn)
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

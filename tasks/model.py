@@ -2,9 +2,9 @@
 
 from typing import Any, Literal
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel, Field
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -122,7 +122,7 @@ def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransfor
     )
 
 
-class TabularModel(mlflow.pyfunc.PythonModel):
+class TabularModel(PythonModel):
     """What is registered and served: preprocessing + estimator, taking raw rows.
 
     `predict` returns a frame with `prediction` (original labels for classifiers) and, for

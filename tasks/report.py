@@ -63,4 +63,4 @@ def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.6g}"
 
 
-publish_task = task(publish, name="publish")
+publish_task = task(name="publish")(publish)

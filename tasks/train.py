@@ -134,7 +134,7 @@ def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
     with warnings.catch_warnings():  # a file:// URI matches two equivalent local source types
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         source = resolve_dataset_source(ref.uri)
-    return MetaDataset(source=source, name=ref.source, digest=ref.content_hash[:16])
+    return MetaDataset(source=source, name=ref.source, digest=ref.content_hash[:16])  # type: ignore[abstract]
 
 
 def _log_learning_curve(estimator: object) -> None:

@@ -3,7 +3,9 @@
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
+from great_expectations.core import ExpectationValidationResult
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from blocks.datastore import Datastore
 from mlpipe.errors import ValidationFailed
@@ -66,7 +68,7 @@ def _run_suite(frame: pd.DataFrame, target: str, columns: list[ColumnContract]) 
     verdicts = batch.validate(
         gx.ExpectationSuite(name="contract", expectations=expectations), result_format="BOOLEAN_ONLY"
     )
-    failed = [verdict.expectation_config.to_domain_obj() for verdict in verdicts.results if not verdict.success]
+    failed = [_config(verdict).to_domain_obj() for verdict in verdicts.results if not verdict.success]
     if not failed:
         return []
     details = batch.validate(gx.ExpectationSuite(name="failed", expectations=failed), result_format="SUMMARY")
@@ -91,8 +93,14 @@ def expectations_for(column: ColumnContract, rare_share: float) -> list[gxe.Expe
     return found
 
 
-def _describe(result: gx.core.ExpectationValidationResult) -> str:
-    config = result.expectation_config
+def _config(result: ExpectationValidationResult) -> ExpectationConfiguration:
+    if result.expectation_config is None:
+        raise RuntimeError("great-expectations returned a result without its expectation")
+    return result.expectation_config
+
+
+def _describe(result: ExpectationValidationResult) -> str:
+    config = _config(result)
     column = config.kwargs.get("column")
     details = result.result or {}
     if result.exception_info and result.exception_info.get("raised_exception"):

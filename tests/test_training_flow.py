@@ -118,3 +118,41 @@ def test_runs_on_an_existing_scheduler_given_by_address(workspace: WorkspaceConf
         with Client(cluster.scheduler_address) as client:
             prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     assert {"ingest", "train", "register"} <= {prefix.split("-")[0] for prefix in prefixes}
+
+
+def test_regression_with_a_linear_model_is_scored_by_rmse(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame
+):
+    path = data_dir / "regression.parquet"
+    demo_frame.to_parquet(path, index=False)
+    outcome = run_training(
+        workspace,
+        data=str(path),
+        target="interest_rate",
+        name="rate-demo",
+        exclude=[*FEATURE_EXCLUDE, "default"],
+        model={"family": "linear"},
+    )
+    assert outcome.error is None, outcome.error
+    assert set(outcome.summary.metrics) == {"rmse", "mae", "r2"}
+    assert outcome.summary.metrics["r2"] > 0.3  # the rate follows the credit score, plus noise
+    assert outcome.summary.gate.metric == "rmse"
+    with workspace.resolve().mlflow.session():
+        artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(outcome.summary.run_id, "evaluation")}
+    assert "evaluation/residuals.png" in artifacts
+
+
+def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: WorkspaceConfig, demo_csv: Path):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    outcome = run_training(workspace, data=str(demo_csv), target="default", name="artifact-demo")
+    assert outcome.error is None, outcome.error
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="artifact-demo")))
+    by_key = {artifact.key: artifact for artifact in artifacts}
+    assert set(by_key) == {"artifact-demo-metrics", "artifact-demo-gate", "artifact-demo-mlflow-run"}
+    assert by_key["artifact-demo-metrics"].type == "table"
+    assert "roc_auc" in str(by_key["artifact-demo-metrics"].data)
+    assert "no champion yet" in str(by_key["artifact-demo-gate"].data)
+    assert outcome.summary.run_id in str(by_key["artifact-demo-mlflow-run"].data)

@@ -200,3 +200,31 @@ def test_user_contract_file_is_loaded_and_checked(tmp_path: Path, demo_frame: pd
     path.write_text('{"target": "default", "task": "clustering", "columns": []}')
     with pytest.raises(ConfigError, match=r"contract\.json: field 'task'"):
         DataContract.from_file(path)
+
+
+def test_multiclass_metrics_and_unknown_primary_metric():
+    from tasks.gate import primary_metric
+    from tasks.metrics import compute_metrics
+
+    truth = pd.Series(["a", "b", "c", "a"])
+    predictions = pd.DataFrame(
+        {"prediction": ["a", "b", "b", "a"], "probability_a": [0.8, 0.1, 0.1, 0.7],
+         "probability_b": [0.1, 0.8, 0.6, 0.2], "probability_c": [0.1, 0.1, 0.3, 0.1]}
+    )  # fmt: skip
+    scores = compute_metrics("classification", truth, predictions, ["a", "b", "c"])
+    assert scores["accuracy"] == 0.75
+    assert scores["roc_auc"] == 1.0  # every true class ranks first in its own column
+    with pytest.raises(ConfigError, match="'rmse' is not a classification metric"):
+        primary_metric(GatePolicy(primary_metric="rmse"), "classification", scores)
+
+
+def test_datastore_credentials_come_from_a_prefect_secret(tmp_path: Path):
+    from prefect.blocks.system import Secret
+
+    Secret(value='{"auto_mkdir": true}').save("datastore-test-options", overwrite=True)
+    store = Datastore(
+        url=str(tmp_path), storage_options={"skip_instance_cache": True}, secret_name="datastore-test-options"
+    )
+    assert store.options() == {"skip_instance_cache": True, "auto_mkdir": True}
+    fs, root = store.resolve().filesystem()
+    assert fs.auto_mkdir and root == str(tmp_path)
