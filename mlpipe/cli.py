@@ -1,6 +1,6 @@
 """The `mlpipe` command line: train and demo (more commands arrive with their flows)."""
 
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -165,15 +165,22 @@ def _print_summary(summary: Any) -> None:
     out.print(f"Aliases: {', '.join(summary.aliases) or 'none'}")
     out.print(f"Dataset: {summary.dataset.source} ({summary.dataset.rows:,} rows, sha256 {summary.dataset.short_hash})")
     out.print(f"MLflow run: {summary.mlflow_run}")
-    if not out.is_terminal:
-        return
-    out.print_json(json.dumps({"model": summary.model_name, "version": summary.version}))
 
 
 def _run(action: Any) -> None:
-    """Run a command; known errors become one line on stderr and exit code 1."""
+    """Run a command; errors become one line on stderr and exit code 1.
+
+    Errors mlpipe raises name the file, column or field already; anything else (an unreachable
+    tracking server, a bug) is shown as its type and message, with the traceback when
+    `MLPIPE_DEBUG=1`.
+    """
     try:
         action()
     except MlpipeError as error:
         err.print(f"[red]error:[/] {error}", soft_wrap=True, highlight=False)
+        sys.exit(1)
+    except Exception as error:
+        if os.environ.get("MLPIPE_DEBUG") == "1":
+            raise
+        err.print(f"[red]error:[/] {type(error).__name__}: {error}", soft_wrap=True, highlight=False)
         sys.exit(1)
