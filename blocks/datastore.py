@@ -8,7 +8,7 @@ from fsspec.core import url_to_fs
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from mlpipe.workspace import workspace_home
+from mlpipe.workspace import workspace_home, workspace_id
 
 
 class Datastore(Block):
@@ -23,11 +23,13 @@ class Datastore(Block):
     url: str | None = Field(default=None, description="fsspec URL; default: <MLPIPE_HOME>/datastore")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="non-secret fsspec options")
     secret_name: str | None = Field(default=None, description="Prefect Secret block with JSON storage options")
+    workspace: str | None = Field(default=None, description="set by resolve() for the local default location")
 
     def resolve(self) -> "Datastore":
-        """A copy with the default location filled in (absolute, so workers agree)."""
-        url = self.url or str(workspace_home() / "datastore")
-        return self.model_copy(update={"url": url})
+        """A copy with the default location (absolute, so workers agree) and its workspace id filled in."""
+        if self.url:
+            return self
+        return self.model_copy(update={"url": str(workspace_home() / "datastore"), "workspace": workspace_id()})
 
     def options(self) -> dict[str, Any]:
         """Storage options, with the secret ones merged in when a secret is named."""

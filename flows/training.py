@@ -52,8 +52,7 @@ def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> T
     """Train, evaluate, gate and register one model; unchanged steps are served from cache.
 
     Each step runs on the Dask cluster; the flow waits for each result so that a failure stops
-    the pipeline with the step's own error. Validation and splitting only read the snapshot, so
-    they run side by side; training starts only once validation has passed.
+    the pipeline with the step's own error, and nothing is derived from data that failed validation.
     """
     workspace = open_workspace(config)
     store, tracking = workspace.datastore, workspace.mlflow
@@ -69,10 +68,8 @@ def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> T
         params.exclude,
         params.contract_file,
     ).result()
-    validation = validate_task.submit(raw, contract, store)
-    split_future = split_task.submit(raw, contract, params.split, store)  # alongside validation
-    dataset = validation.result()  # invalid data stops the run here, before anything is trained
-    splits = split_future.result()
+    dataset = validate_task.submit(raw, contract, store).result()  # invalid data stops the run here
+    splits = split_task.submit(dataset, contract, params.split, store).result()
     model = train_task.submit(splits, contract, params.model, params.name, tracking, store).result()
     evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
     decision = gate_task.submit(evaluation, splits, contract, params.name, workspace.gate, tracking, store).result()

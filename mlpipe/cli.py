@@ -3,7 +3,7 @@
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from mlpipe.errors import ConfigError, MlpipeError, validated
 from mlpipe.runtime import configure_process
+
+if TYPE_CHECKING:
+    from flows.training import TrainingSummary
 
 app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLflow.", no_args_is_help=True)
 out = Console()
@@ -50,9 +53,12 @@ def train(
         "exclude": exclude,
         "contract_file": contract,
     }
-    model_overrides: dict[str, Any] = {"family": model, "params": parse_params(param or []), "seed": seed}
     split_overrides: dict[str, Any] = {"seed": seed, "time_ordered": time_split or None}
-    _run(lambda: _train(config, overrides, model_overrides, split_overrides))
+    _run(
+        lambda: _train(
+            config, overrides, {"family": model, "params": parse_params(param or []), "seed": seed}, split_overrides
+        )
+    )
 
 
 @app.command()
@@ -83,14 +89,19 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--param '{pair}': expected KEY=VALUE")
-        parsed = yaml.safe_load(value) if value else None
+        try:
+            parsed = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--param '{pair}': the value is not a number, boolean or string") from None
         if isinstance(parsed, dict | list):
             raise ConfigError(f"--param '{pair}': expected a single value")
         params[key.strip()] = parsed
     return params
 
 
-def _train(config: Path | None, overrides: dict, model_overrides: dict, split_overrides: dict) -> None:
+def _train(
+    config: Path | None, overrides: dict[str, Any], model_overrides: dict[str, Any], split_overrides: dict[str, Any]
+) -> None:
     from blocks.workspace import WorkspaceConfig, load_config_file
     from flows.training import TrainingParams, training
 
@@ -153,7 +164,7 @@ def _generate(output: Path, rows: int, drift: float, seed: int, columns: int) ->
     out.print(f"wrote {rows:,} rows × {frame.shape[1]} columns to {output}")
 
 
-def _print_summary(summary: Any) -> None:
+def _print_summary(summary: "TrainingSummary") -> None:
     table = Table(title=f"{summary.model_name} v{summary.version}", show_header=True)
     table.add_column("metric")
     table.add_column("test", justify="right")

@@ -27,9 +27,11 @@ def code_version() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-def current_flow_run_id() -> str | None:
-    """The Prefect flow run this code runs in, if any."""
+LINEAGE_KEYS = ("mlpipe.code_version", "mlpipe.prefect_flow_run_id")
+
+
+def lineage_tags() -> dict[str, str]:
+    """Tags that say which code and which Prefect flow run produced something."""
     from prefect.runtime import flow_run
 
-    run_id = flow_run.get_id()
-    return str(run_id) if run_id else None
+    return dict(zip(LINEAGE_KEYS, (code_version(), str(flow_run.get_id() or "")), strict=True))

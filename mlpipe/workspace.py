@@ -1,7 +1,29 @@
-"""Where a local workspace lives: `MLPIPE_HOME`, or `./.mlpipe` by default."""
+"""Where a local workspace lives (`MLPIPE_HOME`, or `./.mlpipe`) and what this machine offers."""
 
 import os
+import uuid
 from pathlib import Path
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def workspace_id() -> str:
+    """A random id written once per workspace directory.
+
+    It is part of every cache key (through the resolved Datastore), so a deleted and recreated
+    workspace never reuses cached results that point into the old one.
+    """
+    path = workspace_home() / "workspace-id"
+    if not path.exists():
+        temporary = path.with_name(f".workspace-id.{uuid.uuid4().hex}")
+        temporary.write_text(uuid.uuid4().hex)
+        temporary.replace(path)
+    return path.read_text().strip()
 
 
 def workspace_home() -> Path:

@@ -1,16 +1,20 @@
 """Cache keys and retry rules shared by every task wrapper.
 
 Keys are built from what a task's result depends on: its inputs (small references whose
-content hashes stand for the data), the source of the module that does the work (so editing
-a task's code, helpers included, invalidates only that task), and for ingestion the
-fingerprint of the file it reads (so a changed byte invalidates everything downstream).
+content hashes stand for the data), the source of the module that does the work and of every
+project module it uses (so editing a task, or a helper it calls, invalidates that task and
+no other), and for ingestion the fingerprint of the file it reads (so a changed byte
+invalidates everything downstream).
 """
 
 import hashlib
 import inspect
+import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
 
 from fsspec.core import url_to_fs
@@ -26,9 +30,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+PROJECT_PACKAGES = frozenset({"blocks", "flows", "mlpipe", "tasks"})
+
+
 @dataclass
 class ModuleSource(CachePolicy):
-    """Hash of the source file of the module that defines the task's function."""
+    """Hash of the module that defines the task's function and of the project modules it uses."""
 
     def compute_key(
         self,
@@ -38,9 +45,35 @@ class ModuleSource(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         module = inspect.getmodule(task_ctx.task.fn)
-        if module is None or module.__file__ is None:
+        if module is None:
             return None
-        return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+        digest = hashlib.sha256()
+        for used in sorted(project_modules(module), key=lambda m: m.__name__):
+            digest.update(used.__name__.encode())
+            digest.update(Path(used.__file__ or "").read_bytes())
+        return digest.hexdigest()
+
+
+def project_modules(module: ModuleType) -> set[ModuleType]:
+    """`module` and, transitively, every project module whose names it imports."""
+    found: set[ModuleType] = set()
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if current in found or current.__file__ is None:
+            continue
+        found.add(current)
+        for value in vars(current).values():
+            used = value if isinstance(value, ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
+            if used is not None and used.__name__.split(".")[0] in PROJECT_PACKAGES:
+                pending.append(used)
+    return found
+
+
+CHANGE_MARKERS = (
+    "mtime", "LastModified", "last_modified", "Last-Modified",  # local, s3, gcs/azure, http
+    "ETag", "etag", "md5", "Content-MD5", "crc32c", "Digest",
+)  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -59,10 +92,12 @@ class SourceFingerprint(CachePolicy):
         try:
             fs, path = url_to_fs(str(inputs[self.parameter]))
             info = fs.info(path)
-        except Exception:  # noqa: BLE001 - unreadable sources are reported by the task itself
-            return None
-        fields = ("size", "mtime", "LastModified", "ETag", "etag", "md5", "crc32c", "last_modified")
-        return hash_objects({name: str(info.get(name)) for name in fields})
+        except Exception:  # noqa: BLE001 - an unreadable source is reported by the task itself
+            info = {}
+        markers = {name: str(info[name]) for name in CHANGE_MARKERS if info.get(name) is not None}
+        if not markers:  # nothing tells a changed file apart: never serve it from cache
+            return uuid.uuid4().hex
+        return hash_objects({"size": str(info.get("size")), **markers})
 
 
 CACHED = INPUTS + ModuleSource()

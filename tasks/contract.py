@@ -55,7 +55,11 @@ class DataContract(BaseModel):
         return [c.name for c in self.columns if c.name not in (self.target, self.time_column)]
 
     def column(self, name: str) -> ColumnContract:
-        return next(c for c in self.columns if c.name == name)
+        """The promises about column `name`."""
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise ConfigError(f"the data contract has no column '{name}'")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "DataContract":
@@ -64,10 +68,12 @@ class DataContract(BaseModel):
 
         path = Path(path)
         try:
-            text = path.read_text()
+            data = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"contract file {path} not found") from None
-        return validated(cls, yaml.safe_load(text), f"contract file {path}")
+        except yaml.YAMLError as error:
+            raise ConfigError(f"contract file {path} is not valid JSON or YAML: {error}") from None
+        return validated(cls, data, f"contract file {path}")
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2)
@@ -83,6 +89,10 @@ def column_kind(series: pd.Series) -> ColumnKind | None:
         return "datetime"
     if ptypes.is_string_dtype(series) or isinstance(series.dtype, pd.CategoricalDtype):
         return "string"
+    if ptypes.is_object_dtype(series):  # e.g. booleans with nulls, read back as Python objects
+        inferred = ptypes.infer_dtype(series, skipna=True)
+        kinds: dict[str, ColumnKind] = {"boolean": "boolean", "string": "string"}
+        return kinds.get(inferred)
     return None
 
 
@@ -180,6 +190,17 @@ def resolve_contract(
         )
     if task and contract.task != task:
         raise ConfigError(f"task '{task}' differs from the contract's task '{contract.task}' (model {model_name})")
+    if time_column and contract.time_column != time_column:
+        raise ConfigError(
+            f"time column '{time_column}' differs from the contract's '{contract.time_column}' (model {model_name}); "
+            "pass a contract file to change it"
+        )
+    kept = sorted(set(exclude or []) & set(contract.feature_names))
+    if kept:
+        raise ConfigError(
+            f"excluded column(s) {kept} are features in the contract of model {model_name}; "
+            "pass a contract file to change the features"
+        )
     return contract
 
 

@@ -2,11 +2,14 @@
 
 import io
 import tempfile
+import time
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 from pydantic import BaseModel
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
@@ -47,13 +50,19 @@ def evaluate(
     """Scores on the test split, exactly as the registered pyfunc model will produce them."""
     rows = read_snapshot(splits.test, store)
     predictions, metrics = score(model.model_uri, rows, contract, tracking)
-    with tracking.session(), mlflow.start_run(run_id=model.run_id):
-        mlflow.log_metrics({f"test_{name}": value for name, value in metrics.items()})
-        for name, figure in _plots(contract, rows[contract.target], predictions).items():
-            mlflow.log_figure(figure, f"evaluation/{name}.png")
-        buffer = io.BytesIO()
-        predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
-        _log_bytes(buffer.getvalue(), PREDICTIONS_ARTIFACT)
+    # Logged through the client, not by reopening the run: a failure here must not mark the
+    # finished training run as failed, and a retry overwrites the same metric steps.
+    client = tracking.client()
+    timestamp = int(time.time() * 1000)
+    client.log_batch(
+        model.run_id,
+        metrics=[Metric(f"test_{name}", value, timestamp, 0) for name, value in metrics.items()],
+    )
+    for name, figure in _plots(contract, rows[contract.target], predictions).items():
+        client.log_figure(model.run_id, figure, f"evaluation/{name}.png")
+    buffer = io.BytesIO()
+    predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
+    _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
     return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics)
 
 
@@ -81,12 +90,12 @@ def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) 
     return figures
 
 
-def _log_bytes(content: bytes, artifact_path: str) -> None:
+def _log_bytes(client: MlflowClient, run_id: str, content: bytes, artifact_path: str) -> None:
     directory, _, name = artifact_path.rpartition("/")
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / name
         local.write_bytes(content)
-        mlflow.log_artifact(str(local), directory or None)
+        client.log_artifact(run_id, str(local), directory or None)
 
 
 evaluate_task = pipeline_task(evaluate)

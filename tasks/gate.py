@@ -95,19 +95,21 @@ def gate(
     """Compare the candidate with the champion, scoring the champion on the candidate's test set."""
     metric = primary_metric(policy, contract.task, evaluation.metrics)
     candidate = evaluation.metrics[metric]
+    if evaluation.test_hash != splits.test.content_hash:
+        raise ValueError("the evaluation was made on another test set than the one the gate compares on")
     current = find_champion(model_name, tracking)
     if current is None:
         return decide(metric, candidate, policy, None)
     if current.run_id == evaluation.run_id:  # a re-run of the training that made the champion
-        return GateDecision(
-            passed=True,
-            metric=metric,
-            candidate=candidate,
-            threshold=policy.threshold,
-            margin=policy.margin,
-            champion_version=str(current.version),
-            champion=candidate,
-            reason=f"candidate is already champion v{current.version}",
+        decision = decide(metric, candidate, policy, None)
+        if not decision.passed:
+            return decision
+        return decision.model_copy(
+            update={
+                "champion_version": str(current.version),
+                "champion": candidate,
+                "reason": f"candidate is already champion v{current.version}",
+            }
         )
     champion_uri = f"models:/{model_name}/{current.version}"
     _, champion_metrics = score(champion_uri, read_snapshot(splits.test, store), contract, tracking)

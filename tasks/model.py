@@ -5,7 +5,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
@@ -32,6 +32,18 @@ class ModelSpec(BaseModel):
     family: Family = "xgboost"
     params: dict[str, ParamValue] = Field(default_factory=dict)
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _known_params(self) -> "ModelSpec":
+        """Reject a misspelt hyperparameter when the run is configured, not after the data steps."""
+        known: set[str] = set()
+        for task in ("classification", "regression"):
+            cls, defaults = family_defaults(self.family, task, self.seed, n_jobs=1)
+            known |= set(cls(**defaults).get_params())
+        unknown = sorted(set(self.params) - known)
+        if unknown:
+            raise ValueError(f"model '{self.family}' has no parameter(s) {unknown}")
+        return self
 
 
 def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> tuple[type, dict[str, Any]]:

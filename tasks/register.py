@@ -6,7 +6,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks.mlflow import MlflowConnection
-from mlpipe.lineage import code_version, current_flow_run_id
+from mlpipe.lineage import LINEAGE_KEYS
 from tasks.caching import pipeline_task
 from tasks.datasets import DatasetRef
 from tasks.evaluate import Evaluation
@@ -41,17 +41,18 @@ def register(
     if version is None:
         with tracking.session():
             version = str(mlflow.register_model(model.model_uri, model_name).version)
-    tags = {
-        "mlpipe.dataset_hash": dataset.content_hash,
-        "mlpipe.dataset_source": dataset.source,
-        "mlpipe.code_version": code_version(),
-        "mlpipe.prefect_flow_run_id": current_flow_run_id() or "",
-        "mlpipe.gate": "passed" if decision.passed else "rejected",
-        "mlpipe.gate_reason": decision.reason,
-        **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
+        # Lineage describes the run that trained the model, whichever flow run registered it.
+        run_tags = client.get_run(model.run_id).data.tags
+        tags = {
+            "mlpipe.dataset_hash": dataset.content_hash,
+            "mlpipe.dataset_source": dataset.source,
+            **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
+            "mlpipe.gate": "passed" if decision.passed else "rejected",
+            "mlpipe.gate_reason": decision.reason,
+            **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     if decision.passed:
         client.set_registered_model_alias(model_name, CHAMPION, version)

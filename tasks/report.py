@@ -1,9 +1,12 @@
 """Report: Prefect artifacts that show a training run's outcome in the Prefect UI."""
 
-from prefect import task
+import re
+
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from blocks.mlflow import MlflowConnection
+from tasks.caching import pipeline_task
 from tasks.evaluate import Evaluation
 from tasks.gate import GateDecision
 from tasks.register import Registration
@@ -26,7 +29,7 @@ def publish(
     tracking: MlflowConnection,
 ) -> None:
     """Metrics table, gate decision with the numbers compared, and the link to the MLflow run."""
-    key = registration.name.lower().replace("_", "-")
+    key = artifact_key(registration.name)
     create_table_artifact(
         key=f"{key}-metrics",
         table=[{"metric": name, "test": round(value, 6)} for name, value in evaluation.metrics.items()],
@@ -59,8 +62,13 @@ def publish(
         create_markdown_artifact(key=f"{key}-mlflow-run", markdown=f"MLflow run: `{link}`")
 
 
+def artifact_key(model_name: str) -> str:
+    """Prefect artifact keys allow only lowercase letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-") or "model"
+
+
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.6g}"
 
 
-publish_task = task(name="publish")(publish)
+publish_task = pipeline_task(publish, cache_policy=NO_CACHE)

@@ -1,9 +1,9 @@
 """Train: fit preprocessing + estimator on the train split and log it to MLflow as a pyfunc model."""
 
-import os
 import time
 import warnings
 from importlib.metadata import version
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -12,13 +12,16 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from blocks.datastore import Datastore
 from blocks.mlflow import MlflowConnection
-from mlpipe.lineage import code_version, current_flow_run_id
+from mlpipe.errors import DataError
+from mlpipe.lineage import lineage_tags
+from mlpipe.workspace import available_cores
 from tasks.caching import pipeline_task
 from tasks.contract import DataContract, TaskType
 from tasks.datasets import DatasetRef, read_snapshot
@@ -51,11 +54,11 @@ def train(
     """Fit on the train split (the validation split feeds per-round metrics) and log the model."""
     train_rows = read_snapshot(splits.train, store)
     validation_rows = read_snapshot(splits.validation, store)
-    cores = len(os.sched_getaffinity(0))
+    cores = available_cores()
     estimator = build_estimator(spec, contract.task, n_jobs=cores)
     preprocessor = build_preprocessor(contract, spec.family)
-    y_train, classes = encode_target(train_rows[contract.target], contract)
-    y_validation, _ = encode_target(validation_rows[contract.target], contract, classes)
+    y_train, classes = encode_target(train_rows[contract.target], contract, splits.train.source, every_class=True)
+    y_validation, _ = encode_target(validation_rows[contract.target], contract, splits.validation.source)
     started = time.perf_counter()
     with threadpool_limits(cores):  # Dask worker processes start with one BLAS/OpenMP thread
         x_train = preprocessor.fit_transform(train_rows)
@@ -69,14 +72,25 @@ def train(
 
 
 def encode_target(
-    target: pd.Series, contract: DataContract, classes: list | None = None
-) -> tuple[np.ndarray, list | None]:
-    """Class labels as 0..k-1 (and the label list) for classifiers; floats for regression."""
+    target: pd.Series, contract: DataContract, source: str, every_class: bool = False
+) -> tuple[np.ndarray, list[Any] | None]:
+    """Class labels as 0..k-1 in the contract's order (and that label list); floats for regression.
+
+    Raises:
+        DataError: a label the contract does not know, or (with `every_class`) a class with no rows.
+    """
     if contract.task == "regression":
         return target.to_numpy(dtype="float64"), None
-    classes = classes if classes is not None else sorted(target.unique().tolist(), key=str)
-    index = {label: i for i, label in enumerate(classes)}
-    return target.map(index).to_numpy(dtype="int64"), classes
+    classes = contract.column(contract.target).allowed_values or []
+    codes = target.map({label: i for i, label in enumerate(classes)})
+    if codes.isna().any():
+        unknown = sorted(set(target[codes.isna()].unique().tolist()), key=str)
+        raise DataError(f"{source}: target '{target.name}' has labels {unknown} outside the contract's {classes}")
+    present = set(codes.unique().tolist())
+    if every_class and len(present) < len(classes):
+        absent = [label for i, label in enumerate(classes) if i not in present]
+        raise DataError(f"{source}: target '{target.name}' class(es) {absent} have no rows to learn from")
+    return codes.to_numpy(dtype="int64"), list(classes)
 
 
 def _log(
@@ -91,36 +105,22 @@ def _log(
     fit_seconds: float,
 ) -> TrainedModel:
     experiment_id = tracking.experiment_id(model_name)
-    features = train_rows[contract.feature_names].head(5)
     tags = {
         "mlpipe.model_name": model_name,
         "mlpipe.family": spec.family,
-        "mlpipe.dataset_hash": splits.train.content_hash,
-        "mlpipe.code_version": code_version(),
-        "mlpipe.prefect_flow_run_id": current_flow_run_id() or "",
+        "mlpipe.train_split_hash": splits.train.content_hash,
+        **lineage_tags(),
     }
-    with (
-        tracking.session(),
-        mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags) as run,
-    ):
-        mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
-        mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
-        for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
-            mlflow.log_input(_as_mlflow_dataset(ref), context=context)
-        _log_learning_curve(estimator)
-        mlflow.log_text(contract.to_json(), CONTRACT_ARTIFACT)
-        with warnings.catch_warnings():
-            # The signature keeps the training dtypes on purpose (raw rows must score as they
-            # are); MLflow's hint about integer columns and nulls is for hand-built examples.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            warnings.filterwarnings("ignore", message=".*serialized using CloudPickle")
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
-                python_model=model,
-                signature=infer_signature(features, model.predict(None, features)),
-                input_example=features,
-                pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
-            )
+    with tracking.session():
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags)
+        try:
+            info = _log_run(model, estimator, contract, spec, splits, train_rows, fit_seconds)
+        except BaseException:
+            # A retry starts a new run; leave no half-logged one behind for users to mistake.
+            mlflow.end_run("FAILED")
+            tracking.client().delete_run(run.info.run_id)
+            raise
+        mlflow.end_run()
     return TrainedModel(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
@@ -128,6 +128,38 @@ def _log(
         task=contract.task,
         spec=spec,
     )
+
+
+def _log_run(
+    model: TabularModel,
+    estimator: object,
+    contract: DataContract,
+    spec: ModelSpec,
+    splits: SplitRefs,
+    train_rows: pd.DataFrame,
+    fit_seconds: float,
+) -> ModelInfo:
+    """Parameters, inputs, learning curve, contract and the model, into the active run."""
+    features = train_rows[contract.feature_names].head(5)
+    mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
+    mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
+    for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        mlflow.log_input(_as_mlflow_dataset(ref), context=context)
+    _log_learning_curve(estimator)
+    mlflow.log_text(contract.to_json(), CONTRACT_ARTIFACT)
+    with warnings.catch_warnings():
+        # The signature keeps the training dtypes on purpose (raw rows must score as they
+        # are); MLflow's hint about integer columns and nulls is for hand-built examples.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        warnings.filterwarnings("ignore", message=".*serialized using CloudPickle")
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=model,
+            signature=infer_signature(features, model.predict(None, features)),
+            input_example=features,
+            pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+        )
+    return info
 
 
 def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:

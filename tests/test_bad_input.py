@@ -1,13 +1,14 @@
 """Bad input fails early with a message that names the problem; nothing is left behind."""
 
 import gzip
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from blocks import Datastore, WorkspaceConfig
-from mlpipe.errors import DataError, ValidationFailed
+from mlpipe.errors import ConfigError, DataError, ValidationFailed
 from tasks.contract import infer_contract
 from tasks.datasets import DatasetRef
 from tasks.ingest import ingest
@@ -18,6 +19,11 @@ from tests.pipeline import model_versions, run_training
 @pytest.fixture
 def store(tmp_path: Path) -> Datastore:
     return Datastore(url=str(tmp_path / "store")).resolve()
+
+
+def outcome_dataset_hash(path: Path) -> str:
+    """Ingest names a snapshot by the SHA-256 of the bytes it read."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def leftovers(store: Datastore) -> list[str]:
@@ -125,7 +131,6 @@ def test_failed_runs_register_nothing_and_leave_no_snapshot(workspace: Workspace
     assert outcome.task_states["ingest"] == "Failed"
     assert model_versions(workspace, "never-registered") == []
     assert leftovers(workspace.resolve().datastore) == before
-    assert not [name for name in before if name.startswith(".tmp-")]
 
 
 def test_retraining_without_a_required_column_fails_and_keeps_the_champion(
@@ -137,8 +142,16 @@ def test_retraining_without_a_required_column_fails_and_keeps_the_champion(
     base = {"target": "default", "name": "contract-demo", "exclude": ["application_id"]}
     assert run_training(workspace, data=str(first), **base).error is None
 
+    before = set(leftovers(workspace.resolve().datastore))
     outcome = run_training(workspace, data=str(second), **base)
     assert isinstance(outcome.error, DataError)
     assert "required column(s) ['credit_score'] missing" in str(outcome.error)
     assert outcome.task_states["validate"] == "Failed"
+    assert "split" not in outcome.task_states  # nothing is derived from data that failed validation
+    new_files = set(leftovers(workspace.resolve().datastore)) - before
+    assert new_files == {f"{outcome_dataset_hash(second)}.parquet"}  # only the immutable raw snapshot
     assert [str(v.version) for v in model_versions(workspace, "contract-demo")] == ["1"]
+
+    dropped = run_training(workspace, data=str(first), **{**base, "exclude": ["application_id", "income"]})
+    assert isinstance(dropped.error, ConfigError)
+    assert "excluded column(s) ['income'] are features in the contract of model contract-demo" in str(dropped.error)

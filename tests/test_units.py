@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from blocks import DaskCluster, Datastore, GatePolicy, MlflowConnection, WorkspaceConfig
 from blocks.workspace import load_config_file
+from mlpipe.cli import parse_params
 from mlpipe.errors import ConfigError, DataError
 from tasks.contract import infer_contract, infer_task
 from tasks.gate import Champion, decide
@@ -104,16 +106,20 @@ def test_task_is_inferred_from_the_target():
 
 
 def test_contract_skips_ids_and_timestamps(demo_frame: pd.DataFrame):
+    assert "applied_at" not in infer_contract(demo_frame, "default").feature_names  # datetimes are never features
     contract = infer_contract(demo_frame, "default", time_column="applied_at", exclude=["application_id"])
+    assert contract.time_column == "applied_at" and "applied_at" not in contract.feature_names
     assert "application_id" not in contract.feature_names
     assert contract.column("region").allowed_values == ["central", "east", "north", "south", "west"]
     assert contract.column("default").allowed_values == [0, 1]
     assert contract.column("age").minimum == 0.0
 
 
-def test_unknown_hyperparameter_is_named():
-    with pytest.raises(ConfigError, match=r"model 'xgboost' has no parameter\(s\) \['no_such'\]"):
-        build_estimator(ModelSpec(params={"no_such": 1}), "classification", n_jobs=1)
+def test_unknown_hyperparameter_is_named_before_anything_runs():
+    with pytest.raises(ValidationError, match=r"model 'xgboost' has no parameter\(s\) \['no_such'\]"):
+        ModelSpec(params={"no_such": 1})
+    with pytest.raises(ConfigError, match=r"model 'linear' has no parameter\(s\) \['C'\]"):
+        build_estimator(ModelSpec(family="linear", params={"C": 2.0}), "regression", n_jobs=1)  # Ridge has alpha
     assert build_estimator(ModelSpec(family="linear"), "regression", n_jobs=1).alpha == 1.0
 
 
@@ -228,3 +234,46 @@ def test_datastore_credentials_come_from_a_prefect_secret(tmp_path: Path):
     assert store.options() == {"skip_instance_cache": True, "auto_mkdir": True}
     fs, root = store.resolve().filesystem()
     assert fs.auto_mkdir and root == str(tmp_path)
+
+
+def test_nullable_boolean_objects_are_boolean_features():
+    from tasks.contract import column_kind
+
+    assert column_kind(pd.Series([True, None, False], dtype=object)) == "boolean"
+    assert column_kind(pd.Series(["a", None, "b"], dtype=object)) == "string"
+    assert column_kind(pd.Series([{"a": 1}, None], dtype=object)) is None
+
+
+def test_class_labels_come_from_the_contract_and_errors_name_them(demo_frame: pd.DataFrame):
+    from mlpipe.errors import DataError
+    from tasks.train import encode_target
+
+    contract = infer_contract(demo_frame, "default", exclude=["application_id"])
+    codes, classes = encode_target(pd.Series([1, 0, 1], name="default"), contract, "x#test")
+    assert classes == [0, 1] and codes.tolist() == [1, 0, 1]
+    with pytest.raises(DataError, match=r"x#test: target 'default' has labels \[2\] outside"):
+        encode_target(pd.Series([1, 2], name="default"), contract, "x#test")
+    with pytest.raises(DataError, match=r"x#train: target 'default' class\(es\) \[1\] have no rows"):
+        encode_target(pd.Series([0, 0], name="default"), contract, "x#train", every_class=True)
+
+
+def test_artifact_keys_are_valid_for_any_model_name():
+    from tasks.report import artifact_key
+
+    assert artifact_key("Team/Credit.Default_v2") == "team-credit-default-v2"
+
+
+def test_bad_param_value_is_a_config_error():
+    with pytest.raises(ConfigError, match="'x=\\[': the value is not"):
+        parse_params(["x=["])
+
+
+def test_a_recreated_workspace_gets_a_new_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path / "home"))
+    first = Datastore().resolve()
+    assert first.workspace and Datastore().resolve() == first  # stable while the workspace lives
+    shutil.rmtree(tmp_path / "home")
+    assert Datastore().resolve().workspace != first.workspace  # so no cached result points into the old one
+    assert Datastore(url=str(tmp_path / "elsewhere")).resolve().workspace is None

@@ -4,13 +4,13 @@ Same data, same split fractions, same preprocessing and estimator settings as th
 Run as `python -m tests.benchmarks.plain_training DATA TARGET [EXCLUDE...]`; prints the test ROC-AUC.
 """
 
-import os
 import sys
 
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from mlpipe.workspace import available_cores
 from tasks.contract import infer_contract
 from tasks.model import ModelSpec, build_estimator, build_preprocessor
 
@@ -20,7 +20,7 @@ def main(path: str, target: str, exclude: list[str]) -> float:
     contract = infer_contract(frame, target, exclude=exclude)
     train, rest = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame[target])
     validation, test = train_test_split(rest, test_size=0.5, random_state=0, stratify=rest[target])
-    estimator = build_estimator(ModelSpec(), contract.task, n_jobs=len(os.sched_getaffinity(0)))
+    estimator = build_estimator(ModelSpec(), contract.task, n_jobs=available_cores())
     preprocessor = build_preprocessor(contract, "xgboost")
     x_train = preprocessor.fit_transform(train)
     estimator.fit(

@@ -54,11 +54,12 @@ def main() -> None:
         os.environ.pop(name, None)
 
     from mlpipe.demo_data import credit_default
+    from mlpipe.workspace import available_cores
 
     small, large = scratch / "small.parquet", scratch / "large.parquet"
     credit_default(rows=args.small_rows, seed=3, columns=30).to_parquet(small, index=False)
     credit_default(rows=args.rows, seed=4, columns=30).to_parquet(large, index=False)
-    print(f"cores: {len(os.sched_getaffinity(0))}; data: {args.rows:,} and {args.small_rows:,} rows × 30 columns")
+    print(f"cores: {available_cores()}; data: {args.rows:,} and {args.small_rows:,} rows × 30 columns")
 
     warm_up = seconds(lambda: run(cli_train(small, "bench-warm-up")))  # creates the Prefect and MLflow databases
     cold_plain = seconds(lambda: run(plain_script(small)))
