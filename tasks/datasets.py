@@ -69,11 +69,16 @@ def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash:
     )
 
 
-def read_snapshot(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pd.DataFrame:
-    """Load a snapshot as a DataFrame."""
+def read_table(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pa.Table:
+    """Load a snapshot as an Arrow table."""
     fs, _ = store.filesystem()
     with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
-        return pq.read_table(io.BytesIO(handle.read()), columns=columns).to_pandas()
+        return pq.read_table(io.BytesIO(handle.read()), columns=columns)
+
+
+def read_snapshot(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pd.DataFrame:
+    """Load a snapshot as a DataFrame."""
+    return read_table(ref, store, columns).to_pandas()
 
 
 def pandas_dtypes(schema: pa.Schema) -> dict[str, str]:

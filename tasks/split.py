@@ -2,8 +2,9 @@
 
 import hashlib
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, Field, model_validator
 from sklearn.model_selection import train_test_split
 
@@ -11,7 +12,7 @@ from blocks.datastore import Datastore
 from mlpipe.errors import DataError
 from tasks.caching import pipeline_task
 from tasks.contract import DataContract
-from tasks.datasets import DatasetRef, read_snapshot, write_snapshot
+from tasks.datasets import DatasetRef, read_table, write_snapshot
 
 
 class SplitSpec(BaseModel):
@@ -29,6 +30,9 @@ class SplitSpec(BaseModel):
         return self
 
 
+PARTS = ("train", "validation", "test")
+
+
 class SplitRefs(BaseModel):
     """The three parts of a split dataset."""
 
@@ -40,20 +44,22 @@ class SplitRefs(BaseModel):
 def split(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore) -> SplitRefs:
     """Split `dataset`: stratified for classification, time-ordered when asked.
 
+    Rows are chosen by index and copied by Arrow (`take`), with no round trip through pandas.
+
     Raises:
         DataError: too few rows, or a class too rare to appear in every part.
     """
-    frame = read_snapshot(dataset, store)
+    table = read_table(dataset, store)
     if spec.time_ordered:
-        parts = _time_ordered(frame, contract, spec, dataset.source)
+        parts = _time_ordered(table, contract, spec, dataset.source)
     else:
-        parts = _shuffled(frame, contract, spec, seed=derived_seed(spec.seed, dataset.content_hash))
-    for name, part in zip(("train", "validation", "test"), parts, strict=True):
-        if part.empty:
-            raise DataError(f"{dataset.source}: {len(frame)} rows leave the {name} split empty")
+        parts = _shuffled(table, contract, spec, seed=derived_seed(spec.seed, dataset.content_hash))
+    for name, rows in zip(PARTS, parts, strict=True):
+        if len(rows) == 0:
+            raise DataError(f"{dataset.source}: {table.num_rows} rows leave the {name} split empty")
     train, validation, test = (
-        write_snapshot(pa.Table.from_pandas(part, preserve_index=False), store, f"{dataset.source}#{name}")
-        for name, part in zip(("train", "validation", "test"), parts, strict=True)
+        write_snapshot(table.take(rows), store, f"{dataset.source}#{name}")
+        for name, rows in zip(PARTS, parts, strict=True)
     )
     return SplitRefs(train=train, validation=validation, test=test)
 
@@ -63,32 +69,36 @@ def derived_seed(seed: int, content_hash: str) -> int:
     return int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:8], 16)
 
 
-def _shuffled(
-    frame: pd.DataFrame, contract: DataContract, spec: SplitSpec, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    stratify = frame[contract.target] if contract.task == "classification" else None
+Rows = np.ndarray
+"""Row positions in the dataset."""
+
+
+def _shuffled(table: pa.Table, contract: DataContract, spec: SplitSpec, seed: int) -> tuple[Rows, Rows, Rows]:
+    labels = table[contract.target].to_numpy(zero_copy_only=False) if contract.task == "classification" else None
     held_out = spec.validation_fraction + spec.test_fraction
     try:
-        train, rest = train_test_split(frame, test_size=held_out, random_state=seed, stratify=stratify)
-        rest_stratify = rest[contract.target] if stratify is not None else None
+        train, rest = train_test_split(
+            np.arange(table.num_rows), test_size=held_out, random_state=seed, stratify=labels
+        )
         validation, test = train_test_split(
-            rest, test_size=spec.test_fraction / held_out, random_state=seed, stratify=rest_stratify
+            rest,
+            test_size=spec.test_fraction / held_out,
+            random_state=seed,
+            stratify=labels[rest] if labels is not None else None,
         )
     except ValueError as error:
         raise DataError(f"cannot split on target '{contract.target}': {error}") from None
     return train, validation, test
 
 
-def _time_ordered(
-    frame: pd.DataFrame, contract: DataContract, spec: SplitSpec, source: str
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _time_ordered(table: pa.Table, contract: DataContract, spec: SplitSpec, source: str) -> tuple[Rows, Rows, Rows]:
     if contract.time_column is None:
         raise DataError(f"{source}: a time-ordered split needs a time column (--time-column)")
-    ordered = frame.sort_values(contract.time_column, kind="stable")
+    ordered = pc.sort_indices(table, sort_keys=[(contract.time_column, "ascending")]).to_numpy()
     n = len(ordered)
     test_start = n - round(n * spec.test_fraction)
     validation_start = test_start - round(n * spec.validation_fraction)
-    return ordered.iloc[:validation_start], ordered.iloc[validation_start:test_start], ordered.iloc[test_start:]
+    return ordered[:validation_start], ordered[validation_start:test_start], ordered[test_start:]
 
 
 split_task = pipeline_task(split)
