@@ -1,6 +1,7 @@
 """Ingest: a CSV or Parquet file (local or any fsspec URL) → an immutable Parquet snapshot."""
 
 import hashlib
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -50,7 +51,7 @@ def read_bytes(source: str) -> bytes:
         raise DataError(f"{source}: permission denied") from None
 
 
-def _parser_for(source: str):
+def _parser_for(source: str) -> Callable[[bytes, str], pa.Table]:
     name = source.lower().split("?")[0]
     if name.endswith(CSV_SUFFIXES):
         return _parse_csv

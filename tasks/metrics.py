@@ -1,5 +1,7 @@
 """Metrics for classification and regression, computed from a model's prediction frame."""
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
@@ -15,7 +17,7 @@ def probability_columns(predictions: pd.DataFrame) -> list[str]:
 
 
 def compute_metrics(
-    task: TaskType, truth: pd.Series, predictions: pd.DataFrame, classes: list | None
+    task: TaskType, truth: pd.Series, predictions: pd.DataFrame, classes: list[Any] | None
 ) -> dict[str, float]:
     """Scores of `predictions` (the pyfunc model's output) against the true target values."""
     if task == "regression":
