@@ -1,6 +1,7 @@
 """Shared fixtures: one Prefect API and one workspace per test session, real components only."""
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ def prefect_api() -> Iterator[None]:
     """A temporary Prefect server with its own database, started once for the session."""
     with prefect_test_harness(server_startup_timeout=120):
         yield
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)  # workspace, Prefect home and test data
 
 
 @pytest.fixture(scope="session")
