@@ -3,14 +3,13 @@
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field
 
 from blocks.cluster import DaskCluster
 from blocks.datastore import Datastore
 from blocks.gate import GatePolicy
 from blocks.mlflow import MlflowConnection
-from mlpipe.errors import ConfigError, validated
+from mlpipe.errors import ConfigError, load_yaml, validated
 
 
 class WorkspaceConfig(BaseModel):
@@ -42,12 +41,7 @@ class WorkspaceConfig(BaseModel):
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a mapping, with errors that name the file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    data = load_yaml(path, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,7 +1,9 @@
 """Errors a user can act on: each names the file, column or field and what was expected."""
 
+from pathlib import Path
 from typing import TypeVar
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,3 +33,13 @@ def validated(model: type[M], data: object, source: str) -> M:
         problem = error.errors()[0]
         field = ".".join(str(part) for part in problem["loc"])
         raise ConfigError(f"{source}: field '{field}': {problem['msg']}") from None
+
+
+def load_yaml(path: Path, kind: str) -> object:
+    """Parse a YAML (or JSON) file; a missing or malformed file is a ConfigError naming it."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{kind} {path} not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{kind} {path} is not valid YAML or JSON: {error}") from None

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from blocks.datastore import Datastore
 from blocks.mlflow import MlflowConnection
-from mlpipe.errors import ConfigError, DataError, validated
+from mlpipe.errors import ConfigError, DataError, load_yaml, validated
 from tasks.caching import pipeline_task
 from tasks.datasets import DatasetRef, read_snapshot
 
@@ -50,9 +50,13 @@ class DataContract(BaseModel):
     columns: list[ColumnContract]
 
     @property
-    def feature_names(self) -> list[str]:
+    def features(self) -> list[ColumnContract]:
         """Model inputs: every contracted column except the target and the time column."""
-        return [c.name for c in self.columns if c.name not in (self.target, self.time_column)]
+        return [c for c in self.columns if c.name not in (self.target, self.time_column)]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.features]
 
     def column(self, name: str) -> ColumnContract:
         """The promises about column `name`."""
@@ -64,16 +68,8 @@ class DataContract(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> "DataContract":
         """Load a user-written contract (JSON or YAML)."""
-        import yaml
-
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"contract file {path} not found") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"contract file {path} is not valid JSON or YAML: {error}") from None
-        return validated(cls, data, f"contract file {path}")
+        return validated(cls, load_yaml(path, "contract file"), f"contract file {path}")
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2)

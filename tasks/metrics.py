@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from mlpipe.errors import DataError
 from tasks.contract import TaskType
 
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
@@ -33,7 +34,7 @@ def compute_metrics(
     actual = truth.map(index).to_numpy()
     if np.isnan(actual.astype("float64")).any():
         unknown = sorted(set(truth.unique().tolist()) - set(classes), key=str)
-        raise ValueError(f"target has labels the model never saw: {unknown}")
+        raise DataError(f"target '{truth.name}' has labels {unknown} the model never saw (it knows {classes})")
     actual = actual.astype("int64")
     probabilities = predictions[probability_columns(predictions)].to_numpy(dtype="float64")
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums are 1 ± 1e-7

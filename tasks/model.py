@@ -121,10 +121,8 @@ class OneHotTop(TransformerMixin, BaseEstimator):
 
 def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransformer:
     """Impute, scale (linear models only) and one-hot encode, from the contract's column kinds."""
-    numeric = [c.name for c in contract.columns if c.kind == "numeric" and c.name in contract.feature_names]
-    categorical = [
-        c.name for c in contract.columns if c.kind in ("string", "boolean") and c.name in contract.feature_names
-    ]
+    numeric = [c.name for c in contract.features if c.kind == "numeric"]
+    categorical = [c.name for c in contract.features if c.kind in ("string", "boolean")]
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
     if family == "linear":
         numeric_steps.append(("scale", StandardScaler()))

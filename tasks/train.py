@@ -16,6 +16,7 @@ from mlflow.models.model import ModelInfo
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
+from xgboost import XGBModel
 
 from blocks.datastore import Datastore
 from blocks.mlflow import MlflowConnection
@@ -171,13 +172,9 @@ def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
 
 def _log_learning_curve(estimator: object) -> None:
     """xgboost's per-round validation metric, logged in one batch (one call per round is slow)."""
-    evals = getattr(estimator, "evals_result", None)
-    if evals is None:
+    if not isinstance(estimator, XGBModel):  # train gives xgboost the validation split as eval_set
         return
-    try:
-        history = estimator.evals_result()["validation_0"]  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - nothing was recorded
-        return
+    history = estimator.evals_result()["validation_0"]
     metrics = [
         Metric(key=f"validation_{name}", value=float(value), timestamp=0, step=step)
         for name, values in history.items()

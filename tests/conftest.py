@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from blocks import WorkspaceConfig  # noqa: E402
+from blocks import Datastore, WorkspaceConfig  # noqa: E402
 from mlpipe.demo_data import credit_default  # noqa: E402
 
 
@@ -39,6 +39,12 @@ def prefect_api() -> Iterator[None]:
 def workspace() -> WorkspaceConfig:
     """The local defaults: SQLite MLflow, datastore under MLPIPE_HOME, a threaded LocalCluster."""
     return WorkspaceConfig()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Datastore:
+    """A datastore of the test's own, for calling the plain task functions directly."""
+    return Datastore(url=str(tmp_path / "store")).resolve()
 
 
 @pytest.fixture(scope="session")

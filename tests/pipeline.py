@@ -2,13 +2,17 @@
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from blocks import WorkspaceConfig
+from blocks import Datastore, WorkspaceConfig
 from flows.training import TrainingParams, TrainingSummary, training
+from tasks.datasets import DatasetRef
+from tasks.ingest import ingest
 
 DATA_TASKS = ("ingest", "validate", "split")
 
@@ -40,6 +44,12 @@ def task_states(flow_run_id: Any) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
+
+
+def ingest_frame(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRef:
+    """Write `frame` as Parquet at `path` and ingest it (the plain function, no flow)."""
+    frame.to_parquet(path, index=False)
+    return ingest(str(path), store)
 
 
 def model_versions(workspace: WorkspaceConfig, name: str) -> list[Any]:

@@ -10,18 +10,12 @@ import pytest
 from blocks import Datastore, WorkspaceConfig
 from mlpipe.errors import ConfigError, DataError, ValidationFailed
 from tasks.contract import infer_contract
-from tasks.datasets import DatasetRef
 from tasks.ingest import ingest
 from tasks.validate import validate
-from tests.pipeline import model_versions, run_training
+from tests.pipeline import ingest_frame, model_versions, run_training
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Datastore:
-    return Datastore(url=str(tmp_path / "store")).resolve()
-
-
-def outcome_dataset_hash(path: Path) -> str:
+def raw_hash(path: Path) -> str:
     """Ingest names a snapshot by the SHA-256 of the bytes it read."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -89,11 +83,6 @@ def test_all_null_column_is_rejected_when_inferring(demo_frame: pd.DataFrame):
         infer_contract(frame, target="default")
 
 
-def ingest_frame(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRef:
-    frame.to_parquet(path, index=False)
-    return ingest(str(path), store)
-
-
 def test_validation_names_every_broken_column(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
     contract = infer_contract(demo_frame, target="default", exclude=["application_id"])
     broken = demo_frame.drop(columns=["region"]).assign(
@@ -149,7 +138,7 @@ def test_retraining_without_a_required_column_fails_and_keeps_the_champion(
     assert outcome.task_states["validate"] == "Failed"
     assert "split" not in outcome.task_states  # nothing is derived from data that failed validation
     new_files = set(leftovers(workspace.resolve().datastore)) - before
-    assert new_files == {f"{outcome_dataset_hash(second)}.parquet"}  # only the immutable raw snapshot
+    assert new_files == {f"{raw_hash(second)}.parquet"}  # only the immutable raw snapshot
     assert [str(v.version) for v in model_versions(workspace, "contract-demo")] == ["1"]
 
     dropped = run_training(workspace, data=str(first), **{**base, "exclude": ["application_id", "income"]})

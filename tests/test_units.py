@@ -16,6 +16,7 @@ from tasks.gate import Champion, decide
 from tasks.metrics import is_better
 from tasks.model import ModelSpec, build_estimator
 from tasks.split import SplitSpec, derived_seed, split
+from tests.pipeline import ingest_frame
 
 # --- gate: the rule that picks the champion, tested on numbers alone -----------------------------
 
@@ -51,21 +52,8 @@ def test_a_tie_does_not_replace_the_champion():
 # --- split -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Datastore:
-    return Datastore(url=str(tmp_path / "store")).resolve()
-
-
-def ingested(frame: pd.DataFrame, tmp_path: Path, store: Datastore):
-    from tasks.ingest import ingest
-
-    path = tmp_path / "data.parquet"
-    frame.to_parquet(path, index=False)
-    return ingest(str(path), store)
-
-
 def test_split_is_deterministic_stratified_and_seeded(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
-    ref = ingested(demo_frame, tmp_path, store)
+    ref = ingest_frame(demo_frame, tmp_path / "data.parquet", store)
     contract = infer_contract(demo_frame, "default", exclude=["application_id"])
     first = split(ref, contract, SplitSpec(seed=1), store)
     again = split(ref, contract, SplitSpec(seed=1), store)
@@ -80,7 +68,7 @@ def test_split_is_deterministic_stratified_and_seeded(tmp_path: Path, store: Dat
 
 def test_time_ordered_split_puts_newest_rows_in_test(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
     shuffled = demo_frame.sample(frac=1.0, random_state=0)
-    ref = ingested(shuffled, tmp_path, store)
+    ref = ingest_frame(shuffled, tmp_path / "data.parquet", store)
     contract = infer_contract(shuffled, "default", time_column="applied_at", exclude=["application_id"])
     parts = split(ref, contract, SplitSpec(time_ordered=True), store)
     train, test = pd.read_parquet(parts.train.uri), pd.read_parquet(parts.test.uri)
@@ -89,7 +77,7 @@ def test_time_ordered_split_puts_newest_rows_in_test(tmp_path: Path, store: Data
 
 
 def test_time_ordered_split_without_time_column_is_an_error(tmp_path, store, demo_frame):
-    ref = ingested(demo_frame, tmp_path, store)
+    ref = ingest_frame(demo_frame, tmp_path / "data.parquet", store)
     contract = infer_contract(demo_frame, "default")
     with pytest.raises(DataError, match="needs a time column"):
         split(ref, contract, SplitSpec(time_ordered=True), store)
@@ -220,6 +208,8 @@ def test_multiclass_metrics_and_unknown_primary_metric():
     scores = compute_metrics("classification", truth, predictions, ["a", "b", "c"])
     assert scores["accuracy"] == 0.75
     assert scores["roc_auc"] == 1.0  # every true class ranks first in its own column
+    with pytest.raises(DataError, match=r"target 'label' has labels \['d'\] the model never saw"):
+        compute_metrics("classification", pd.Series(["a", "b", "d", "a"], name="label"), predictions, ["a", "b", "c"])
     with pytest.raises(ConfigError, match="'rmse' is not a classification metric"):
         primary_metric(GatePolicy(primary_metric="rmse"), "classification", scores)
 
