@@ -4,6 +4,7 @@ from blocks.cluster import DaskCluster
 from blocks.datastore import Datastore
 from blocks.gate import GatePolicy
 from blocks.mlflow import MlflowConnection
+from blocks.study import StudyStorage
 from blocks.workspace import WorkspaceConfig
 
-__all__ = ["DaskCluster", "Datastore", "GatePolicy", "MlflowConnection", "WorkspaceConfig"]
+__all__ = ["DaskCluster", "Datastore", "GatePolicy", "MlflowConnection", "StudyStorage", "WorkspaceConfig"]

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
 from flows.common import open_workspace
-from tasks.contract import TaskType, contract_task
+from tasks.contract import DataContract, TaskType, contract_task
 from tasks.datasets import DatasetRef
 from tasks.evaluate import evaluate_task
 from tasks.gate import GateDecision, gate_task
@@ -19,18 +19,31 @@ from tasks.train import train_task
 from tasks.validate import validate_task
 
 
-class TrainingParams(BaseModel):
-    """What to train: rendered as a form in the Prefect UI."""
+class DataParams(BaseModel):
+    """Which data, which target, which registered model: what every training-like flow starts from."""
 
     data: str = Field(description="CSV or Parquet file: a local path or any fsspec URL")
     target: str = Field(description="column to predict")
     name: str = Field(description="registered model name")
     task: TaskType | None = Field(default=None, description="default: inferred from the target column")
-    model: ModelSpec = Field(default_factory=ModelSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     time_column: str | None = Field(default=None, description="timestamp column (not a feature)")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features, e.g. ids")
     contract_file: str | None = Field(default=None, description="data contract to enforce instead of inferring")
+
+
+class TrainingParams(DataParams):
+    """What to train: rendered as a form in the Prefect UI."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec)
+
+
+class PreparedData(BaseModel):
+    """A validated dataset, its contract and its split."""
+
+    dataset: DatasetRef
+    contract: DataContract
+    splits: SplitRefs
 
 
 class TrainingSummary(BaseModel):
@@ -47,42 +60,61 @@ class TrainingSummary(BaseModel):
     mlflow_run: str
 
 
-@flow(name="training", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
-def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> TrainingSummary:
-    """Train, evaluate, gate and register one model; unchanged steps are served from cache.
+def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData:
+    """Ingest → contract → validate → split, each on the cluster; invalid data stops the run here.
 
-    Each step runs on the Dask cluster; the flow waits for each result so that a failure stops
-    the pipeline with the step's own error, and nothing is derived from data that failed validation.
+    The flow waits for each result so that a failure stops the pipeline with the step's own error.
     """
-    workspace = open_workspace(config)
-    store, tracking = workspace.datastore, workspace.mlflow
+    store = workspace.datastore
     raw = ingest_task.submit(params.data, store).result()
     contract = contract_task.submit(
         raw,
         params.target,
         params.name,
-        tracking,
+        workspace.mlflow,
         store,
         params.task,
         params.time_column,
         params.exclude,
         params.contract_file,
     ).result()
-    dataset = validate_task.submit(raw, contract, store).result()  # invalid data stops the run here
+    dataset = validate_task.submit(raw, contract, store).result()
     splits = split_task.submit(dataset, contract, params.split, store).result()
-    model = train_task.submit(splits, contract, params.model, params.name, tracking, store).result()
+    return PreparedData(dataset=dataset, contract=contract, splits=splits)
+
+
+def train_and_register(
+    data: PreparedData,
+    splits: SplitRefs,
+    spec: ModelSpec,
+    name: str,
+    workspace: WorkspaceConfig,
+    tags: dict[str, str] | None = None,
+) -> TrainingSummary:
+    """Train → evaluate → gate → register → publish; `tags` link the model to what chose it (a sweep)."""
+    store, tracking = workspace.datastore, workspace.mlflow
+    contract = data.contract
+    model = train_task.submit(splits, contract, spec, name, tracking, store, tags or {}).result()
     evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
-    decision = gate_task.submit(evaluation, splits, contract, params.name, workspace.gate, tracking, store).result()
-    registration = register_task.submit(model, evaluation, decision, dataset, params.name, tracking).result()
+    decision = gate_task.submit(evaluation, splits, contract, name, workspace.gate, tracking, store).result()
+    registration = register_task.submit(model, evaluation, decision, data.dataset, name, tracking).result()
     publish_task.submit(model, evaluation, decision, registration, tracking).result()
     return TrainingSummary(
-        model_name=params.name,
+        model_name=name,
         version=registration.version,
         aliases=registration.aliases,
         metrics=evaluation.metrics,
         gate=decision,
         run_id=model.run_id,
-        dataset=dataset,
+        dataset=data.dataset,
         splits=splits,
         mlflow_run=run_link(tracking, model),
     )
+
+
+@flow(name="training", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> TrainingSummary:
+    """Train, evaluate, gate and register one model; unchanged steps are served from cache."""
+    workspace = open_workspace(config)
+    data = prepare_data(params, workspace)
+    return train_and_register(data, data.splits, params.model, params.name, workspace)

@@ -1,4 +1,4 @@
-"""The `mlpipe` command line: train and demo (more commands arrive with their flows)."""
+"""The `mlpipe` command line: train, sweep, automl, demo and generate."""
 
 import os
 import sys
@@ -82,6 +82,97 @@ def generate(
     _run(lambda: _generate(output, rows, drift, seed, columns))
 
 
+SAMPLERS = "grid | random | tpe"
+PRUNERS = "none | median | halving | hyperband | percentile"
+
+
+@app.command()
+def sweep(
+    data: Annotated[str, typer.Option(help="CSV or Parquet file: local path or any fsspec URL")],
+    target: Annotated[str, typer.Option(help="column to predict")],
+    name: Annotated[str, typer.Option(help="registered model name")],
+    space: Annotated[str, typer.Option(help="search space YAML/JSON file, or 'auto' for AutoML")],
+    sampler: Annotated[str | None, typer.Option(help=SAMPLERS + " (default tpe)")] = None,
+    pruner: Annotated[str | None, typer.Option(help=PRUNERS + " (default median)")] = None,
+    metric: Annotated[str | None, typer.Option(help="validation metric (default roc_auc / rmse)")] = None,
+    goal: Annotated[str | None, typer.Option(help="maximize | minimize (default: from the metric)")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="trials in the study (default 20)")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="trials at once (default: worker threads)")] = None,
+    max_failed: Annotated[int | None, typer.Option(help="failed trials that stop the sweep (default 5)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds after which no trial starts")] = None,
+    trial_timeout: Annotated[float | None, typer.Option(help="seconds a trial may run")] = None,
+    cv: Annotated[int | None, typer.Option(help="score trials by K-fold cross-validation")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="steps before a trial can be pruned")] = None,
+    startup_trials: Annotated[int | None, typer.Option(help="trials that finish before pruning starts")] = None,
+    exit_score: Annotated[float | None, typer.Option(help="stop once the best trial reaches this score")] = None,
+    study: Annotated[str | None, typer.Option(help="study name (default: derived from the inputs)")] = None,
+    gpu: Annotated[bool, typer.Option(help="run trials on workers with the GPU resource")] = False,
+    config: Annotated[Path | None, typer.Option(help="YAML with mlflow/datastore/cluster/gate/studies/sweep")] = None,
+    task: Annotated[str | None, typer.Option(help="classification | regression (default: inferred)")] = None,
+    time_column: Annotated[str | None, typer.Option(help="timestamp column; with --time-split, split by it")] = None,
+    time_split: Annotated[bool, typer.Option(help="newest rows become the test set")] = False,
+    exclude: Annotated[list[str] | None, typer.Option(help="column that is not a feature (repeatable)")] = None,
+    contract: Annotated[str | None, typer.Option(help="data contract file to enforce")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for the sampler, the split and the models")] = None,
+) -> None:
+    """Search hyperparameters in parallel on Dask; register the best through the gate."""
+    overrides: dict[str, Any] = {
+        "data": data,
+        "target": target,
+        "name": name,
+        "task": task,
+        "time_column": time_column,
+        "exclude": exclude,
+        "contract_file": contract,
+        "study_name": study,
+        "max_trials": max_trials,
+        "max_concurrent": max_concurrent,
+        "max_failed": max_failed,
+        "timeout": timeout,
+        "trial_timeout": trial_timeout,
+        "exit_score": exit_score,
+        "gpu": gpu or None,
+    }
+    study_overrides = {
+        "sampler": sampler,
+        "metric": metric,
+        "goal": goal,
+        "cv": cv,
+        "seed": seed,
+        "pruner": {"kind": pruner, "warmup_steps": warmup_steps, "startup_trials": startup_trials},
+    }
+    split_overrides = {"seed": seed, "time_ordered": time_split or None}
+    _run(lambda: _sweep(config, space, overrides, study_overrides, split_overrides))
+
+
+@app.command()
+def automl(
+    data: Annotated[str, typer.Option(help="CSV or Parquet file: local path or any fsspec URL")],
+    target: Annotated[str, typer.Option(help="column to predict")],
+    name: Annotated[str, typer.Option(help="registered model name")],
+    timeout: Annotated[float, typer.Option(help="time budget in seconds: no trial starts after it")] = 600.0,
+    max_trials: Annotated[int, typer.Option(help="most trials")] = 100,
+    exit_score: Annotated[float | None, typer.Option(help="stop once the best trial reaches this score")] = None,
+    metric: Annotated[str | None, typer.Option(help="validation metric (default roc_auc / rmse)")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="column that is not a feature (repeatable)")] = None,
+    time_column: Annotated[str | None, typer.Option(help="timestamp column (not a feature)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with mlflow/datastore/cluster/gate/studies/sweep")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for the sampler, the split and the models")] = None,
+) -> None:
+    """AutoML: search xgboost, forests, histogram boosting and linear models within a time budget."""
+    overrides: dict[str, Any] = {
+        "data": data,
+        "target": target,
+        "name": name,
+        "time_column": time_column,
+        "exclude": exclude,
+        "timeout": timeout,
+        "max_trials": max_trials,
+        "exit_score": exit_score,
+    }
+    _run(lambda: _sweep(config, "auto", overrides, {"metric": metric, "seed": seed}, {"seed": seed}))
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` pairs with YAML-typed values (`0.1` is a float, `true` a bool, `none` null)."""
     params: dict[str, Any] = {}
@@ -102,25 +193,78 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 def _train(
     config: Path | None, overrides: dict[str, Any], model_overrides: dict[str, Any], split_overrides: dict[str, Any]
 ) -> None:
-    from blocks.workspace import WorkspaceConfig, load_config_file
+    from blocks.workspace import WorkspaceConfig
     from flows.training import TrainingParams, training
 
-    sections = load_config_file(config) if config else {}
-    settings = dict(sections.pop("training", None) or {})
-    source = str(config) if config else "command line"
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    for section, values in (("model", model_overrides), ("split", split_overrides)):
-        merged = dict(settings.get(section) or {})
-        for key, value in values.items():
-            if key == "params":
-                merged["params"] = {**(merged.get("params") or {}), **value}
-            elif value is not None:
-                merged[key] = value
-        settings[section] = merged
+    settings, sections, source = _settings(
+        config, "training", overrides, {"model": model_overrides, "split": split_overrides}
+    )
     params = validated(TrainingParams, settings, source)
-    workspace = WorkspaceConfig.from_mapping(sections, source)
-    summary = training(params, workspace)
+    summary = training(params, WorkspaceConfig.from_mapping(sections, source))
     _print_summary(summary)
+
+
+def _settings(
+    config: Path | None, section: str, overrides: dict[str, Any], nested: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A flow's parameters: the config file's `section`, overridden by the options that were given.
+
+    Returns the parameters, the remaining (workspace) sections and the name of their source.
+    """
+    from blocks.workspace import load_config_file
+
+    sections = load_config_file(config) if config else {}
+    settings = dict(sections.pop(section, None) or {})
+    sections.pop("training" if section == "sweep" else "sweep", None)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    for name, values in nested.items():
+        settings[name] = _merged(dict(settings.get(name) or {}), values)
+    return settings, sections, str(config) if config else "command line"
+
+
+def _merged(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` over `base`, one level down for mappings (`params`, `pruner`); None leaves a key alone."""
+    for key, value in values.items():
+        if isinstance(value, dict):
+            base[key] = _merged(dict(base.get(key) or {}), value)
+        elif value is not None:
+            base[key] = value
+    return base
+
+
+def _sweep(
+    config: Path | None,
+    space: str,
+    overrides: dict[str, Any],
+    study_overrides: dict[str, Any],
+    split_overrides: dict[str, Any],
+) -> None:
+    from blocks.workspace import WorkspaceConfig
+    from flows.sweep import SweepParams, sweep
+    from tasks.space import load_space
+
+    settings, sections, source = _settings(
+        config, "sweep", overrides, {"study": study_overrides, "split": split_overrides}
+    )
+    settings["space"] = "auto" if space == "auto" else load_space(space)
+    params = validated(SweepParams, settings, source)
+    summary = sweep(params, WorkspaceConfig.from_mapping(sections, source))
+    result = summary.sweep
+    table = Table(title=f"sweep {result.study}: best first ({result.metric}, {result.goal})")
+    for column in ("rank", "trial", "family", "state", result.metric, "steps", "params"):
+        table.add_column(column)
+    for row in result.leaderboard[:10]:
+        value = "" if row.value is None else f"{row.value:.4f}"
+        chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
+        table.add_row(str(row.rank or ""), str(row.trial), row.family, row.state, value, str(row.steps), chosen)
+    out.print(table)
+    counts = {state: sum(r.state == state for r in result.leaderboard) for state in ("complete", "pruned", "failed")}
+    out.print(
+        f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
+        + (f"; resumed {summary.resumed_trials}" if summary.resumed_trials else "")
+        + f". Best: trial {result.best_trial} ({result.best_spec.family}), {result.metric} {result.best_value:.4f}"
+    )
+    _print_summary(summary.training)
 
 
 def _demo(rows: int, drift: float) -> None:

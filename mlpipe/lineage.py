@@ -28,6 +28,8 @@ def code_version() -> str:
 
 
 LINEAGE_KEYS = ("mlpipe.code_version", "mlpipe.prefect_flow_run_id")
+SWEEP_KEYS = ("mlpipe.sweep_run_id", "mlpipe.sweep_study", "mlpipe.sweep_trial")
+"""Tags on a training run that a sweep chose, copied onto its model version as a link back."""
 
 
 def lineage_tags() -> dict[str, str]:

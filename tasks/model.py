@@ -9,7 +9,14 @@ from pydantic import BaseModel, Field, model_validator
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
@@ -19,7 +26,7 @@ from xgboost import XGBClassifier, XGBRegressor
 from mlpipe.errors import ConfigError
 from tasks.contract import DataContract, TaskType
 
-Family = Literal["xgboost", "random_forest", "linear"]
+Family = Literal["xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "linear"]
 ParamValue = bool | int | float | str | None
 
 MAX_ONE_HOT = 50
@@ -59,9 +66,16 @@ def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> t
             "random_state": seed,
             "n_jobs": n_jobs,
         }
-    if family == "random_forest":
-        cls = RandomForestClassifier if classification else RandomForestRegressor
+    if family in ("random_forest", "extra_trees"):
+        forests = {
+            "random_forest": (RandomForestClassifier, RandomForestRegressor),
+            "extra_trees": (ExtraTreesClassifier, ExtraTreesRegressor),
+        }
+        cls = forests[family][0 if classification else 1]
         return cls, {"n_estimators": 200, "min_samples_leaf": 2, "random_state": seed, "n_jobs": n_jobs}
+    if family == "hist_gradient_boosting":
+        cls = HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor
+        return cls, {"max_iter": 200, "early_stopping": False, "random_state": seed}
     if classification:
         return LogisticRegression, {"max_iter": 1000, "random_state": seed}
     return Ridge, {"alpha": 1.0}
@@ -120,7 +134,10 @@ class OneHotTop(TransformerMixin, BaseEstimator):
 
 
 def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransformer:
-    """Impute, scale (linear models only) and one-hot encode, from the contract's column kinds."""
+    """Impute, scale (linear models only) and one-hot encode, from the contract's column kinds.
+
+    Histogram gradient boosting takes no sparse input, so its features come out dense.
+    """
     numeric = [c.name for c in contract.features if c.kind == "numeric"]
     categorical = [c.name for c in contract.features if c.kind in ("string", "boolean")]
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
@@ -129,6 +146,7 @@ def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransfor
     return ColumnTransformer(
         [("numeric", Pipeline(numeric_steps), numeric), ("categorical", OneHotTop(), categorical)],
         remainder="drop",
+        sparse_threshold=0.0 if family == "hist_gradient_boosting" else 0.3,
     )
 
 
@@ -150,12 +168,22 @@ class TabularModel(PythonModel):
 
 def predict_frame(pipeline: Pipeline, task: TaskType, classes: list[Any] | None, rows: pd.DataFrame) -> pd.DataFrame:
     """Predictions (and class probabilities) for raw rows."""
+    raw = pipeline.predict(rows) if task == "regression" else pipeline.predict_proba(rows)
+    return output_frame(raw, task, classes, rows.index)
+
+
+def output_frame(raw: np.ndarray, task: TaskType, classes: list[Any] | None, index: Any = None) -> pd.DataFrame:
+    """The served output from an estimator's raw output: predictions, or class probabilities.
+
+    A one-dimensional output of a classifier is the positive class's probability (xgboost's
+    booster gives that for binary problems).
+    """
     if task == "regression":
-        return pd.DataFrame({"prediction": np.asarray(pipeline.predict(rows), dtype="float64")}, index=rows.index)
+        return pd.DataFrame({"prediction": np.asarray(raw, dtype="float64")}, index=index)
     assert classes is not None
-    probabilities = pipeline.predict_proba(rows)
-    frame = pd.DataFrame(
-        {f"probability_{label}": probabilities[:, i] for i, label in enumerate(classes)}, index=rows.index
-    )
+    probabilities = np.asarray(raw)
+    if probabilities.ndim == 1:
+        probabilities = np.column_stack([1.0 - probabilities, probabilities])
+    frame = pd.DataFrame({f"probability_{label}": probabilities[:, i] for i, label in enumerate(classes)}, index=index)
     frame.insert(0, "prediction", np.asarray(classes)[probabilities.argmax(axis=1)])
     return frame

@@ -6,7 +6,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks.mlflow import MlflowConnection
-from mlpipe.lineage import LINEAGE_KEYS
+from mlpipe.lineage import LINEAGE_KEYS, SWEEP_KEYS
 from tasks.caching import pipeline_task
 from tasks.datasets import DatasetRef
 from tasks.evaluate import Evaluation
@@ -47,6 +47,7 @@ def register(
             "mlpipe.dataset_hash": dataset.content_hash,
             "mlpipe.dataset_source": dataset.source,
             **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
+            **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
             "mlpipe.gate": "passed" if decision.passed else "rejected",
             "mlpipe.gate_reason": decision.reason,
             **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},

@@ -101,4 +101,10 @@ def _time_ordered(table: pa.Table, contract: DataContract, spec: SplitSpec, sour
     return ordered[:validation_start], ordered[validation_start:test_start], ordered[test_start:]
 
 
+def combine(parts: list[DatasetRef], store: Datastore, source: str) -> DatasetRef:
+    """One snapshot of several (train + validation, to retrain a sweep's winner or fold for CV)."""
+    return write_snapshot(pa.concat_tables([read_table(part, store) for part in parts]), store, source)
+
+
 split_task = pipeline_task(split)
+combine_task = pipeline_task(combine)

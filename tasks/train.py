@@ -51,8 +51,12 @@ def train(
     model_name: str,
     tracking: MlflowConnection,
     store: Datastore,
+    tags: dict[str, str] | None = None,
 ) -> TrainedModel:
-    """Fit on the train split (the validation split feeds per-round metrics) and log the model."""
+    """Fit on the train split (the validation split feeds per-round metrics) and log the model.
+
+    `tags` are added to the MLflow run, e.g. the sweep that chose these hyperparameters.
+    """
     train_rows = read_snapshot(splits.train, store)
     validation_rows = read_snapshot(splits.validation, store)
     cores = available_cores()
@@ -69,7 +73,7 @@ def train(
         estimator.fit(x_train, y_train, **fit_kwargs)
     fit_seconds = time.perf_counter() - started
     model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
-    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds)
+    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds, tags or {})
 
 
 def encode_target(
@@ -104,9 +108,11 @@ def _log(
     tracking: MlflowConnection,
     train_rows: pd.DataFrame,
     fit_seconds: float,
+    extra_tags: dict[str, str],
 ) -> TrainedModel:
     experiment_id = tracking.experiment_id(model_name)
     tags = {
+        **extra_tags,
         "mlpipe.model_name": model_name,
         "mlpipe.family": spec.family,
         "mlpipe.train_split_hash": splits.train.content_hash,

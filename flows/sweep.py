@@ -1,0 +1,221 @@
+"""The sweep pipeline: prepare data → run trials in parallel on Dask → pick the best → train, gate, register.
+
+HyperDrive and AutoML in one flow: optuna chooses each trial's hyperparameters (grid, random or
+TPE) and stops poor trials early (median, percentile, successive halving, Hyperband); trials
+are Prefect tasks on the Dask cluster, at most `max_concurrent` at a time; the winner is
+retrained on train + validation by the training pipeline's own tasks and goes through the
+same gate and registry as any training run.
+"""
+
+import hashlib
+import time
+from contextlib import nullcontext
+from typing import Literal
+
+import dask
+import optuna
+from prefect import flow
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture, as_completed
+from pydantic import BaseModel, Field
+
+from blocks.cluster import WorkspaceTaskRunner
+from blocks.workspace import WorkspaceConfig
+from flows.common import open_workspace
+from flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
+from mlpipe.errors import ConfigError, MlpipeError
+from mlpipe.workspace import available_cores
+from tasks.space import SearchSpace, auto_space
+from tasks.split import SplitRefs, combine_task
+from tasks.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
+from tasks.sweep import SweepResult, SweepRun, finish_sweep_task, start_sweep_task
+from tasks.trial import TrialData, TrialOutcome, TrialRequest, trial_task
+
+
+class SweepParams(DataParams):
+    """What to search, how, and within which limits: rendered as a form in the Prefect UI."""
+
+    space: SearchSpace | Literal["auto"] = Field(default="auto", description="'auto' searches five model families")
+    study: StudySpec = Field(default_factory=StudySpec)
+    study_name: str | None = Field(default=None, description="default: the model name and a hash of the inputs")
+    max_trials: int = Field(default=20, ge=1, description="trials in the study (finished ones count on resume)")
+    max_concurrent: int | None = Field(default=None, ge=1, description="default: the cluster's worker threads")
+    max_failed: int = Field(default=5, ge=1, description="the sweep stops and fails after this many failed trials")
+    timeout: float | None = Field(default=None, gt=0, description="seconds; no trial starts after that")
+    trial_timeout: float | None = Field(default=None, gt=0, description="seconds; a longer trial is failed")
+    report_every: int = Field(default=1, ge=1, description="boosting rounds between pruning checks")
+    threads_per_trial: int | None = Field(default=None, ge=1, description="default: cores / max_concurrent")
+    exit_score: float | None = Field(default=None, description="stop starting trials once the best reaches it")
+    gpu: bool = Field(default=False, description="trials need the GPU worker resource; xgboost runs on cuda")
+
+
+class SweepPlan(BaseModel):
+    """The sweep's settings resolved against the data and the cluster, checked before any trial runs."""
+
+    study_name: str
+    space: SearchSpace
+    spec: StudySpec
+    fingerprint: str
+    max_trials: int
+    max_concurrent: int
+    threads: int
+
+
+class SweepSummary(BaseModel):
+    """What a sweep found and what became of its winner."""
+
+    sweep: SweepResult
+    training: TrainingSummary
+    parent_run_id: str
+    resumed_trials: list[int]
+
+
+@flow(name="sweep", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSummary:
+    """Search hyperparameters in parallel, then train, gate and register the best configuration."""
+    workspace = open_workspace(config)
+    data = prepare_data(params, workspace)
+    plan = plan_sweep(params, data)
+    combined = combine_task.submit(
+        [data.splits.train, data.splits.validation], workspace.datastore, f"{data.dataset.source}#train+validation"
+    ).result()
+    run = start_sweep_task.submit(
+        plan.study_name,
+        params.name,
+        plan.spec,
+        plan.space,
+        plan.fingerprint,
+        plan.max_concurrent,
+        workspace.studies,
+        workspace.mlflow,
+    ).result()
+    run_trials(plan, params, run, TrialData(splits=data.splits, combined=combined), data, workspace)
+    result = finish_sweep_task.submit(run, plan.spec, plan.space, workspace.studies, workspace.mlflow).result()
+    # The winner learns from every row the trials could see; the test split stays unseen for the gate.
+    final_splits = SplitRefs(train=combined, validation=data.splits.validation, test=data.splits.test)
+    tags = {
+        "mlflow.parentRunId": run.parent_run_id,
+        "mlpipe.sweep_run_id": run.parent_run_id,
+        "mlpipe.sweep_study": run.study,
+        "mlpipe.sweep_trial": str(result.best_trial),
+    }
+    training = train_and_register(data, final_splits, result.best_spec, params.name, workspace, tags)
+    return SweepSummary(sweep=result, training=training, parent_run_id=run.parent_run_id, resumed_trials=run.requeued)
+
+
+def plan_sweep(params: SweepParams, data: PreparedData) -> SweepPlan:
+    """Resolve the space, metric, study name and concurrency; every error here precedes the first trial."""
+    task = data.contract.task
+    space = auto_space(task) if params.space == "auto" else params.space
+    space.check(task)
+    spec = params.study.resolved(task)
+    max_trials = params.max_trials
+    if spec.sampler == "grid":
+        max_trials = min(max_trials, space.grid_size())
+    threads, gpus = cluster_capacity()
+    if params.gpu and gpus == 0:
+        raise ConfigError("--gpu: no Dask worker advertises the GPU resource (start workers with --resources GPU=1)")
+    max_concurrent = params.max_concurrent or (gpus if params.gpu else threads)
+    fingerprint = study_fingerprint(spec, space, data.dataset.content_hash, params.split.seed)
+    name = params.study_name or f"{params.name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:10]}"
+    return SweepPlan(
+        study_name=name,
+        space=space,
+        spec=spec,
+        fingerprint=fingerprint,
+        max_trials=max_trials,
+        max_concurrent=max_concurrent,
+        threads=params.threads_per_trial or max(1, available_cores() // max_concurrent),
+    )
+
+
+def run_trials(
+    plan: SweepPlan,
+    params: SweepParams,
+    run: SweepRun,
+    data: TrialData,
+    prepared: PreparedData,
+    workspace: WorkspaceConfig,
+) -> list[TrialOutcome]:
+    """Ask the study for trials and keep at most `max_concurrent` of them running on the cluster.
+
+    Trials are asked here, in one place, so a seeded sampler gives the same sequence each time;
+    each trial reports to and finishes in the shared study storage from its worker. No trial
+    starts once the budget (finished trials, resumed runs included), the time limit or the exit
+    score is reached; the sweep fails once `max_failed` trials have failed.
+    """
+    assert plan.spec.goal is not None and plan.spec.metric is not None
+    study = optuna.load_study(
+        study_name=plan.study_name,
+        storage=workspace.studies.open(),
+        sampler=plan.spec.sampler_for(plan.space, plan.max_concurrent),
+    )
+    started = time.monotonic()
+    running: set[PrefectFuture[TrialOutcome]] = set()
+    outcomes: list[TrialOutcome] = []
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        best = best_trial(trials, plan.spec.goal)
+        stop = (
+            len(counted(trials)) + len(running) >= plan.max_trials
+            or len(failed(trials)) >= params.max_failed
+            or (params.timeout is not None and time.monotonic() - started > params.timeout)
+            or reached(best.value if best else None, params.exit_score, plan.spec.goal)
+        )
+        if not stop and len(running) < plan.max_concurrent:
+            running.add(_submit(study, plan, params, run, data, prepared, workspace))
+            continue
+        if not running:
+            break
+        done = next(as_completed(list(running)))
+        running.remove(done)
+        outcomes.append(done.result())
+    broken = failed(study.get_trials(deepcopy=False))
+    if len(broken) >= params.max_failed:
+        errors = "; ".join(f"trial {t.number}: {t.user_attrs.get('error')}" for t in broken[-3:])
+        raise MlpipeError(f"sweep '{plan.study_name}' stopped: {len(broken)} trials failed (max_failed). {errors}")
+    return outcomes
+
+
+def _submit(
+    study: optuna.Study,
+    plan: SweepPlan,
+    params: SweepParams,
+    run: SweepRun,
+    data: TrialData,
+    prepared: PreparedData,
+    workspace: WorkspaceConfig,
+) -> PrefectFuture[TrialOutcome]:
+    trial = study.ask()
+    spec = plan.space.suggest(trial, plan.spec.seed)
+    if params.gpu and spec.family == "xgboost":
+        spec = spec.model_copy(update={"params": {"device": "cuda", **spec.params}})
+    request = TrialRequest(
+        study=plan.study_name,
+        storage=workspace.studies,
+        trial_id=trial._trial_id,
+        number=trial.number,
+        spec=spec,
+        metric=plan.spec.metric or "",
+        pruner=plan.spec.pruner,
+        cv=plan.spec.cv,
+        report_every=params.report_every,
+        timeout=params.trial_timeout,
+        threads=plan.threads,
+        experiment_id=run.experiment_id,
+        parent_run_id=run.parent_run_id,
+    )
+    resources = {"GPU": 1} if params.gpu else {}
+    with dask.annotate(resources=resources) if resources else nullcontext():
+        return trial_task.submit(request, data, prepared.contract, workspace.mlflow, workspace.datastore)
+
+
+def cluster_capacity() -> tuple[int, int]:
+    """Worker threads and GPUs on the flow's Dask cluster (this machine's cores outside a flow)."""
+    context = FlowRunContext.get()
+    if context is None or not isinstance(context.task_runner, WorkspaceTaskRunner):
+        return available_cores(), 0
+    workers = context.task_runner.client.scheduler_info(n_workers=-1)["workers"].values()
+    threads = sum(int(w.get("nthreads", 0)) for w in workers)
+    gpus = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
+    return threads or available_cores(), gpus

@@ -1,0 +1,167 @@
+"""The optuna study behind a sweep: settings, sampler and pruner, resuming, and choosing the best trial."""
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, Field
+
+from blocks.study import StudyStorage
+from mlpipe.errors import ConfigError
+from tasks.contract import TaskType
+from tasks.metrics import DEFAULT_PRIMARY, LOWER_IS_BETTER
+from tasks.space import SearchSpace
+
+Sampler = Literal["grid", "random", "tpe"]
+PrunerKind = Literal["none", "median", "halving", "hyperband", "percentile"]
+Goal = Literal["maximize", "minimize"]
+
+TASK_METRICS: dict[TaskType, tuple[str, ...]] = {
+    "classification": ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc"),
+    "regression": ("rmse", "mae", "r2"),
+}
+INTERRUPTED = "mlpipe.interrupted"
+"""User attribute of a trial whose process died; its parameters are tried again."""
+FINGERPRINT = "mlpipe.fingerprint"
+
+
+class PrunerSpec(BaseModel):
+    """Early termination. Steps are boosting rounds, trees or iterations (or folds with `cv`)."""
+
+    kind: PrunerKind = "median"
+    startup_trials: int = Field(default=5, ge=0, description="median/percentile: trials that finish before pruning")
+    warmup_steps: int = Field(default=10, ge=0, description="median/percentile: steps a trial runs before pruning")
+    interval_steps: int = Field(default=1, ge=1, description="median/percentile: steps between pruning checks")
+    percentile: float = Field(default=25.0, gt=0.0, lt=100.0, description="percentile: keep trials above it")
+    min_resource: int | None = Field(default=None, ge=1, description="halving/hyperband: first rung (auto / 1)")
+    reduction_factor: int = Field(default=3, ge=2, description="halving/hyperband: η, the fraction kept is 1/η")
+
+    def build(self) -> optuna.pruners.BasePruner:
+        if self.kind == "none":
+            return optuna.pruners.NopPruner()
+        if self.kind == "median":
+            return optuna.pruners.MedianPruner(self.startup_trials, self.warmup_steps, self.interval_steps)
+        if self.kind == "percentile":
+            return optuna.pruners.PercentilePruner(
+                self.percentile, self.startup_trials, self.warmup_steps, self.interval_steps
+            )
+        if self.kind == "halving":
+            return optuna.pruners.SuccessiveHalvingPruner(self.min_resource or "auto", self.reduction_factor)
+        return optuna.pruners.HyperbandPruner(self.min_resource or 1, reduction_factor=self.reduction_factor)
+
+
+class StudySpec(BaseModel):
+    """How trials are chosen and judged; everything that makes two sweeps the same study."""
+
+    sampler: Sampler = "tpe"
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    metric: str | None = Field(default=None, description="validation metric to optimise; default by task")
+    goal: Goal | None = Field(default=None, description="default: from the metric (rmse down, roc_auc up…)")
+    cv: int | None = Field(default=None, ge=2, description="score by K-fold cross-validation")
+    seed: int = 42
+
+    def resolved(self, task: TaskType) -> "StudySpec":
+        """A copy with the metric and goal filled in and checked against the task's metrics."""
+        metric = self.metric or DEFAULT_PRIMARY[task]
+        if metric not in TASK_METRICS[task]:
+            raise ConfigError(f"sweep metric '{metric}' is not a {task} metric; choose one of {TASK_METRICS[task]}")
+        goal = self.goal or ("minimize" if metric in LOWER_IS_BETTER else "maximize")
+        return self.model_copy(update={"metric": metric, "goal": goal})
+
+    def sampler_for(self, space: SearchSpace, max_concurrent: int) -> optuna.samplers.BaseSampler:
+        if self.sampler == "grid":
+            return optuna.samplers.GridSampler(space.grid(), seed=self.seed)
+        if self.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=self.seed)
+        # Constant liar keeps parallel TPE trials from piling onto the same point.
+        return optuna.samplers.TPESampler(
+            seed=self.seed, multivariate=True, group=space.prefixed, constant_liar=max_concurrent > 1
+        )
+
+
+def study_fingerprint(spec: StudySpec, space: SearchSpace, dataset_hash: str, split_seed: int) -> str:
+    """What must match for a re-run to continue a study rather than start another."""
+    content = json.dumps(
+        {"spec": spec.model_dump(), "space": space.model_dump(), "data": dataset_hash, "split": split_seed},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def open_study(
+    name: str, storage: StudyStorage, spec: StudySpec, space: SearchSpace, fingerprint: str, max_concurrent: int
+) -> optuna.Study:
+    """Create the study, or load it to resume; trials a dead process left running are queued again.
+
+    Raises:
+        ConfigError: a study of that name exists for other data, space or settings.
+    """
+    assert spec.goal is not None
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage.open(),
+        sampler=spec.sampler_for(space, max_concurrent),
+        pruner=spec.pruner.build(),
+        direction=spec.goal,
+        load_if_exists=True,
+    )
+    recorded = study.user_attrs.get(FINGERPRINT)
+    if recorded is None:
+        study.set_user_attr(FINGERPRINT, fingerprint)
+    elif recorded != fingerprint:
+        raise ConfigError(
+            f"study '{name}' holds trials of another dataset, search space or sweep settings; "
+            "give a new --study name (or leave it out to get one derived from these inputs)"
+        )
+    requeue_interrupted(study)
+    return study
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Mark trials left running by a killed process as failed, and queue their parameters again.
+
+    Only one process runs a given study at a time, so a trial still `RUNNING` when a sweep
+    starts belongs to a process that died. Returns the numbers of the trials queued again.
+    """
+    requeued = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED, True)
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"mlpipe.retry_of": trial.number}, skip_if_exists=False)
+        requeued.append(trial.number)
+    return requeued
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that used up the budget: finished ones, but not those a dead process interrupted."""
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in trials if t.state in done and not t.user_attrs.get(INTERRUPTED)]
+
+
+def failed(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in counted(trials) if t.state == TrialState.FAIL]
+
+
+def best_trial(trials: Sequence[FrozenTrial], goal: Goal) -> FrozenTrial | None:
+    """The completed trial with the best value in the goal's direction; ties go to the earliest trial.
+
+    Pruned and failed trials never win (their last intermediate value is not a final score), nor
+    does a trial whose value is NaN.
+    """
+    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and not math.isnan(t.value)]
+    if not finished:
+        return None
+    sign = -1.0 if goal == "maximize" else 1.0
+    return min(finished, key=lambda t: (sign * float(t.value), t.number))  # type: ignore[arg-type]
+
+
+def reached(value: float | None, target: float | None, goal: Goal) -> bool:
+    """Whether `value` is at least as good as `target` (the AutoML `exit_score`)."""
+    if value is None or target is None:
+        return False
+    return value >= target if goal == "maximize" else value <= target
