@@ -199,7 +199,7 @@ def sweep_plots(study: optuna.Study, trials: list[FrozenTrial], spec: StudySpec)
         importances = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=spec.seed)
         )
-        figure = Figure(figsize=(7, 0.5 + 0.35 * max(1, len(importances))))
+        figure = Figure(figsize=(7, 1.5 + 0.35 * len(importances)))
         axis = figure.subplots()
         names = list(importances)[::-1]
         axis.barh(names, [importances[name] for name in names])

@@ -55,3 +55,40 @@ def ingest_frame(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRe
 def model_versions(workspace: WorkspaceConfig, name: str) -> list[Any]:
     client = workspace.resolve().mlflow.client()
     return sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+
+
+def run_sweep(workspace: WorkspaceConfig, **params: Any) -> "SweepOutcome":
+    """Run the sweep flow on the demo columns; return its summary or error."""
+    from flows.sweep import SweepParams, sweep
+
+    params.setdefault("exclude", ["application_id"])
+    params.setdefault("time_column", "applied_at")
+    state = sweep(SweepParams(target="default", **params), workspace, return_state=True)
+    try:
+        return SweepOutcome(state.result(), None)
+    except BaseException as raised:  # noqa: BLE001 - the test inspects it
+        return SweepOutcome(None, raised)
+
+
+@dataclass
+class SweepOutcome:
+    summary: Any
+    error: BaseException | None
+
+
+def study_trials(workspace: WorkspaceConfig, study: str) -> list[Any]:
+    """The study's trials as optuna recorded them, from the workspace's study storage."""
+    import optuna
+
+    storage = workspace.resolve().studies.open()
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    open_now = peak = 0
+    for _, change in events:
+        open_now += change
+        peak = max(peak, open_now)
+    return peak
