@@ -85,7 +85,6 @@ def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSu
         plan.spec,
         plan.space,
         plan.fingerprint,
-        plan.max_concurrent,
         workspace.studies,
         workspace.mlflow,
     ).result()
@@ -145,11 +144,7 @@ def run_trials(
     score is reached; the sweep fails once `max_failed` trials have failed.
     """
     assert plan.spec.goal is not None and plan.spec.metric is not None
-    study = optuna.load_study(
-        study_name=plan.study_name,
-        storage=workspace.studies.open(),
-        sampler=plan.spec.sampler_for(plan.space, plan.max_concurrent),
-    )
+    study = optuna.load_study(study_name=plan.study_name, storage=workspace.studies.open())
     started = time.monotonic()
     running: set[PrefectFuture[TrialOutcome]] = set()
     outcomes: list[TrialOutcome] = []
@@ -186,6 +181,7 @@ def _submit(
     prepared: PreparedData,
     workspace: WorkspaceConfig,
 ) -> PrefectFuture[TrialOutcome]:
+    study.sampler = plan.spec.sampler_for(plan.space, plan.max_concurrent, len(study.get_trials(deepcopy=False)))
     trial = study.ask()
     spec = plan.space.suggest(trial, plan.spec.seed)
     if params.gpu and spec.family == "xgboost":

@@ -262,7 +262,8 @@ def _sweep(
     out.print(
         f"Trials: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
         + (f"; resumed {summary.resumed_trials}" if summary.resumed_trials else "")
-        + f". Best: trial {result.best_trial} ({result.best_spec.family}), {result.metric} {result.best_value:.4f}"
+        + f". Best: trial {result.best_trial} ({result.best_spec.family}), {result.metric} {result.best_value:.4f}",
+        soft_wrap=True,
     )
     _print_summary(summary.training)
 

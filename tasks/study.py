@@ -72,14 +72,21 @@ class StudySpec(BaseModel):
         goal = self.goal or ("minimize" if metric in LOWER_IS_BETTER else "maximize")
         return self.model_copy(update={"metric": metric, "goal": goal})
 
-    def sampler_for(self, space: SearchSpace, max_concurrent: int) -> optuna.samplers.BaseSampler:
+    def sampler_for(self, space: SearchSpace, max_concurrent: int, trial_number: int) -> optuna.samplers.BaseSampler:
+        """The sampler for the trial numbered `trial_number`.
+
+        Its seed derives from the sweep's seed and the trial number, so the k-th trial draws
+        the same values in a fresh process: a resumed sweep continues the sequence instead of
+        starting it again (which would repeat the finished trials' configurations).
+        """
+        seed = int(hashlib.sha256(f"{self.seed}:{trial_number}".encode()).hexdigest()[:8], 16)
         if self.sampler == "grid":
-            return optuna.samplers.GridSampler(space.grid(), seed=self.seed)
+            return optuna.samplers.GridSampler(space.grid(), seed=seed)
         if self.sampler == "random":
-            return optuna.samplers.RandomSampler(seed=self.seed)
+            return optuna.samplers.RandomSampler(seed=seed)
         # Constant liar keeps parallel TPE trials from piling onto the same point.
         return optuna.samplers.TPESampler(
-            seed=self.seed, multivariate=True, group=space.prefixed, constant_liar=max_concurrent > 1
+            seed=seed, multivariate=True, group=space.prefixed, constant_liar=max_concurrent > 1
         )
 
 
@@ -93,10 +100,8 @@ def study_fingerprint(spec: StudySpec, space: SearchSpace, dataset_hash: str, sp
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def open_study(
-    name: str, storage: StudyStorage, spec: StudySpec, space: SearchSpace, fingerprint: str, max_concurrent: int
-) -> optuna.Study:
-    """Create the study, or load it to resume; trials a dead process left running are queued again.
+def open_study(name: str, storage: StudyStorage, spec: StudySpec, fingerprint: str) -> optuna.Study:
+    """Create the study, or load it to resume.
 
     Raises:
         ConfigError: a study of that name exists for other data, space or settings.
@@ -105,7 +110,6 @@ def open_study(
     study = optuna.create_study(
         study_name=name,
         storage=storage.open(),
-        sampler=spec.sampler_for(space, max_concurrent),
         pruner=spec.pruner.build(),
         direction=spec.goal,
         load_if_exists=True,
@@ -118,23 +122,21 @@ def open_study(
             f"study '{name}' holds trials of another dataset, search space or sweep settings; "
             "give a new --study name (or leave it out to get one derived from these inputs)"
         )
-    requeue_interrupted(study)
     return study
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
+def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
     """Mark trials left running by a killed process as failed, and queue their parameters again.
 
     Only one process runs a given study at a time, so a trial still `RUNNING` when a sweep
-    starts belongs to a process that died. Returns the numbers of the trials queued again.
+    starts belongs to a process that died. Returns the trials queued again.
     """
-    requeued = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in interrupted:
         optuna.trial.Trial(study, trial._trial_id).set_user_attr(INTERRUPTED, True)
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"mlpipe.retry_of": trial.number}, skip_if_exists=False)
-        requeued.append(trial.number)
-    return requeued
+    return interrupted
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

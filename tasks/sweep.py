@@ -19,7 +19,7 @@ from tasks.caching import pipeline_task
 from tasks.model import ModelSpec
 from tasks.report import artifact_key
 from tasks.space import SearchSpace
-from tasks.study import INTERRUPTED, Goal, StudySpec, best_trial, counted, open_study
+from tasks.study import Goal, StudySpec, best_trial, counted, open_study, requeue_interrupted
 
 SWEEP_TAG = "mlpipe.sweep_study"
 """Tag of a sweep's parent run: the study name, so a resumed sweep finds its run again."""
@@ -65,12 +65,11 @@ def start_sweep(
     spec: StudySpec,
     space: SearchSpace,
     fingerprint: str,
-    max_concurrent: int,
     storage: StudyStorage,
     tracking: MlflowConnection,
 ) -> SweepRun:
     """Create or resume the study and its parent MLflow run (one per study, reopened on resume)."""
-    study = open_study(study_name, storage, spec, space, fingerprint, max_concurrent)
+    study = open_study(study_name, storage, spec, fingerprint)
     client = tracking.client()
     experiment_id = tracking.experiment_id(model_name)
     found = client.search_runs([experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{study_name}'", max_results=1)
@@ -95,13 +94,13 @@ def start_sweep(
         }
         client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in settings.items()])
         client.log_dict(parent_run_id, space.model_dump(mode="json"), "sweep/space.json")
-    requeued = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+    interrupted = requeue_interrupted(study)
+    for trial in interrupted:  # their MLflow runs were left running too
         run_id = trial.user_attrs.get("mlflow_run_id")
-        if trial.user_attrs.get(INTERRUPTED) and run_id and client.get_run(run_id).info.status == "RUNNING":
+        if run_id:
             client.set_tag(run_id, "mlpipe.trial_state", "interrupted")
             client.set_terminated(run_id, "FAILED")
-            requeued.append(trial.number)
+    requeued = [trial.number for trial in interrupted]
     return SweepRun(study=study_name, experiment_id=experiment_id, parent_run_id=parent_run_id, requeued=requeued)
 
 

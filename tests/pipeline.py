@@ -1,5 +1,8 @@
 """Helpers for tests that run the training flow and inspect what Prefect and MLflow recorded."""
 
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +11,7 @@ from typing import Any
 import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL
 
 from blocks import Datastore, WorkspaceConfig
 from flows.training import TrainingParams, TrainingSummary, training
@@ -15,6 +19,19 @@ from tasks.datasets import DatasetRef
 from tasks.ingest import ingest
 
 DATA_TASKS = ("ingest", "validate", "split")
+MLPIPE = str(Path(sys.executable).parent / "mlpipe")
+
+
+def cli_environment(cwd: Path) -> dict[str, str]:
+    """The session's Prefect API and a workspace of the command's own."""
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLPIPE_HOME": str(cwd / ".mlpipe")}
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `mlpipe` as a user does: a separate process."""
+    return subprocess.run(
+        [MLPIPE, *args], cwd=cwd, env=cli_environment(cwd), capture_output=True, text=True, timeout=300
+    )
 
 
 @dataclass

@@ -1,31 +1,31 @@
 """The `mlpipe` command as a user runs it: a separate process, exit codes, one-line errors."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from mlpipe.cli import parse_params
 from mlpipe.errors import ConfigError
-
-MLPIPE = str(Path(sys.executable).parent / "mlpipe")
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `mlpipe` against the session's Prefect API, in its own workspace."""
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLPIPE_HOME": str(cwd / ".mlpipe")}
-    return subprocess.run([MLPIPE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+from tests.pipeline import run_cli
 
 
 def test_train_registers_a_model_and_exits_zero(tmp_path: Path, demo_csv: Path):
     result = run_cli(
-        "train", "--data", str(demo_csv), "--target", "default", "--name", "cli-demo",
-        "--model", "random_forest", "--param", "n_estimators=20", "--exclude", "application_id",
+        "train",
+        "--data",
+        str(demo_csv),
+        "--target",
+        "default",
+        "--name",
+        "cli-demo",
+        "--model",
+        "random_forest",
+        "--param",
+        "n_estimators=20",
+        "--exclude",
+        "application_id",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cli-demo v1" in result.stdout
     assert "Gate passed" in result.stdout
@@ -49,3 +49,24 @@ def test_param_values_are_typed():
     }
     with pytest.raises(ConfigError, match="'depth': expected KEY=VALUE"):
         parse_params(["depth"])
+
+
+def test_sweep_with_an_invalid_space_fails_before_any_work_naming_the_parameter(tmp_path: Path, demo_csv: Path):
+    space = tmp_path / "space.yaml"
+    space.write_text("xgboost:\n  max_depth: {type: int, low: 9, high: 3}\n")
+    result = run_cli(
+        "sweep",
+        "--data",
+        str(demo_csv),
+        "--target",
+        "default",
+        "--name",
+        "cli-bad-space",
+        "--space",
+        str(space),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "parameter 'xgboost.max_depth': low 9 is greater than high 3" in last_line, result.stderr[-2000:]
+    assert not (tmp_path / ".mlpipe" / "datastore").exists()  # nothing was ingested
