@@ -34,7 +34,9 @@ def train(
     target: Annotated[str, typer.Option(help="column to predict")],
     name: Annotated[str, typer.Option(help="registered model name")],
     task: Annotated[str | None, typer.Option(help="classification | regression (default: inferred)")] = None,
-    model: Annotated[str | None, typer.Option(help="xgboost | random_forest | linear")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="xgboost | random_forest | extra_trees | hist_gradient_boosting | linear")
+    ] = None,
     param: Annotated[list[str] | None, typer.Option(help="hyperparameter KEY=VALUE (repeatable)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML with mlflow/datastore/cluster/gate/training")] = None,
     time_column: Annotated[str | None, typer.Option(help="timestamp column; with --time-split, split by it")] = None,

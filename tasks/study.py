@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -77,11 +76,12 @@ class StudySpec(BaseModel):
 
         Its seed derives from the sweep's seed and the trial number, so the k-th trial draws
         the same values in a fresh process: a resumed sweep continues the sequence instead of
-        starting it again (which would repeat the finished trials' configurations).
+        starting it again (which would repeat the finished trials' configurations). The grid
+        sampler keeps the sweep's seed, which fixes the order of its points; it skips visited ones.
         """
-        seed = int(hashlib.sha256(f"{self.seed}:{trial_number}".encode()).hexdigest()[:8], 16)
         if self.sampler == "grid":
-            return optuna.samplers.GridSampler(space.grid(), seed=seed)
+            return optuna.samplers.GridSampler(space.grid(), seed=self.seed)
+        seed = int(hashlib.sha256(f"{self.seed}:{trial_number}".encode()).hexdigest()[:8], 16)
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         # Constant liar keeps parallel TPE trials from piling onto the same point.
@@ -152,10 +152,9 @@ def failed(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 def best_trial(trials: Sequence[FrozenTrial], goal: Goal) -> FrozenTrial | None:
     """The completed trial with the best value in the goal's direction; ties go to the earliest trial.
 
-    Pruned and failed trials never win (their last intermediate value is not a final score), nor
-    does a trial whose value is NaN.
+    Pruned and failed trials never win: their last intermediate value is not a final score.
     """
-    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and not math.isnan(t.value)]
+    finished = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if not finished:
         return None
     sign = -1.0 if goal == "maximize" else 1.0
