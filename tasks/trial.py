@@ -6,6 +6,7 @@ with cross-validation), so the study's pruner can stop a poor trial early. A tri
 or runs past its time limit is recorded as failed; the sweep goes on.
 """
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -185,15 +186,17 @@ def _raw_output(estimator: Any, rows: Any) -> np.ndarray:
 
 
 _ROWS: dict[str, pd.DataFrame] = {}
+_ROWS_LOCK = threading.Lock()
 
 
 def _rows(ref: DatasetRef, store: Datastore) -> pd.DataFrame:
-    """Snapshots are immutable, so a worker reads each one once for all the trials it runs."""
-    if ref.content_hash not in _ROWS:
-        if len(_ROWS) >= 4:
-            _ROWS.pop(next(iter(_ROWS)))
-        _ROWS[ref.content_hash] = read_snapshot(ref, store)
-    return _ROWS[ref.content_hash]
+    """Snapshots are immutable, so a worker reads each one once for all the trials it runs (the last four)."""
+    with _ROWS_LOCK:
+        if ref.content_hash not in _ROWS:
+            if len(_ROWS) >= 4:
+                _ROWS.pop(next(iter(_ROWS)))
+            _ROWS[ref.content_hash] = read_snapshot(ref, store)
+        return _ROWS[ref.content_hash]
 
 
 def evaluate_candidate(
