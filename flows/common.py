@@ -4,6 +4,7 @@ from prefect.context import FlowRunContext
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
+from mlpipe.workspace import available_cores
 
 
 def open_workspace(config: WorkspaceConfig | None) -> WorkspaceConfig:
@@ -17,3 +18,14 @@ def open_workspace(config: WorkspaceConfig | None) -> WorkspaceConfig:
     if context is not None and isinstance(context.task_runner, WorkspaceTaskRunner):
         context.task_runner.use(workspace.cluster)
     return workspace
+
+
+def cluster_capacity() -> tuple[int, int]:
+    """Worker threads and GPUs on the flow's Dask cluster (this machine's cores outside a flow)."""
+    context = FlowRunContext.get()
+    if context is None or not isinstance(context.task_runner, WorkspaceTaskRunner):
+        return available_cores(), 0
+    workers = context.task_runner.client.scheduler_info(n_workers=-1)["workers"].values()
+    threads = sum(int(w.get("nthreads", 0)) for w in workers)
+    gpus = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
+    return threads or available_cores(), gpus

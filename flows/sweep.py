@@ -15,20 +15,19 @@ from typing import Literal
 import dask
 import optuna
 from prefect import flow
-from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import open_workspace
+from flows.common import cluster_capacity, open_workspace
 from flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
 from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.workspace import available_cores
 from tasks.space import SearchSpace, auto_space
 from tasks.split import SplitRefs, combine_task
 from tasks.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
-from tasks.sweep import SweepResult, SweepRun, finish_sweep_task, start_sweep_task
+from tasks.sweep import SweepResult, SweepRun, SweepTiming, finish_sweep_task, start_sweep_task
 from tasks.trial import TrialData, TrialOutcome, TrialRequest, trial_task
 
 
@@ -88,8 +87,12 @@ def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSu
         workspace.studies,
         workspace.mlflow,
     ).result()
-    run_trials(plan, params, run, TrialData(splits=data.splits, combined=combined), data, workspace)
-    result = finish_sweep_task.submit(run, plan.spec, plan.space, workspace.studies, workspace.mlflow).result()
+    started = time.monotonic()
+    outcomes = run_trials(plan, params, run, TrialData(splits=data.splits, combined=combined), data, workspace)
+    timing = SweepTiming(
+        wall_seconds=time.monotonic() - started, trial_seconds=sum(o.finished - o.started for o in outcomes)
+    )
+    result = finish_sweep_task.submit(run, plan.spec, plan.space, timing, workspace.studies, workspace.mlflow).result()
     # The winner learns from every row the trials could see; the test split stays unseen for the gate.
     final_splits = SplitRefs(train=combined, validation=data.splits.validation, test=data.splits.test)
     tags = {
@@ -204,14 +207,3 @@ def _submit(
     resources = {"GPU": 1} if params.gpu else {}
     with dask.annotate(resources=resources) if resources else nullcontext():
         return trial_task.submit(request, data, prepared.contract, workspace.mlflow, workspace.datastore)
-
-
-def cluster_capacity() -> tuple[int, int]:
-    """Worker threads and GPUs on the flow's Dask cluster (this machine's cores outside a flow)."""
-    context = FlowRunContext.get()
-    if context is None or not isinstance(context.task_runner, WorkspaceTaskRunner):
-        return available_cores(), 0
-    workers = context.task_runner.client.scheduler_info(n_workers=-1)["workers"].values()
-    threads = sum(int(w.get("nthreads", 0)) for w in workers)
-    gpus = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
-    return threads or available_cores(), gpus

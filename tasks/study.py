@@ -36,8 +36,15 @@ class PrunerSpec(BaseModel):
     warmup_steps: int = Field(default=10, ge=0, description="median/percentile: steps a trial runs before pruning")
     interval_steps: int = Field(default=1, ge=1, description="median/percentile: steps between pruning checks")
     percentile: float = Field(default=25.0, gt=0.0, lt=100.0, description="percentile: keep trials above it")
-    min_resource: int | None = Field(default=None, ge=1, description="halving/hyperband: first rung (auto / 1)")
+    min_resource: int | None = Field(
+        default=None, ge=1, description="halving/hyperband: first rung; default warmup_steps (halving) or 1"
+    )
     reduction_factor: int = Field(default=3, ge=2, description="halving/hyperband: η, the fraction kept is 1/η")
+
+    def for_folds(self) -> "PrunerSpec":
+        """With cross-validation the steps are folds: defaults that wait for ten steps would never prune."""
+        unset = {"warmup_steps": 1, "min_resource": 1}
+        return self.model_copy(update={k: v for k, v in unset.items() if k not in self.model_fields_set})
 
     def build(self) -> optuna.pruners.BasePruner:
         if self.kind == "none":
@@ -49,7 +56,10 @@ class PrunerSpec(BaseModel):
                 self.percentile, self.startup_trials, self.warmup_steps, self.interval_steps
             )
         if self.kind == "halving":
-            return optuna.pruners.SuccessiveHalvingPruner(self.min_resource or "auto", self.reduction_factor)
+            # Judging at optuna's automatic first rung (1 % of the rounds) pruned the eventual
+            # winners of slow-learning configurations; the first rung waits as long as the median pruner.
+            first_rung = self.min_resource or self.warmup_steps or "auto"
+            return optuna.pruners.SuccessiveHalvingPruner(first_rung, self.reduction_factor)
         return optuna.pruners.HyperbandPruner(self.min_resource or 1, reduction_factor=self.reduction_factor)
 
 
@@ -69,7 +79,8 @@ class StudySpec(BaseModel):
         if metric not in TASK_METRICS[task]:
             raise ConfigError(f"sweep metric '{metric}' is not a {task} metric; choose one of {TASK_METRICS[task]}")
         goal = self.goal or ("minimize" if metric in LOWER_IS_BETTER else "maximize")
-        return self.model_copy(update={"metric": metric, "goal": goal})
+        pruner = self.pruner.for_folds() if self.cv else self.pruner
+        return self.model_copy(update={"metric": metric, "goal": goal, "pruner": pruner})
 
     def sampler_for(self, space: SearchSpace, max_concurrent: int, trial_number: int) -> optuna.samplers.BaseSampler:
         """The sampler for the trial numbered `trial_number`.

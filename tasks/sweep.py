@@ -46,6 +46,18 @@ class LeaderboardRow(BaseModel):
     mlflow_run_id: str | None
 
 
+class SweepTiming(BaseModel):
+    """How long this run's trials took: wall time and the sum of the trials' own times."""
+
+    wall_seconds: float
+    trial_seconds: float
+
+    @property
+    def parallelism(self) -> float:
+        """Trials running at once, on average (trial time / wall time)."""
+        return self.trial_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
 class SweepResult(BaseModel):
     """The winner and every trial, best first."""
 
@@ -57,6 +69,7 @@ class SweepResult(BaseModel):
     best_spec: ModelSpec
     leaderboard: list[LeaderboardRow]
     total_steps: int
+    timing: SweepTiming
 
 
 def start_sweep(
@@ -134,7 +147,12 @@ def leaderboard(trials: list[FrozenTrial], space: SearchSpace, goal: Goal, seed:
 
 
 def finish_sweep(
-    sweep: SweepRun, spec: StudySpec, space: SearchSpace, storage: StudyStorage, tracking: MlflowConnection
+    sweep: SweepRun,
+    spec: StudySpec,
+    space: SearchSpace,
+    timing: SweepTiming,
+    storage: StudyStorage,
+    tracking: MlflowConnection,
 ) -> SweepResult:
     """Pick the winner, publish the leaderboard and plots, and close the parent run.
 
@@ -157,6 +175,8 @@ def finish_sweep(
         metrics=[
             Metric(f"best_{spec.metric}", best.value, 0, 0),
             Metric("total_steps", float(total_steps), 0, 0),
+            Metric("trials_wall_seconds", timing.wall_seconds, 0, 0),
+            Metric("trials_parallelism", timing.parallelism, 0, 0),
             *[Metric(f"trials_{state}", float(count), 0, 0) for state, count in states.items()],
         ],
         tags=[RunTag("mlpipe.best_trial", str(best.number))],
@@ -174,6 +194,7 @@ def finish_sweep(
         best_spec=space.spec_from_params(best.params, spec.seed),
         leaderboard=rows,
         total_steps=total_steps,
+        timing=timing,
     )
 
 

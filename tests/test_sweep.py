@@ -119,6 +119,9 @@ def test_concurrency_reaches_but_never_exceeds_max_concurrent(workspace: Workspa
     intervals = [(t.user_attrs["started"], t.user_attrs["finished"]) for t in trials]
     assert len(intervals) == 9
     assert max_overlap(intervals) == 3
+    timing = outcome.summary.sweep.timing
+    assert timing.trial_seconds == pytest.approx(sum(end - start for start, end in intervals), rel=1e-6)
+    assert 1.0 < timing.parallelism <= 3.0  # reported to the user as trials running at once
 
 
 def test_median_pruner_stops_bad_trials_mid_training(workspace: WorkspaceConfig, sweep_data: str):

@@ -152,3 +152,21 @@ def test_study_spec_checks_the_metric_against_the_task():
     assert StudySpec(metric="f1").resolved("classification").goal == "maximize"
     with pytest.raises(ConfigError, match="sweep metric 'rmse' is not a classification metric"):
         StudySpec(metric="rmse").resolved("classification")
+
+
+@pytest.mark.parametrize("kind", ["median", "halving"])
+def test_with_cross_validation_pruners_judge_by_folds(kind: str):
+    """Steps are folds (1..K): the pruners' ten-step defaults would never prune a 3-fold trial."""
+    spec = StudySpec(cv=3, pruner={"kind": kind, "startup_trials": 2}).resolved("classification")
+    study = optuna.create_study(direction="maximize", pruner=spec.pruner.build())
+    for _ in range(4):
+        good = study.ask()
+        for fold in (1, 2, 3):
+            good.report(0.9, fold)
+            assert not good.should_prune()  # as a trial's reporter asks after each step
+        study.tell(good, 0.9)
+    poor = study.ask()
+    poor.report(0.5, 1)
+    poor.report(0.5, 2)
+    assert poor.should_prune()
+    assert StudySpec(cv=3, pruner={"warmup_steps": 4}).resolved("classification").pruner.warmup_steps == 4
