@@ -42,7 +42,7 @@ class SweepParams(DataParams):
     max_failed: int = Field(default=5, ge=1, description="the sweep stops and fails after this many failed trials")
     timeout: float | None = Field(default=None, gt=0, description="seconds; no trial starts after that")
     trial_timeout: float | None = Field(default=None, gt=0, description="seconds; a longer trial is failed")
-    report_every: int = Field(default=1, ge=1, description="boosting rounds between pruning checks")
+    report_every: int = Field(default=5, ge=1, description="boosting rounds between reports (pruning checks)")
     threads_per_trial: int | None = Field(default=None, ge=1, description="default: cores / max_concurrent")
     exit_score: float | None = Field(default=None, description="stop starting trials once the best reaches it")
     gpu: bool = Field(default=False, description="trials need the GPU worker resource; xgboost runs on cuda")

@@ -135,7 +135,14 @@ def test_median_pruner_stops_bad_trials_mid_training(workspace: WorkspaceConfig,
         "pruner": {"kind": "median", "startup_trials": 3, "warmup_steps": 5},
     }
     outcome = run_sweep(
-        workspace, data=sweep_data, name="sweep-pruning", space=space, max_trials=14, max_concurrent=2, study=study
+        workspace,
+        data=sweep_data,
+        name="sweep-pruning",
+        space=space,
+        max_trials=14,
+        max_concurrent=2,
+        study=study,
+        report_every=1,  # judged after every boosting round
     )
     assert outcome.error is None, outcome.error
     rows = outcome.summary.sweep.leaderboard

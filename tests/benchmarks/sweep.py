@@ -128,14 +128,14 @@ def main() -> None:
             list(pool.map(plain_trial, range(args.trials), [1] * args.trials, [setup] * args.trials))
             return time.perf_counter() - started
 
-    def swept(pruner: str) -> SweepResult:
+    def swept(pruner: str, **settings: Any) -> SweepResult:
         params = SweepParams(
             data=str(data),
             target=TARGET,
-            name=f"bench-sweep-{pruner}",
+            name=f"bench-sweep-{pruner}{'-'.join(['', *map(str, settings.values())])}",
             exclude=EXCLUDE,
             space=space,
-            study=StudySpec(sampler="random", pruner=PrunerSpec(kind=pruner), seed=SEED),
+            study=StudySpec(sampler="random", pruner=PrunerSpec(kind=pruner, **settings), seed=SEED),
             max_trials=args.trials,
             max_concurrent=2,
         )
@@ -168,11 +168,18 @@ def main() -> None:
     print(f"RATIO sweep trial phase / sequential (2 threads)  = {wall / two_threads:.3f}")
     if args.skip_pruning:
         return
-    for pruner, goal in (("median", 0.6), ("halving", 0.3), ("hyperband", 0.3)):
-        result = swept(pruner)
+    pruners: list[tuple[str, float, dict[str, Any]]] = [
+        ("median", 0.6, {}),
+        ("halving", 0.3, {}),
+        ("halving", 0.3, {"min_resource": 30}),
+        ("hyperband", 0.3, {}),
+    ]
+    for pruner, goal, settings in pruners:
+        result = swept(pruner, **settings)
         rounds = result.total_steps / unpruned.total_steps
         gap = (unpruned.best_value - result.best_value) / unpruned.best_value
-        print(f"RATIO rounds {pruner} / none = {rounds:.3f}  (goal ≤ {goal}); best score gap {gap:+.3%} (goal ≤ 0.5%)")
+        label = f"{pruner} {settings}" if settings else pruner
+        print(f"RATIO rounds {label} / none = {rounds:.3f}  (goal ≤ {goal}); best score gap {gap:+.3%} (goal ≤ 0.5%)")
 
 
 if __name__ == "__main__":
