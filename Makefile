@@ -26,11 +26,13 @@ test: install ## Run the whole test suite (real Prefect, MLflow and Dask on 127.
 
 bench: install ## Run the benchmarks in tests/benchmarks (minutes; not part of `make test`)
 	$(BIN)/python -m tests.benchmarks.training
+	$(BIN)/python -m tests.benchmarks.sweep
+	$(BIN)/python -m tests.benchmarks.scoring
 
 lint: install ## ruff (style, imports, no print in library code) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mlpipe blocks tasks flows
+	$(BIN)/mypy mlpipe blocks tasks flows deployments
 
 clean: ## Remove the virtual environment and the local workspace
 	rm -rf $(VENV) .mlpipe

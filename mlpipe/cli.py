@@ -1,4 +1,4 @@
-"""The `mlpipe` command line: train, sweep, automl, demo and generate."""
+"""The `mlpipe` command line: train, sweep, automl, score, demo and generate."""
 
 import os
 import sys
@@ -84,6 +84,8 @@ def generate(
     _run(lambda: _generate(output, rows, drift, seed, columns))
 
 
+FLOW_SECTIONS = {"training", "sweep", "scoring"}
+"""Config file sections that hold a flow's parameters rather than workspace settings."""
 SAMPLERS = "grid | random | tpe"
 PRUNERS = "none | median | halving | hyperband | percentile"
 
@@ -175,6 +177,71 @@ def automl(
     _run(lambda: _sweep(config, "auto", overrides, {"metric": metric, "seed": seed}, {"seed": seed}))
 
 
+@app.command()
+def score(
+    model: Annotated[str, typer.Option(help="NAME@ALIAS, NAME/VERSION or an MLflow model URI")],
+    input: Annotated[str, typer.Option(help="Parquet/CSV file, directory or glob; local or any fsspec URL")],
+    output: Annotated[str, typer.Option(help="output folder (partitioned Parquet); local or any fsspec URL")],
+    mini_batch_size: Annotated[int | None, typer.Option(help="rows per batch (default 1,000,000)")] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help="batches in flight (default: worker threads)")] = None,
+    error_threshold: Annotated[
+        int | None, typer.Option(help="errored rows + unreadable files allowed (default 0; -1: any)")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="append | overwrite (default append)")] = None,
+    passthrough: Annotated[str | None, typer.Option(help="input columns to copy to the output: COL,COL…")] = None,
+    partition: Annotated[str | None, typer.Option(help="output partition value (default: the run key)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with mlflow/datastore/cluster/scoring")] = None,
+) -> None:
+    """Score Parquet or CSV files with a registered model on Dask, into a partitioned Parquet dataset."""
+    overrides: dict[str, Any] = {
+        "model": model,
+        "input": input,
+        "output": output,
+        "mini_batch_size": mini_batch_size,
+        "max_concurrency": max_concurrency,
+        "error_threshold": error_threshold,
+        "mode": mode,
+        "passthrough": _columns(passthrough),
+        "partition": partition,
+    }
+    _run(lambda: _score(config, overrides))
+
+
+deploy_app = typer.Typer(help="Register unattended runs (schedules) on a Prefect server.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("scoring")
+def deploy_scoring(
+    model: Annotated[str, typer.Option(help="model reference; NAME@champion follows the champion")],
+    input: Annotated[str, typer.Option(help="input location; {window_start:%Y-%m-%d} is the night's date")],
+    output: Annotated[str, typer.Option(help="output folder; each night becomes partition run=<window date>")],
+    cron: Annotated[str, typer.Option(help="schedule")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="time zone of the schedule")] = "UTC",
+    name: Annotated[str, typer.Option(help="deployment name")] = "nightly-scoring",
+    pool: Annotated[str, typer.Option(help="process work pool (created if missing)")] = "mlpipe",
+    error_threshold: Annotated[int | None, typer.Option(help="errored rows allowed (-1: any)")] = None,
+    passthrough: Annotated[str | None, typer.Option(help="input columns to copy to the output: COL,COL…")] = None,
+) -> None:
+    """Schedule batch scoring (nightly by default) on the Prefect server in PREFECT_API_URL."""
+
+    def register() -> None:
+        from deployments.scoring import deploy_nightly_scoring
+
+        settings: dict[str, Any] = {"error_threshold": error_threshold, "passthrough": _columns(passthrough)}
+        deployment_id = deploy_nightly_scoring(
+            model, input, output, cron, timezone, name, pool, **{k: v for k, v in settings.items() if v is not None}
+        )
+        out.print(f"Deployment batch-scoring/{name} ({deployment_id}): {cron} ({timezone}) on work pool '{pool}'.")
+        out.print(f"Run its flows with: prefect worker start --pool {pool}", soft_wrap=True)
+
+    _run(register)
+
+
+def _columns(listed: str | None) -> list[str] | None:
+    return [c.strip() for c in listed.split(",") if c.strip()] if listed else None
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """`KEY=VALUE` pairs with YAML-typed values (`0.1` is a float, `true` a bool, `none` null)."""
     params: dict[str, Any] = {}
@@ -217,7 +284,8 @@ def _settings(
 
     sections = load_config_file(config) if config else {}
     settings = dict(sections.pop(section, None) or {})
-    sections.pop("training" if section == "sweep" else "sweep", None)
+    for other in FLOW_SECTIONS - {section}:
+        sections.pop(other, None)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     for name, values in nested.items():
         settings[name] = _merged(dict(settings.get(name) or {}), values)
@@ -267,7 +335,35 @@ def _sweep(
         + f". Best: trial {result.best_trial} ({result.best_spec.family}), {result.metric} {result.best_value:.4f}",
         soft_wrap=True,
     )
+    timing = result.timing
+    out.print(
+        f"This run's trials: {timing.wall_seconds:.1f} s wall, {timing.trial_seconds:.1f} s of trial time "
+        f"({timing.parallelism:.2f} running at once on average)"
+    )
     _print_summary(summary.training)
+
+
+def _score(config: Path | None, overrides: dict[str, Any]) -> None:
+    from blocks.workspace import WorkspaceConfig
+    from flows.scoring import ScoringParams, batch_scoring
+
+    settings, sections, source = _settings(config, "scoring", overrides, {})
+    params = validated(ScoringParams, settings, source)
+    summary = batch_scoring(params, WorkspaceConfig.from_mapping(sections, source))
+    manifest = summary.manifest
+    if summary.already_published:
+        out.print(f"Already scored by an earlier run (run key {manifest.run_key}); nothing to do.")
+    out.print(
+        f"Scored {manifest.rows_in:,} rows from {len(manifest.inputs)} files with {manifest.model.name} "
+        f"v{manifest.model.version}: {manifest.rows_out:,} written, {manifest.rows_errored:,} errored, "
+        f"{manifest.files_errored} unreadable files ({manifest.rows_per_second:,.0f} rows/s"
+        + (f"; {manifest.batches_resumed} of {manifest.batches} batches resumed" if manifest.batches_resumed else "")
+        + ")",
+        soft_wrap=True,
+    )
+    out.print(f"Output: {manifest.output}", soft_wrap=True)
+    if manifest.rows_errored or manifest.files_errored:
+        out.print(f"Errors: {manifest.errors}", soft_wrap=True)
 
 
 def _demo(rows: int, drift: float) -> None:

@@ -1,0 +1,236 @@
+"""The batch scoring pipeline: resolve the model → plan and check the inputs → score mini-batches on Dask → publish.
+
+The cold path. Mini-batches (whole Parquet row groups, or one CSV file streamed) are plain
+Dask tasks, at most `max_concurrency` in flight, so memory follows the batch size and not the
+input size and the per-batch cost is milliseconds; the steps around them are Prefect tasks.
+Each batch's output part is staged atomically; the partition is published in one rename once
+every batch is done. A re-run of the same model version on the same input resumes from the
+staged parts, or does nothing if that run was already published.
+"""
+
+import datetime as dt
+import time
+from typing import Any
+
+import pyarrow as pa
+from distributed import as_completed
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from blocks.cluster import WorkspaceTaskRunner
+from blocks.workspace import WorkspaceConfig
+from flows.common import cluster_capacity, open_workspace
+from mlpipe.errors import MlpipeError
+from mlpipe.workspace import available_cores
+from tasks.batches import Batch, InputFile, ScoringPlan, plan_task
+from tasks.model_ref import resolve_task
+from tasks.output import Mode, OutputLayout, ScoringManifest, publish_task
+from tasks.report import artifact_key
+from tasks.scoring import ERROR_SCHEMA, BatchResult, Staging, score_batch, write_parquet
+
+
+class ScoringParams(BaseModel):
+    """What to score, with which model, and where to: rendered as a form in the Prefect UI."""
+
+    model: str = Field(description="NAME@ALIAS, NAME/VERSION or an MLflow model URI")
+    input: str = Field(
+        description="file, directory or glob of Parquet/CSV, local or any fsspec URL; may contain "
+        "{window_start:%Y-%m-%d} and {window_end:…}, filled from the run's scheduled time"
+    )
+    output: str = Field(description="folder of the partitioned Parquet output (local or fsspec URL)")
+    mini_batch_size: int = Field(default=1_000_000, ge=1, description="rows per batch (whole row groups)")
+    max_concurrency: int | None = Field(default=None, ge=1, description="batches in flight; default: worker threads")
+    error_threshold: int = Field(default=0, ge=-1, description="errored rows (+ unreadable files) allowed; -1: any")
+    mode: Mode = Field(default="append", description="append a partition, or overwrite the whole output")
+    passthrough: list[str] = Field(default_factory=list, description="input columns copied to the output")
+    partition: str | None = Field(default=None, description="partition value; default: window date or run key")
+    window_days: float = Field(default=1.0, gt=0, description="length of the input window before the scheduled time")
+
+
+class ScoringSummary(BaseModel):
+    """What a batch scoring run did (or found already done)."""
+
+    manifest: ScoringManifest
+    already_published: bool
+
+
+@flow(name="batch-scoring", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) -> ScoringSummary:
+    """Score every input row with the model into a new output partition, exactly once."""
+    workspace = open_workspace(config)
+    source, window_start = resolve_window(params.input, flow_run.scheduled_start_time, params.window_days)
+    model = resolve_task.submit(params.model, workspace.mlflow).result()
+    partition = params.partition or (f"{window_start:%Y-%m-%d}" if window_start else None)
+    plan = plan_task.submit(model, source, params.mini_batch_size, params.passthrough, partition).result()
+    layout = OutputLayout(url=params.output.rstrip("/"), partition=plan.partition)
+    existing = layout.check_free(plan.run_key, params.mode)
+    if existing is not None:
+        return ScoringSummary(manifest=existing, already_published=True)
+    staging = layout.staging(plan.run_key)
+    staging.prepare()
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    results, resumed = run_batches(plan, params, staging, workspace)
+    seconds = time.perf_counter() - clock
+    manifest = _manifest(plan, params, layout, results, resumed, started, seconds)
+    publish_task.submit(layout, staging, manifest).result()
+    _report(manifest)
+    return ScoringSummary(manifest=manifest, already_published=False)
+
+
+def resolve_window(template: str, scheduled: Any, days: float) -> tuple[str, dt.datetime | None]:
+    """The input location for the window that ends at the run's scheduled time (backfills set that time)."""
+    if "{window_" not in template:
+        return template, None
+    end = dt.datetime.fromisoformat(str(scheduled)) if not isinstance(scheduled, dt.datetime) else scheduled
+    start = end - dt.timedelta(days=days)
+    return template.format(window_start=start, window_end=end), start
+
+
+def run_batches(
+    plan: ScoringPlan, params: ScoringParams, staging: Staging, workspace: WorkspaceConfig
+) -> tuple[list[BatchResult], int]:
+    """Score the batches not yet staged, at most `max_concurrency` at a time, with visible progress.
+
+    Returns every batch's result and how many were done by an earlier, interrupted attempt.
+
+    Raises:
+        MlpipeError: errored rows and unreadable files exceed `error_threshold` (nothing is published).
+    """
+    done = staging.finished()
+    resumed = len(done)
+    problems = [file for file in plan.inputs if file.problem]
+    todo = [batch for batch in plan.batches if batch.index not in done]
+    threads, _ = cluster_capacity()
+    concurrency = params.max_concurrency or threads
+    per_batch_threads = max(1, available_cores() // min(concurrency, available_cores()))
+    progress = create_progress_artifact(
+        100.0 * resumed / max(len(plan.batches), 1),
+        key=artifact_key(f"scoring-{plan.partition}"),
+        description=f"batches of {plan.model.name} v{plan.model.version} on {len(plan.inputs)} files",
+    )
+    client = _client()
+    pending = iter(todo)
+    inflight = {_submit(client, b, plan, params, staging, workspace, per_batch_threads) for b in todo[:concurrency]}
+    for _ in range(len(inflight)):
+        next(pending)
+    finished = as_completed(list(inflight), loop=client.loop)
+    reported = time.monotonic()
+    for future in finished:
+        inflight.discard(future)
+        result: BatchResult = future.result()
+        done[result.index] = result
+        errors = sum(r.rows_errored for r in done.values()) + len(problems)
+        if params.error_threshold >= 0 and errors > params.error_threshold:
+            client.cancel(list(inflight))
+            raise MlpipeError(_too_many_errors(errors, params.error_threshold, done, problems))
+        following = next(pending, None)
+        if following is not None:
+            submitted = _submit(client, following, plan, params, staging, workspace, per_batch_threads)
+            inflight.add(submitted)
+            finished.add(submitted)
+        if time.monotonic() - reported > 1.0 or len(done) == len(plan.batches):
+            update_progress_artifact(progress, 100.0 * len(done) / len(plan.batches))  # type: ignore[arg-type]
+            reported = time.monotonic()
+    errors = sum(r.rows_errored for r in done.values()) + len(problems)
+    if params.error_threshold >= 0 and errors > params.error_threshold:
+        raise MlpipeError(_too_many_errors(errors, params.error_threshold, done, problems))
+    if problems:
+        unreadable = [{"source_file": f.url, "source_row": None, "rows": None, "reason": f.problem} for f in problems]
+        write_parquet(pa.Table.from_pylist(unreadable, schema=ERROR_SCHEMA), f"{staging.url}/errors/unreadable.parquet")
+    return [done[index] for index in sorted(done)], resumed
+
+
+def _submit(
+    client: Any,
+    batch: Batch,
+    plan: ScoringPlan,
+    params: ScoringParams,
+    staging: Staging,
+    workspace: WorkspaceConfig,
+    threads: int,
+) -> Any:
+    return client.submit(
+        score_batch,
+        batch,
+        plan.model,
+        workspace.mlflow,
+        staging,
+        params.passthrough,
+        threads,
+        key=f"score-{plan.run_key}-{batch.index:05d}",
+        pure=False,
+    )
+
+
+def _client() -> Any:
+    context = FlowRunContext.get()
+    if context is None or not isinstance(context.task_runner, WorkspaceTaskRunner):
+        raise MlpipeError("batch scoring runs inside the batch-scoring flow, on its Dask cluster")
+    return context.task_runner.client
+
+
+def _too_many_errors(errors: int, threshold: int, done: dict[int, BatchResult], problems: list[InputFile]) -> str:
+    reasons = [f"{file.url}: {file.problem}" for file in problems[:3]]
+    reasons += [
+        f"{r.file}: {r.error or f'{r.rows_errored} rows could not be parsed'}" for r in done.values() if r.rows_errored
+    ][:3]
+    return (
+        f"{errors} errors (errored rows + unreadable files) exceed error_threshold {threshold}; "
+        f"nothing was published. {'; '.join(reasons)}"
+    )
+
+
+def _manifest(
+    plan: ScoringPlan,
+    params: ScoringParams,
+    layout: OutputLayout,
+    results: list[BatchResult],
+    resumed: int,
+    started: dt.datetime,
+    seconds: float,
+) -> ScoringManifest:
+    rows_in = sum(r.rows_in for r in results)
+    return ScoringManifest(
+        run_key=plan.run_key,
+        partition=plan.partition,
+        mode=params.mode,
+        model=plan.model,
+        inputs=plan.inputs,
+        passthrough=params.passthrough,
+        extra_columns=plan.extra_columns,
+        rows_in=rows_in,
+        rows_out=sum(r.rows_out for r in results),
+        rows_errored=sum(r.rows_errored for r in results),
+        files_errored=sum(1 for file in plan.inputs if file.problem),
+        batches=len(plan.batches),
+        batches_resumed=resumed,
+        started=started.isoformat(),
+        finished=dt.datetime.now(dt.UTC).isoformat(),
+        seconds=seconds,
+        rows_per_second=rows_in / seconds if seconds > 0 else 0.0,
+        output=layout.data,
+        errors=layout.errors,
+    )
+
+
+def _report(manifest: ScoringManifest) -> None:
+    counts = f"{manifest.rows_in:,} / {manifest.rows_out:,} / {manifest.rows_errored:,}"
+    rows: list[dict[str, Any]] = [
+        {"what": "model", "value": f"{manifest.model.name} v{manifest.model.version}"},
+        {"what": "input files", "value": len(manifest.inputs)},
+        {"what": "rows in / out / errored", "value": counts},
+        {"what": "unreadable files", "value": manifest.files_errored},
+        {"what": "batches (resumed)", "value": f"{manifest.batches} ({manifest.batches_resumed})"},
+        {"what": "rows per second", "value": f"{manifest.rows_per_second:,.0f}"},
+        {"what": "output", "value": manifest.output},
+        {"what": "errors", "value": manifest.errors},
+    ]
+    create_table_artifact(
+        key=artifact_key(f"scoring-{manifest.partition}-summary"),
+        table=rows,
+        description=f"batch scoring into partition {manifest.partition}",
+    )

@@ -1,0 +1,283 @@
+"""Batch scoring: every row exactly once, like the registered model would score it, whatever breaks."""
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from distributed import Client, LocalCluster
+from prefect.client.orchestration import get_client
+from prefect.flow_engine import run_flow
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Scheduled
+
+from blocks import DaskCluster, WorkspaceConfig
+from deployments.scoring import deploy_nightly_scoring
+from flows.scoring import ScoringParams, ScoringSummary, batch_scoring, resolve_window
+from mlpipe.demo_data import credit_default
+from mlpipe.errors import DataError, MlpipeError
+from tests.pipeline import MLPIPE, cli_environment, run_cli, run_training
+from tests.test_sweep_processes import wait_for
+
+MODEL = "scoring-demo"
+EXCLUDE = ["application_id", "applied_at"]
+
+
+@pytest.fixture(scope="module")
+def champion(workspace: WorkspaceConfig, demo_csv: Path) -> str:
+    outcome = run_training(workspace, data=str(demo_csv), target="default", name=MODEL, exclude=EXCLUDE)
+    assert outcome.error is None, outcome.error
+    return outcome.summary.version
+
+
+def write_inputs(folder: Path, files: int, rows: int, row_group: int, seed: int = 10) -> pd.DataFrame:
+    """`files` Parquet files of fresh applications (unique ids across files), in row groups of `row_group`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for index in range(files):
+        frame = credit_default(rows=rows, seed=seed + index)
+        frame["application_id"] = [f"app-{index}-{row}" for row in range(rows)]
+        frame.to_parquet(folder / f"part-{index}.parquet", index=False, row_group_size=row_group)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def score(workspace: WorkspaceConfig, **params: object) -> ScoringSummary:
+    params.setdefault("model", f"{MODEL}@champion")
+    return batch_scoring(ScoringParams(**params), workspace)
+
+
+def test_every_row_is_scored_once_like_pyfunc_and_a_rerun_adds_nothing(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    inputs = write_inputs(tmp_path / "in", files=3, rows=2_000, row_group=500)
+    output = tmp_path / "out"
+    summary = score(
+        workspace,
+        input=str(tmp_path / "in" / "*.parquet"),
+        output=str(output),
+        mini_batch_size=1_000,
+        passthrough=["application_id"],
+    )
+    manifest = summary.manifest
+    assert (manifest.batches, manifest.rows_in, manifest.rows_out, manifest.rows_errored) == (6, 6_000, 6_000, 0)
+    assert manifest.model.version == champion and manifest.model.uri == f"models:/{MODEL}/{champion}"
+    assert [Path(f.url).name for f in manifest.inputs] == ["part-0.parquet", "part-1.parquet", "part-2.parquet"]
+    assert all(f.ukey for f in manifest.inputs)
+    assert "applied_at" in manifest.extra_columns  # reported, not an error
+    assert not (output / "_staging").exists() or not any((output / "_staging").iterdir())
+
+    scored = pd.read_parquet(output)
+    assert len(scored) == len(inputs) and scored["application_id"].is_unique
+    assert set(scored["model_version"]) == {champion} and set(scored["model_name"]) == {MODEL}
+    with workspace.resolve().mlflow.session():
+        expected = mlflow.pyfunc.load_model(f"models:/{MODEL}/{champion}").predict(inputs)
+    expected["application_id"] = inputs["application_id"]
+    joined = scored.merge(expected, on="application_id", suffixes=("", "_pyfunc"))
+    assert len(joined) == len(inputs)
+    np.testing.assert_allclose(joined["probability_1"], joined["probability_1_pyfunc"], rtol=1e-6)
+    assert (joined["prediction"] == joined["prediction_pyfunc"]).all()
+    on_disk = json.loads((output / "_manifests" / f"run={manifest.partition}.json").read_text())
+    assert on_disk["rows_out"] == 6_000 and on_disk["run_key"] == manifest.run_key
+
+    again = score(
+        workspace,
+        input=str(tmp_path / "in" / "*.parquet"),
+        output=str(output),
+        mini_batch_size=1_000,
+        passthrough=["application_id"],
+    )
+    assert again.already_published and again.manifest.run_key == manifest.run_key
+    assert len(pd.read_parquet(output)) == len(inputs)
+
+
+def test_schema_mismatch_fails_before_any_output_naming_column_and_file(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    inputs = write_inputs(tmp_path / "in", files=2, rows=300, row_group=300)
+    inputs.head(300).drop(columns=["income"]).to_parquet(tmp_path / "in" / "part-1.parquet", index=False)
+    with pytest.raises(DataError, match=r"part-1\.parquet: column 'income' is missing"):
+        score(workspace, input=str(tmp_path / "in"), output=str(tmp_path / "out"))
+    typed = inputs.head(300).assign(income=lambda f: f["income"].astype(str) + "k")
+    typed.to_parquet(tmp_path / "in" / "part-1.parquet", index=False)
+    wrong_type = r"part-1\.parquet: column 'income' has type (large_)?string; the model expects double"
+    with pytest.raises(DataError, match=wrong_type):
+        score(workspace, input=str(tmp_path / "in"), output=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_error_threshold_both_ways_with_bad_rows_and_a_corrupt_file(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = credit_default(rows=400, seed=20)
+    good.to_csv(folder / "a-good.csv", index=False)
+    bad = credit_default(rows=400, seed=21)
+    bad["income"] = bad["income"].astype(object)
+    bad.loc[[5, 17, 300], "income"] = "n/a?"
+    bad.to_csv(folder / "b-bad-cells.csv", index=False)
+    (folder / "c-corrupt.parquet").write_bytes(b"PAR1 this is not really parquet")
+
+    with pytest.raises(MlpipeError, match=r"4 errors .* exceed error_threshold 3.*c-corrupt\.parquet"):
+        score(workspace, input=str(folder), output=str(tmp_path / "strict"), error_threshold=3)
+    assert not list((tmp_path / "strict").glob("run=*")) and not (tmp_path / "strict" / "_manifests").exists()
+
+    summary = score(workspace, input=str(folder), output=str(tmp_path / "lenient"), error_threshold=4)
+    manifest = summary.manifest
+    assert (manifest.rows_in, manifest.rows_out, manifest.rows_errored, manifest.files_errored) == (800, 797, 3, 1)
+    assert len(pd.read_parquet(tmp_path / "lenient")) == 797
+    errors = pd.read_parquet(manifest.errors)
+    bad_rows = errors[errors["source_file"].str.endswith("b-bad-cells.csv")]
+    assert sorted(bad_rows["source_row"]) == [5, 17, 300]
+    assert bad_rows["reason"].str.contains("column 'income'").all()
+    corrupt = errors[errors["source_file"].str.endswith("c-corrupt.parquet")]
+    assert len(corrupt) == 1 and "cannot read the file" in corrupt["reason"].iloc[0]
+
+
+def test_a_worker_killed_mid_run_loses_and_duplicates_no_row(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
+    inputs = write_inputs(tmp_path / "in", files=8, rows=6_000, row_group=1_000)
+    output = tmp_path / "out"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    dask = str(Path(sys.executable).parent / "dask")
+    with LocalCluster(n_workers=0, dashboard_address=":0", processes=True) as cluster:
+        workers = [
+            subprocess.Popen(
+                [dask, "worker", cluster.scheduler_address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        try:
+            with Client(cluster.scheduler_address) as client:
+                client.wait_for_workers(2, timeout=120)
+            remote = workspace.model_copy(update={"cluster": DaskCluster(address=cluster.scheduler_address)})
+
+            def kill_one_worker_after_three_batches() -> None:
+                wait_for(lambda: len(list(output.glob("_staging/*/done/part-*.json"))) >= 3, 240, "three batches")
+                workers[0].kill()
+
+            killer = threading.Thread(target=kill_one_worker_after_three_batches, daemon=True)
+            killer.start()
+            summary = score(
+                remote,
+                input=str(tmp_path / "in"),
+                output=str(output),
+                mini_batch_size=1_000,
+                passthrough=["application_id"],
+                max_concurrency=2,
+            )
+            killer.join(timeout=5)
+            assert workers[0].poll() is not None, "the worker was not killed mid-run"
+        finally:
+            for worker in workers:
+                worker.kill()
+                worker.wait(timeout=60)
+    assert summary.manifest.rows_out == len(inputs) == 48_000
+    scored = pd.read_parquet(output)
+    assert len(scored) == len(inputs) and scored["application_id"].is_unique
+    assert set(scored["application_id"]) == set(inputs["application_id"])
+
+
+def test_a_killed_scoring_process_resumes_skipping_finished_batches(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    inputs = write_inputs(tmp_path / "in", files=6, rows=8_000, row_group=1_000)
+    output = tmp_path / "out"
+    args = [
+        "score",
+        "--model",
+        f"{MODEL}@champion",
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(output),
+        "--mini-batch-size",
+        "1000",
+        "--max-concurrency",
+        "1",
+        "--passthrough",
+        "application_id",
+    ]
+    env = {**cli_environment(tmp_path), "MLFLOW_TRACKING_URI": workspace.resolve().mlflow.tracking_uri or ""}
+    log = tmp_path / "first.log"
+    scoring = subprocess.Popen(
+        [MLPIPE, *args], cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log.open("w")
+    )
+
+    def finished_batches() -> int:
+        assert scoring.poll() is None, log.read_text()[-3000:]
+        return len(list(output.glob("_staging/*/done/part-*.json")))
+
+    try:
+        wait_for(lambda: finished_batches() >= 3, 240, "three finished batches")
+    finally:
+        os.killpg(scoring.pid, signal.SIGKILL)
+        scoring.wait()
+    assert not list(output.glob("run=*"))  # nothing published by the killed run
+    done_before = len(list(output.glob("_staging/*/done/part-*.json")))
+
+    result = subprocess.run([MLPIPE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{done_before} of 48 batches resumed" in result.stdout
+    scored = pd.read_parquet(output)
+    assert len(scored) == len(inputs) and scored["application_id"].is_unique
+
+
+def test_score_cli_reports_a_missing_model_clearly(tmp_path: Path):
+    result = run_cli(
+        "score",
+        "--model",
+        "no-such-model@champion",
+        "--input",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "model 'no-such-model@champion'" in result.stderr
+
+
+def test_the_input_window_ends_at_the_scheduled_time():
+    scheduled = dt.datetime(2026, 3, 5, 2, 0, tzinfo=dt.UTC)
+    source, start = resolve_window("s3://bucket/{window_start:%Y-%m-%d}/*.parquet", scheduled, days=1)
+    assert (source, start) == ("s3://bucket/2026-03-04/*.parquet", scheduled - dt.timedelta(days=1))
+    assert resolve_window("/data/all.parquet", scheduled, days=1) == ("/data/all.parquet", None)
+
+
+def test_nightly_deployment_is_scheduled_and_a_backfill_scores_its_own_night(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    write_inputs(tmp_path / "in" / "2026-03-04", files=1, rows=500, row_group=500)
+    write_inputs(tmp_path / "in" / "2026-03-05", files=2, rows=500, row_group=500)
+    template = str(tmp_path / "in" / "{window_start:%Y-%m-%d}")
+    deployment_id = deploy_nightly_scoring(
+        f"{MODEL}@champion", template, str(tmp_path / "out"), cron="30 1 * * *", timezone="Europe/Amsterdam"
+    )
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment(deployment_id)
+        assert client.read_work_pool("mlpipe").type == "process"
+        # A backfill: the run scheduled for the night of 5 March, executed now.
+        night = dt.datetime(2026, 3, 5, 1, 30, tzinfo=dt.UTC)
+        flow_run = client.create_flow_run_from_deployment(deployment_id, state=Scheduled(scheduled_time=night))
+    schedule = deployment.schedules[0].schedule
+    assert (schedule.cron, schedule.timezone) == ("30 1 * * *", "Europe/Amsterdam")
+    assert deployment.work_pool_name == "mlpipe"
+    assert deployment.entrypoint == "flows/scoring.py:batch_scoring"
+    assert deployment.parameters["params"]["input"] == template
+
+    summary = run_flow(batch_scoring, flow_run=flow_run, parameters=flow_run.parameters)
+    assert summary.manifest.partition == "2026-03-04"  # the window before the scheduled time
+    assert summary.manifest.rows_in == 500 and len(summary.manifest.inputs) == 1
+    assert (tmp_path / "out" / "run=2026-03-04").is_dir()
