@@ -111,6 +111,8 @@ def plan_sweep(params: SweepParams, data: PreparedData) -> SweepPlan:
     space = auto_space(task) if params.space == "auto" else params.space
     space.check(task)
     spec = params.study.resolved(task)
+    if not spec.cv:
+        spec = spec.model_copy(update={"pruner": spec.pruner.for_rounds(space.fewest_rounds())})
     max_trials = params.max_trials
     if spec.sampler == "grid":
         max_trials = min(max_trials, space.grid_size())

@@ -30,6 +30,13 @@ from tasks.model import Family, ModelSpec, ParamValue, family_defaults
 
 DistributionType = Literal["uniform", "loguniform", "int", "choice"]
 FAMILIES: tuple[str, ...] = get_args(Family)
+ROUNDS = {
+    "xgboost": "n_estimators",
+    "random_forest": "n_estimators",
+    "extra_trees": "n_estimators",
+    "hist_gradient_boosting": "max_iter",
+}
+"""The parameter that counts the trees or iterations a family grows: the steps its trials report at."""
 FAMILY_PARAM = "family"
 """The optuna parameter that picks the model family when a space has several."""
 
@@ -153,6 +160,20 @@ class SearchSpace(BaseModel):
             for name, param in params.items()
             if isinstance(param, Distribution)
         }
+
+    def fewest_rounds(self) -> int | None:
+        """The fewest trees or boosting iterations any trial can grow (None: no family grows in rounds)."""
+        sizes = []
+        for family, params in self.families.items():
+            if family not in ROUNDS:
+                continue
+            _, defaults = family_defaults(family, "classification", seed=0, n_jobs=1)
+            value = params.get(ROUNDS[family], defaults[ROUNDS[family]])
+            if isinstance(value, Distribution) and value.low is not None:
+                sizes.append(int(value.low))
+            elif isinstance(value, int):
+                sizes.append(value)
+        return min(sizes) if sizes else None
 
     def grid_size(self) -> int:
         return len(list(itertools.product(*self.grid().values())))

@@ -170,3 +170,14 @@ def test_with_cross_validation_pruners_judge_by_folds(kind: str):
     poor.report(0.5, 2)
     assert poor.should_prune()
     assert StudySpec(cv=3, pruner={"warmup_steps": 4}).resolved("classification").pruner.warmup_steps == 4
+
+
+def test_successive_halving_first_judges_at_a_tenth_of_the_rounds():
+    xgboost = parse_space({"xgboost": {"n_estimators": 300, "max_depth": {"type": "int", "low": 2, "high": 8}}}, "t")
+    assert xgboost.fewest_rounds() == 300
+    assert auto_space("classification").fewest_rounds() == 200  # forests and histogram boosting; linear has none
+    assert parse_space({"linear": {"C": 1.0}}, "t").fewest_rounds() is None
+    halving = StudySpec(pruner={"kind": "halving"}).pruner
+    assert halving.for_rounds(300).min_resource == 30
+    assert StudySpec(pruner={"kind": "halving", "min_resource": 5}).pruner.for_rounds(300).min_resource == 5
+    assert StudySpec(pruner={"kind": "median"}).pruner.for_rounds(300).min_resource is None
