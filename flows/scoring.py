@@ -103,6 +103,7 @@ def run_batches(
     done = staging.finished()
     resumed = len(done)
     problems = [file for file in plan.inputs if file.problem]
+    _check_errors(done, problems, params.error_threshold)  # unreadable files alone may be too many
     todo = [batch for batch in plan.batches if batch.index not in done]
     threads, _ = cluster_capacity()
     concurrency = params.max_concurrency or threads
@@ -123,10 +124,11 @@ def run_batches(
         inflight.discard(future)
         result: BatchResult = future.result()
         done[result.index] = result
-        errors = sum(r.rows_errored for r in done.values()) + len(problems)
-        if params.error_threshold >= 0 and errors > params.error_threshold:
+        try:
+            _check_errors(done, problems, params.error_threshold)
+        except MlpipeError:
             client.cancel(list(inflight))
-            raise MlpipeError(_too_many_errors(errors, params.error_threshold, done, problems))
+            raise
         following = next(pending, None)
         if following is not None:
             submitted = _submit(client, following, plan, params, staging, workspace, per_batch_threads)
@@ -135,9 +137,7 @@ def run_batches(
         if time.monotonic() - reported > 1.0 or len(done) == len(plan.batches):
             update_progress_artifact(progress, 100.0 * len(done) / len(plan.batches))  # type: ignore[arg-type]
             reported = time.monotonic()
-    errors = sum(r.rows_errored for r in done.values()) + len(problems)
-    if params.error_threshold >= 0 and errors > params.error_threshold:
-        raise MlpipeError(_too_many_errors(errors, params.error_threshold, done, problems))
+    _check_errors(done, problems, params.error_threshold)
     if problems:
         unreadable = [{"source_file": f.url, "source_row": None, "rows": None, "reason": f.problem} for f in problems]
         write_parquet(pa.Table.from_pylist(unreadable, schema=ERROR_SCHEMA), f"{staging.url}/errors/unreadable.parquet")
@@ -173,12 +173,16 @@ def _client() -> Any:
     return context.task_runner.client
 
 
-def _too_many_errors(errors: int, threshold: int, done: dict[int, BatchResult], problems: list[InputFile]) -> str:
+def _check_errors(done: dict[int, BatchResult], problems: list[InputFile], threshold: int) -> None:
+    """Raise once errored rows plus unreadable files exceed the threshold (-1: never)."""
+    errors = sum(r.rows_errored for r in done.values()) + len(problems)
+    if threshold < 0 or errors <= threshold:
+        return
     reasons = [f"{file.url}: {file.problem}" for file in problems[:3]]
     reasons += [
         f"{r.file}: {r.error or f'{r.rows_errored} rows could not be parsed'}" for r in done.values() if r.rows_errored
     ][:3]
-    return (
+    raise MlpipeError(
         f"{errors} errors (errored rows + unreadable files) exceed error_threshold {threshold}; "
         f"nothing was published. {'; '.join(reasons)}"
     )

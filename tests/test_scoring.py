@@ -23,7 +23,8 @@ from blocks import DaskCluster, WorkspaceConfig
 from deployments.scoring import deploy_nightly_scoring
 from flows.scoring import ScoringParams, ScoringSummary, batch_scoring, resolve_window
 from mlpipe.demo_data import credit_default
-from mlpipe.errors import DataError, MlpipeError
+from mlpipe.errors import ConfigError, DataError, MlpipeError
+from tasks.model_ref import resolve_model
 from tests.pipeline import MLPIPE, cli_environment, run_cli, run_training
 from tests.test_sweep_processes import wait_for
 
@@ -281,3 +282,47 @@ def test_nightly_deployment_is_scheduled_and_a_backfill_scores_its_own_night(
     assert summary.manifest.partition == "2026-03-04"  # the window before the scheduled time
     assert summary.manifest.rows_in == 500 and len(summary.manifest.inputs) == 1
     assert (tmp_path / "out" / "run=2026-03-04").is_dir()
+
+
+def test_append_refuses_a_taken_partition_and_overwrite_replaces_the_whole_output(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    write_inputs(tmp_path / "night-1", files=1, rows=300, row_group=300, seed=30)
+    write_inputs(tmp_path / "night-2", files=1, rows=200, row_group=200, seed=31)
+    output = str(tmp_path / "out")
+    score(workspace, input=str(tmp_path / "night-1"), output=output, partition="n1")
+    with pytest.raises(ConfigError, match=r"run=n1 already holds another run.*--mode overwrite"):
+        score(workspace, input=str(tmp_path / "night-2"), output=output, partition="n1")
+    score(workspace, input=str(tmp_path / "night-2"), output=output, partition="n2")
+    assert len(pd.read_parquet(output)) == 500  # two partitions side by side
+
+    summary = score(workspace, input=str(tmp_path / "night-2"), output=output, partition="n3", mode="overwrite")
+    assert summary.manifest.rows_out == 200
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")) == ["run=n3"]
+    assert [p.name for p in (tmp_path / "out" / "_manifests").iterdir()] == ["run=n3.json"]
+    assert len(pd.read_parquet(output)) == 200
+
+
+def test_models_are_pinned_by_alias_version_or_uri_and_runs_publish_artifacts(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    tracking = workspace.resolve().mlflow
+    by_alias = resolve_model(f"{MODEL}@champion", tracking)
+    by_version = resolve_model(f"{MODEL}/{champion}", tracking)
+    by_uri = resolve_model(f"models:/{MODEL}/{champion}", tracking)
+    assert by_alias.uri == by_version.uri == by_uri.uri == f"models:/{MODEL}/{champion}"
+    assert "income" in {column.name for column in by_alias.inputs}
+    for wrong, message in ((f"{MODEL}@nobody", "nobody"), (f"{MODEL}/999", "999"), ("no-slash", "NAME@ALIAS")):
+        with pytest.raises(ConfigError, match=message):
+            resolve_model(wrong, tracking)
+
+    write_inputs(tmp_path / "in", files=1, rows=200, row_group=200)
+    score(workspace, input=str(tmp_path / "in"), output=str(tmp_path / "out"), partition="artifacts-demo")
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="artifacts-demo")))
+    by_key = {artifact.key: artifact for artifact in found}
+    assert by_key["scoring-artifacts-demo"].type == "progress" and by_key["scoring-artifacts-demo"].data == 100.0
+    summary = str(by_key["scoring-artifacts-demo-summary"].data)
+    assert "rows per second" in summary and str(tmp_path / "out" / "run=artifacts-demo") in summary
