@@ -71,7 +71,7 @@ def plan_scoring(
     files: list[InputFile] = []
     batches: list[Batch] = []
     for listed in list_inputs(source):
-        described, cut = inspect(listed, mini_batch_size, len(batches))
+        described, cut = read_layout(listed, mini_batch_size, len(batches))
         files.append(described)
         batches.extend(cut)
     extra = check_schema(files, model.inputs, passthrough)
@@ -87,13 +87,13 @@ def plan_scoring(
     )
 
 
-def list_inputs(location: str, storage_options: dict | None = None) -> list[InputFile]:
+def list_inputs(location: str) -> list[InputFile]:
     """The Parquet and CSV files at a path, directory (searched recursively) or glob, in a stable order.
 
     Raises:
         DataError: nothing to score there.
     """
-    fs, path = url_to_fs(location, **(storage_options or {}))
+    fs, path = url_to_fs(location)
     if fs.isdir(path):
         paths = [p for p in fs.find(path) if _format(p) and not _hidden(p, path)]
     elif any(char in path for char in "*?["):
@@ -113,7 +113,7 @@ def list_inputs(location: str, storage_options: dict | None = None) -> list[Inpu
     return files
 
 
-def inspect(file: InputFile, mini_batch_size: int, first_index: int) -> tuple[InputFile, list[Batch]]:
+def read_layout(file: InputFile, mini_batch_size: int, first_index: int) -> tuple[InputFile, list[Batch]]:
     """Read the file's footer (Parquet) or header (CSV): its columns, rows and mini-batches.
 
     A file that cannot be read becomes a `problem` with no batches, so one corrupt file among
@@ -121,7 +121,8 @@ def inspect(file: InputFile, mini_batch_size: int, first_index: int) -> tuple[In
     """
     try:
         if file.format == "csv":
-            return file.model_copy(update={"columns": _csv_columns(file.url)}), [Batch(index=first_index, file=file)]
+            described = file.model_copy(update={"columns": _csv_columns(file.url)})
+            return described, [Batch(index=first_index, file=described)]
         with fsspec.open(file.url, "rb") as handle:
             metadata = pq.ParquetFile(handle).metadata
             schema = metadata.schema.to_arrow_schema()
