@@ -18,10 +18,8 @@ Data: `--files` Parquet files of `--rows-per-file` rows × 30 numeric features (
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,6 +28,8 @@ import numpy as np
 import pandas as pd
 import psutil
 import pyarrow.parquet as pq
+
+from tests.benchmarks.scratch import scratch_workspace
 
 FEATURES = [f"x{i:02d}" for i in range(30)]
 GIB = 1 << 30
@@ -106,16 +106,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--rows-per-file", type=int, default=500_000)
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="mlpipe-bench-scoring-"))
-    os.environ.update(
-        {
-            "MLPIPE_HOME": str(scratch / "workspace"),
-            "PREFECT_HOME": str(scratch / "prefect"),
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
-    for name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "DASK_SCHEDULER_ADDRESS"):
-        os.environ.pop(name, None)
+    scratch = scratch_workspace("scoring")
 
     from blocks import WorkspaceConfig
     from flows.training import TrainingParams, training

@@ -19,13 +19,12 @@
 """
 
 import argparse
-import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
+
+from tests.benchmarks.scratch import scratch_workspace
 
 EXCLUDE = ["application_id", "applied_at"]
 TARGET = "default"
@@ -62,16 +61,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=48)
     parser.add_argument("--only", choices=["parallel", "pruning"], help="run one of the two comparisons")
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="mlpipe-bench-sweep-"))
-    os.environ.update(
-        {
-            "MLPIPE_HOME": str(scratch / "workspace"),
-            "PREFECT_HOME": str(scratch / "prefect"),
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-    )
-    for name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "DASK_SCHEDULER_ADDRESS", "MLPIPE_STUDY_STORAGE"):
-        os.environ.pop(name, None)
+    scratch = scratch_workspace("sweep")
 
     import optuna
 

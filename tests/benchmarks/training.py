@@ -12,13 +12,13 @@
 """
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.benchmarks.scratch import scratch_workspace
 
 EXCLUDE = ["application_id", "applied_at"]
 
@@ -51,10 +51,7 @@ def main() -> None:
     parser.add_argument("--small-rows", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="mlpipe-bench-"))
-    os.environ.update({"MLPIPE_HOME": str(scratch / "workspace"), "PREFECT_HOME": str(scratch / "prefect")})
-    for name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "DASK_SCHEDULER_ADDRESS"):
-        os.environ.pop(name, None)
+    scratch = scratch_workspace("training", quiet=False)
 
     from mlpipe.demo_data import credit_default
     from mlpipe.workspace import available_cores
