@@ -2,9 +2,18 @@
 
 from blocks.cluster import DaskCluster
 from blocks.datastore import Datastore
+from blocks.drift import DriftPolicy
 from blocks.gate import GatePolicy
 from blocks.mlflow import MlflowConnection
 from blocks.study import StudyStorage
 from blocks.workspace import WorkspaceConfig
 
-__all__ = ["DaskCluster", "Datastore", "GatePolicy", "MlflowConnection", "StudyStorage", "WorkspaceConfig"]
+__all__ = [
+    "DaskCluster",
+    "Datastore",
+    "DriftPolicy",
+    "GatePolicy",
+    "MlflowConnection",
+    "StudyStorage",
+    "WorkspaceConfig",
+]
