@@ -207,6 +207,42 @@ def score(
     _run(lambda: _score(config, overrides))
 
 
+@app.command()
+def drift(
+    model: Annotated[str, typer.Option(help="registered model name (its champion is checked)")],
+    current: Annotated[str, typer.Option(help="new data: Parquet/CSV file, directory or glob; local or fsspec URL")],
+    reference: Annotated[str | None, typer.Option(help="default: the champion's training data")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
+    config: Annotated[Path | None, typer.Option(help="YAML with mlflow/cluster/drift")] = None,
+) -> None:
+    """Check new data for drift against the champion's training data; emits Prefect events."""
+
+    def check() -> None:
+        from blocks.workspace import WorkspaceConfig, load_config_file
+        from flows.drift import DriftParams, drift_check
+        from tasks.monitor import feature_table
+
+        sections = load_config_file(config) if config else {}
+        source = str(config) if config else "command line"
+        params = validated(DriftParams, {"model": model, "current": current, "reference": reference}, source)
+        summary = drift_check(params, WorkspaceConfig.from_mapping(sections, source))
+        if as_json:
+            out.print_json(summary.model_dump_json())
+            return
+        table = Table(title=f"drift: {summary.model.name} v{summary.model.version}")
+        for column in ("feature", "test", "statistic", "threshold", "drifted"):
+            table.add_column(column)
+        for row in feature_table(summary):
+            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        out.print(table)
+        for signal in summary.quality:
+            out.print(f"quality: {signal.feature}: {signal.signal}: {signal.detail}", soft_wrap=True)
+        verdict = "[red]drift detected[/]" if summary.drifted else "[green]no dataset drift[/]"
+        out.print(f"{verdict}: {summary.data.drift_share:.0%} of features drifted; MLflow run {summary.mlflow_run_id}")
+
+    _run(check)
+
+
 deploy_app = typer.Typer(help="Register unattended runs (schedules) on a Prefect server.", no_args_is_help=True)
 app.add_typer(deploy_app, name="deploy")
 

@@ -43,8 +43,11 @@ class DatasetDrift(BaseModel):
 
 
 def feature_drift(name: str, reference: pd.Series, current: pd.Series, policy: DriftPolicy) -> FeatureDrift:
-    """Compare one feature's current values with its reference values (missing values left out)."""
-    reference, current = reference.dropna(), current.dropna()
+    """Compare one feature's current values with its reference values (missing values left out).
+
+    An empty string counts as missing: CSV files write a missing category that way, Parquet as null.
+    """
+    reference, current = _present(reference), _present(current)
     numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
     small = min(len(reference), len(current)) < policy.small_sample
     if numeric:
@@ -63,6 +66,13 @@ def feature_drift(name: str, reference: pd.Series, current: pd.Series, policy: D
         reference_rows=len(reference),
         current_rows=len(current),
     )
+
+
+def _present(values: pd.Series) -> pd.Series:
+    values = values.dropna()
+    if values.dtype == object or pd.api.types.is_string_dtype(values):
+        values = values[values.astype(str).str.strip() != ""]
+    return values
 
 
 def dataset_drift(features: list[FeatureDrift], policy: DriftPolicy) -> DatasetDrift:

@@ -27,11 +27,10 @@ def cli_environment(cwd: Path) -> dict[str, str]:
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLPIPE_HOME": str(cwd / ".mlpipe")}
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `mlpipe` as a user does: a separate process."""
-    return subprocess.run(
-        [MLPIPE, *args], cwd=cwd, env=cli_environment(cwd), capture_output=True, text=True, timeout=300
-    )
+def run_cli(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `mlpipe` as a user does: a separate process (`extra_env`, e.g. the session's MLflow)."""
+    env = {**cli_environment(cwd), **(extra_env or {})}
+    return subprocess.run([MLPIPE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""The drift check against the champion's training data: verdicts, evidence, and the events it emits."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+from blocks import WorkspaceConfig
+from flows.drift import DETECTED, DriftParams, drift_check
+from mlpipe.demo_data import credit_default
+from tests.pipeline import run_cli, run_training
+
+MODEL = "drift-demo"
+
+
+@pytest.fixture(scope="module")
+def champion(workspace: WorkspaceConfig, demo_csv: Path) -> str:
+    outcome = run_training(workspace, data=str(demo_csv), target="default", name=MODEL, exclude=["application_id"])
+    assert outcome.error is None, outcome.error
+    return outcome.summary.version
+
+
+def events(name: str, version: str) -> list[object]:
+    """The events of `name` emitted for this model version (they reach the API a moment after the flow)."""
+    resource = EventResourceFilter(id=[f"mlpipe.model.{MODEL}"], labels={"mlpipe.model.version": version})
+    with get_client(sync_client=True) as client:
+        page = client.read_events(EventFilter(event=EventNameFilter(name=[name]), resource=resource), limit=50)
+    return list(page.events)
+
+
+def test_fresh_data_from_the_same_distribution_does_not_drift(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    current = tmp_path / "fresh.parquet"
+    credit_default(rows=3_000, seed=50).to_parquet(current, index=False)
+    summary = drift_check(DriftParams(model=MODEL, current=str(current)), workspace)
+    assert not summary.drifted and summary.data.drifted_features == [], [f for f in summary.data.features if f.drifted]
+    assert summary.model.version == champion and summary.reference.endswith(".parquet")
+    assert {r.test for r in summary.data.features} <= {"wasserstein", "jensen_shannon"}  # thousands of rows
+    assert not summary.prediction.drifted
+
+
+def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
+    current = tmp_path / "drifted.parquet"
+    credit_default(rows=3_000, seed=51, drift=1.0).to_parquet(current, index=False)
+    summary = drift_check(DriftParams(model=MODEL, current=str(current)), workspace)
+    assert summary.drifted
+    assert {"income", "credit_score"} <= set(summary.data.drifted_features)
+    client = workspace.resolve().mlflow.client()
+    run = client.get_run(summary.mlflow_run_id)
+    assert run.data.metrics["dataset_drifted"] == 1.0 and run.data.tags["mlpipe.model_version"] == champion
+    artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id, "drift")}
+    assert {"drift/histograms.png", "drift/features.json"} <= artifacts
+
+    deadline = time.monotonic() + 30
+    while not (found := events(DETECTED, champion)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert found, "no mlpipe.drift.detected event reached the Prefect API"
+    event = found[0]
+    assert event.resource["mlpipe.model.name"] == MODEL
+    assert "income" in event.payload["drifted_features"]
+
+
+def test_drift_cli_prints_json(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
+    current = tmp_path / "fresh.csv"
+    credit_default(rows=2_000, seed=52).to_csv(current, index=False)
+    env_workspace = workspace.resolve().mlflow.tracking_uri
+    result = run_cli(
+        "drift",
+        "--model",
+        MODEL,
+        "--current",
+        str(current),
+        "--json",
+        cwd=tmp_path,
+        extra_env={"MLFLOW_TRACKING_URI": env_workspace or ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout)
+    assert printed["drifted"] is False and printed["model"]["name"] == MODEL
