@@ -243,6 +243,30 @@ def drift(
     _run(check)
 
 
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    to: Annotated[str | None, typer.Option(help="version to make champion (default: the one it replaced)")] = None,
+    reason: Annotated[str, typer.Option(help="why, for the alias history")] = "manual rollback",
+    config: Annotated[Path | None, typer.Option(help="YAML with an mlflow section")] = None,
+) -> None:
+    """Move `champion` back to an earlier version, recording who, why and when."""
+
+    def move() -> None:
+        from blocks.workspace import WorkspaceConfig, load_config_file
+        from tasks.aliases import alias_history
+        from tasks.aliases import rollback as roll_back
+
+        source = str(config) if config else "command line"
+        tracking = WorkspaceConfig.from_mapping(load_config_file(config) if config else {}, source).resolve().mlflow
+        change = roll_back(name, tracking, to, reason)
+        out.print(f"{name}: champion is now version {change.version} (was {change.previous}).")
+        for entry in alias_history(name, tracking)[-5:]:
+            out.print(f"  {entry.at}  v{entry.previous or '-'} → v{entry.version}  by {entry.by}: {entry.reason}")
+
+    _run(move)
+
+
 deploy_app = typer.Typer(help="Register unattended runs (schedules) on a Prefect server.", no_args_is_help=True)
 app.add_typer(deploy_app, name="deploy")
 

@@ -7,10 +7,11 @@ from pydantic import BaseModel
 
 from blocks.mlflow import MlflowConnection
 from mlpipe.lineage import LINEAGE_KEYS, SWEEP_KEYS
+from tasks.aliases import current_champion, set_champion
 from tasks.caching import pipeline_task
 from tasks.datasets import DatasetRef
 from tasks.evaluate import Evaluation
-from tasks.gate import CHALLENGER, CHAMPION, GateDecision
+from tasks.gate import CHALLENGER, GateDecision
 from tasks.train import TrainedModel
 
 
@@ -55,8 +56,8 @@ def register(
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    if decision.passed:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
+    if decision.passed and current_champion(model_name, tracking) != version:
+        set_champion(model_name, version, tracking, reason=f"gate: {decision.reason}", by="mlpipe gate")
     aliases = client.get_model_version(model_name, version).aliases
     return Registration(name=model_name, version=version, aliases=sorted(aliases), run_id=model.run_id)
 
