@@ -1,0 +1,87 @@
+"""Performance on late labels: predictions joined with labels by id, scored, and degraded runs announced."""
+
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from sklearn.metrics import accuracy_score
+
+from blocks import WorkspaceConfig
+from flows.performance import DEGRADED, PerformanceParams, performance_check
+from flows.scoring import ScoringParams, batch_scoring
+from mlpipe.demo_data import credit_default
+from mlpipe.errors import DataError
+from tests.pipeline import run_training
+from tests.test_drift import events
+
+MODEL = "drift-demo"  # the events helper looks for this model's resource
+
+
+@pytest.fixture(scope="module")
+def scored(workspace: WorkspaceConfig, demo_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """Fresh applications scored by the champion, and their true labels."""
+    outcome = run_training(workspace, data=str(demo_csv), target="default", name=MODEL, exclude=["application_id"])
+    assert outcome.error is None, outcome.error
+    folder = tmp_path_factory.mktemp("performance")
+    fresh = credit_default(rows=2_000, seed=60)
+    fresh.drop(columns=["default"]).to_parquet(folder / "applications.parquet", index=False)
+    fresh[["application_id", "default"]].to_parquet(folder / "labels.parquet", index=False)
+    batch_scoring(
+        ScoringParams(
+            model=f"{MODEL}@champion",
+            input=str(folder / "applications.parquet"),
+            output=str(folder / "scores"),
+            passthrough=["application_id"],
+        ),
+        workspace,
+    )
+    return folder, fresh
+
+
+def check(workspace: WorkspaceConfig, folder: Path, labels: str, threshold: float) -> object:
+    params = PerformanceParams(
+        model=MODEL,
+        predictions=str(folder / "scores"),
+        labels=labels,
+        id_column="application_id",
+        label_column="default",
+        metric="accuracy",
+        threshold=threshold,
+    )
+    return performance_check(params, workspace)
+
+
+def test_accuracy_on_late_labels_matches_the_model_and_passes_a_low_threshold(
+    workspace: WorkspaceConfig, scored: tuple[Path, object]
+):
+    folder, fresh = scored
+    summary = check(workspace, folder, str(folder / "labels.parquet"), threshold=0.5)
+    with workspace.resolve().mlflow.session():
+        expected = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(fresh)
+    assert summary.labelled_rows == 2_000 and summary.unmatched_labels == 0
+    assert summary.value == pytest.approx(accuracy_score(fresh["default"], expected["prediction"]))
+    assert not summary.degraded and summary.metric == "accuracy"
+
+
+def test_accuracy_below_the_threshold_emits_performance_degraded(
+    workspace: WorkspaceConfig, scored: tuple[Path, object], tmp_path: Path
+):
+    folder, fresh = scored
+    flipped = fresh[["application_id", "default"]].assign(default=lambda f: 1 - f["default"])
+    flipped.to_parquet(tmp_path / "flipped.parquet", index=False)
+    summary = check(workspace, folder, str(tmp_path / "flipped.parquet"), threshold=0.88)
+    assert summary.degraded and summary.value < 0.5
+    deadline = time.monotonic() + 30
+    while not (found := events(DEGRADED, summary.model.version)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert found and found[0].payload["metric"] == "accuracy" and found[0].payload["threshold"] == 0.88
+
+
+def test_labels_that_match_no_prediction_are_a_clear_error(
+    workspace: WorkspaceConfig, scored: tuple[Path, object], tmp_path: Path
+):
+    folder, fresh = scored
+    fresh[["application_id", "default"]].assign(application_id=-1).to_parquet(tmp_path / "other.parquet", index=False)
+    with pytest.raises(DataError, match=r"has a label in .*other\.parquet \(joined on 'application_id'\)"):
+        check(workspace, folder, str(tmp_path / "other.parquet"), threshold=0.5)
