@@ -108,3 +108,17 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
         open_now += change
         peak = max(peak, open_now)
     return peak
+
+
+def model_events(model: str, event: str, version: str, wait: float = 30.0) -> list[Any]:
+    """Events named `event` about a model version, waiting for them to reach the API (sent in the background)."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    resource = EventResourceFilter(id=[f"mlpipe.model.{model}"], labels={"mlpipe.model.version": version})
+    deadline = time.monotonic() + wait
+    while True:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[event]), resource=resource), limit=50)
+        if page.events or time.monotonic() > deadline:
+            return list(page.events)
+        time.sleep(0.5)

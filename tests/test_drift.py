@@ -1,17 +1,14 @@
 """The drift check against the champion's training data: verdicts, evidence, and the events it emits."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
 from blocks import WorkspaceConfig
 from flows.drift import DETECTED, DriftParams, drift_check
 from mlpipe.demo_data import credit_default
-from tests.pipeline import run_cli, run_training
+from tests.pipeline import model_events, run_cli, run_training
 
 MODEL = "drift-demo"
 
@@ -21,14 +18,6 @@ def champion(workspace: WorkspaceConfig, demo_csv: Path) -> str:
     outcome = run_training(workspace, data=str(demo_csv), target="default", name=MODEL, exclude=["application_id"])
     assert outcome.error is None, outcome.error
     return outcome.summary.version
-
-
-def events(name: str, version: str) -> list[object]:
-    """The events of `name` emitted for this model version (they reach the API a moment after the flow)."""
-    resource = EventResourceFilter(id=[f"mlpipe.model.{MODEL}"], labels={"mlpipe.model.version": version})
-    with get_client(sync_client=True) as client:
-        page = client.read_events(EventFilter(event=EventNameFilter(name=[name]), resource=resource), limit=50)
-    return list(page.events)
 
 
 def test_fresh_data_from_the_same_distribution_does_not_drift(
@@ -55,9 +44,7 @@ def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceCon
     artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id, "drift")}
     assert {"drift/histograms.png", "drift/features.json"} <= artifacts
 
-    deadline = time.monotonic() + 30
-    while not (found := events(DETECTED, champion)) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    found = model_events(MODEL, DETECTED, champion)
     assert found, "no mlpipe.drift.detected event reached the Prefect API"
     event = found[0]
     assert event.resource["mlpipe.model.name"] == MODEL

@@ -1,6 +1,5 @@
 """Performance on late labels: predictions joined with labels by id, scored, and degraded runs announced."""
 
-import time
 from pathlib import Path
 
 import mlflow
@@ -12,10 +11,9 @@ from flows.performance import DEGRADED, PerformanceParams, performance_check
 from flows.scoring import ScoringParams, batch_scoring
 from mlpipe.demo_data import credit_default
 from mlpipe.errors import DataError
-from tests.pipeline import run_training
-from tests.test_drift import events
+from tests.pipeline import model_events, run_training
 
-MODEL = "drift-demo"  # the events helper looks for this model's resource
+MODEL = "performance-demo"
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +70,7 @@ def test_accuracy_below_the_threshold_emits_performance_degraded(
     flipped.to_parquet(tmp_path / "flipped.parquet", index=False)
     summary = check(workspace, folder, str(tmp_path / "flipped.parquet"), threshold=0.88)
     assert summary.degraded and summary.value < 0.5
-    deadline = time.monotonic() + 30
-    while not (found := events(DEGRADED, summary.model.version)) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    found = model_events(MODEL, DEGRADED, summary.model.version)
     assert found and found[0].payload["metric"] == "accuracy" and found[0].payload["threshold"] == 0.88
 
 

@@ -1,0 +1,109 @@
+"""The retraining pipeline: recent window + history → challenger → compared with the champion on a recent holdout.
+
+The challenger keeps the champion's model family and hyperparameters and learns from the recent
+window's training rows plus the history; the holdout is the recent window's test split, so
+champion and challenger are judged on the same fresh rows by the training pipeline's own gate
+(threshold and margin from the `GatePolicy`). The decision is recorded on both versions and
+announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`.
+"""
+
+import datetime as dt
+
+import yaml
+from prefect import flow
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from blocks.cluster import WorkspaceTaskRunner
+from blocks.mlflow import MlflowConnection
+from blocks.workspace import WorkspaceConfig
+from flows.common import open_workspace
+from flows.training import DataParams, TrainingSummary, prepare_data, train_and_register
+from mlpipe.errors import ConfigError
+from tasks.aliases import current_champion
+from tasks.model import ModelSpec
+from tasks.split import SplitRefs, combine_task
+
+PROMOTED = "mlpipe.model.promoted"
+REJECTED = "mlpipe.model.rejected"
+
+
+class RetrainingParams(DataParams):
+    """`data` is the recent labelled window; `history` adds older labelled rows to learn from."""
+
+    history: str | None = Field(default=None, description="older labelled data (file or URL) to train on too")
+    reason: str = Field(default="on demand", description="why: recorded with the decision (e.g. the event)")
+
+
+class RetrainingSummary(BaseModel):
+    """The challenger's training run and what became of it."""
+
+    training: TrainingSummary
+    previous_champion: str | None
+    promoted: bool
+
+
+@flow(name="retraining", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) -> RetrainingSummary:
+    """Train a challenger on recent + historical data; promote it only if it beats the champion on recent data."""
+    workspace = open_workspace(config)
+    previous = current_champion(params.name, workspace.mlflow)
+    spec = champion_spec(params.name, workspace.mlflow)
+    recent = prepare_data(params, workspace)
+    train = recent.splits.train
+    if params.history:
+        history = prepare_data(params.model_copy(update={"data": params.history}), workspace)
+        parts = [history.dataset, recent.splits.train]
+        train = combine_task.submit(parts, workspace.datastore, f"{params.history}+{params.data}#train").result()
+    splits = SplitRefs(train=train, validation=recent.splits.validation, test=recent.splits.test)
+    tags = {"mlpipe.retraining_reason": params.reason, "mlpipe.retraining_history": params.history or ""}
+    training = train_and_register(recent, splits, spec, params.name, workspace, tags)
+    promoted = training.gate.passed
+    _record(params, workspace.mlflow, training, previous)
+    resource = {
+        "prefect.resource.id": f"mlpipe.model.{params.name}",
+        "prefect.resource.name": params.name,
+        "mlpipe.model.name": params.name,
+        "mlpipe.model.version": training.version,
+    }
+    payload = {
+        "challenger": training.version,
+        "champion": previous,
+        "metric": training.gate.metric,
+        "challenger_score": training.gate.candidate,
+        "champion_score": training.gate.champion,
+        "reason": training.gate.reason,
+        "trigger": params.reason,
+    }
+    emit_event(PROMOTED if promoted else REJECTED, resource=resource, payload=payload)
+    return RetrainingSummary(training=training, previous_champion=previous, promoted=promoted)
+
+
+def champion_spec(name: str, tracking: MlflowConnection) -> ModelSpec:
+    """The champion's model family and hyperparameters, from its training run's parameters.
+
+    Raises:
+        ConfigError: the model has no champion to retrain.
+    """
+    client = tracking.client()
+    version = current_champion(name, tracking)
+    if version is None:
+        raise ConfigError(f"model '{name}' has no champion to retrain; train one first (mlpipe train)")
+    run_id = client.get_model_version(name, version).run_id
+    assert run_id is not None
+    logged = dict(client.get_run(run_id).data.params)
+    family, seed = logged.pop("family"), int(logged.pop("seed", "42"))
+    logged.pop("task", None)
+    return ModelSpec(family=family, seed=seed, params={key: yaml.safe_load(value) for key, value in logged.items()})
+
+
+def _record(
+    params: RetrainingParams, tracking: MlflowConnection, training: TrainingSummary, previous: str | None
+) -> None:
+    """The decision as a tag on the challenger and on the champion it was compared with."""
+    client = tracking.client()
+    decision = "promoted" if training.gate.passed else "rejected"
+    note = f"{decision} v{training.version} against v{previous}: {training.gate.reason} (trigger: {params.reason})"
+    key = f"mlpipe.retraining.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+    for version in {training.version, *([previous] if previous else [])}:
+        client.set_model_version_tag(params.name, version, key, note)

@@ -1,0 +1,54 @@
+"""Retraining: a challenger judged against the champion on the same recent holdout, promoted only if better."""
+
+from pathlib import Path
+
+import pytest
+
+from blocks import GatePolicy, WorkspaceConfig
+from flows.retraining import PROMOTED, REJECTED, RetrainingParams, retraining
+from mlpipe.demo_data import credit_default
+from tasks.aliases import alias_history, current_champion
+from tests.pipeline import model_events, run_training
+
+MODEL = "retrain-demo"
+
+
+@pytest.fixture(scope="module")
+def gated(workspace: WorkspaceConfig) -> WorkspaceConfig:
+    """A gate with a floor: a model no better than chance is never promoted."""
+    return workspace.model_copy(update={"gate": GatePolicy(threshold=0.6)})
+
+
+def test_challenger_on_drifted_data_is_promoted_and_one_on_shuffled_labels_rejected(
+    gated: WorkspaceConfig, tmp_path: Path
+):
+    original, drifted = tmp_path / "original.parquet", tmp_path / "drifted.parquet"
+    credit_default(rows=4_000, seed=80).to_parquet(original, index=False)
+    credit_default(rows=4_000, seed=81, drift=1.0).to_parquet(drifted, index=False)
+    first = run_training(gated, data=str(original), target="default", name=MODEL, exclude=["application_id"])
+    assert first.error is None and "champion" in first.summary.aliases
+    common = {"target": "default", "name": MODEL, "exclude": ["application_id"]}
+
+    better = retraining(
+        RetrainingParams(data=str(drifted), history=str(original), reason="drift detected", **common), gated
+    )
+    gate = better.training.gate
+    assert better.promoted and better.previous_champion == first.summary.version
+    assert gate.champion_version == first.summary.version and gate.candidate > gate.champion  # same recent holdout
+    assert current_champion(MODEL, gated.resolve().mlflow) == better.training.version
+    assert model_events(MODEL, PROMOTED, better.training.version)
+
+    shuffled = credit_default(rows=4_000, seed=82, drift=1.0)
+    shuffled["default"] = shuffled["default"].sample(frac=1.0, random_state=0).to_numpy()
+    shuffled.to_parquet(tmp_path / "shuffled.parquet", index=False)
+    worse = retraining(RetrainingParams(data=str(tmp_path / "shuffled.parquet"), reason="bad batch", **common), gated)
+    assert not worse.promoted
+    tracking = gated.resolve().mlflow
+    assert current_champion(MODEL, tracking) == better.training.version  # unchanged
+    assert model_events(MODEL, REJECTED, worse.training.version)
+    tags = tracking.client().get_model_version(MODEL, better.training.version).tags
+    assert any(k.startswith("mlpipe.retraining.") and "rejected" in v for k, v in tags.items())
+    assert [change.version for change in alias_history(MODEL, tracking)] == [
+        first.summary.version,
+        better.training.version,
+    ]
