@@ -84,7 +84,7 @@ def generate(
     _run(lambda: _generate(output, rows, drift, seed, columns))
 
 
-FLOW_SECTIONS = {"training", "sweep", "scoring"}
+FLOW_SECTIONS = {"training", "sweep", "scoring", "monitoring"}
 """Config file sections that hold a flow's parameters rather than workspace settings."""
 SAMPLERS = "grid | random | tpe"
 PRUNERS = "none | median | halving | hyperband | percentile"
@@ -294,6 +294,27 @@ def deploy_scoring(
         )
         out.print(f"Deployment batch-scoring/{name} ({deployment_id}): {cron} ({timezone}) on work pool '{pool}'.")
         out.print(f"Run its flows with: prefect worker start --pool {pool}", soft_wrap=True)
+
+    _run(register)
+
+
+@deploy_app.command("monitoring")
+def deploy_monitoring_command(
+    config: Annotated[
+        Path, typer.Option(help="YAML with a `monitoring` section (deployments.monitoring.MonitoringPlan)")
+    ],
+) -> None:
+    """Schedule drift and performance checks and event-triggered retraining on the Prefect server."""
+
+    def register() -> None:
+        from blocks.workspace import load_config_file
+        from deployments.monitoring import MonitoringPlan, deploy_monitoring
+
+        section = load_config_file(config).get("monitoring")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{config}: expected a `monitoring` section")
+        for name, deployment_id in deploy_monitoring(validated(MonitoringPlan, section, str(config))).items():
+            out.print(f"{name}: {deployment_id}")
 
     _run(register)
 

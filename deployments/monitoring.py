@@ -1,0 +1,115 @@
+"""The closed loop: scheduled drift and performance checks, and retraining triggered by what they find.
+
+`drift-check` and `performance-check` run on cron schedules; `retraining` runs when either emits
+`mlpipe.drift.detected` or `mlpipe.performance.degraded` for the same model (matched by event
+name and the model's resource id, never a UUID), at most once per `debounce_minutes` (a reactive
+trigger fires once per window) and one at a time (a concurrency limit of one; a run that would
+overlap is cancelled).
+"""
+
+import datetime as dt
+from typing import Any
+from uuid import UUID
+
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.events import DeploymentEventTrigger
+from prefect.schedules import Cron
+from pydantic import BaseModel, Field
+
+from deployments.scoring import PROJECT, WORK_POOL, ensure_work_pool
+from flows.drift import DETECTED, DriftParams, drift_check
+from flows.performance import DEGRADED, PerformanceParams, performance_check
+from flows.retraining import RetrainingParams, retraining
+
+
+class MonitoringPlan(BaseModel):
+    """What to watch for one model, when, and what to retrain on."""
+
+    model: str
+    target: str = Field(description="label column of the labelled data")
+    current: str = Field(description="where new (unlabelled) data lands, for the drift check")
+    recent: str = Field(description="recent labelled data to retrain on")
+    history: str | None = Field(default=None, description="older labelled data to retrain on too")
+    exclude: list[str] = Field(default_factory=list, description="columns that are not features")
+    predictions: str | None = Field(default=None, description="scored output, for the performance check")
+    labels: str | None = Field(default=None, description="late labels, for the performance check")
+    id_column: str | None = None
+    performance_metric: str = "accuracy"
+    performance_threshold: float = 0.88
+    drift_cron: str = "0 3 * * *"
+    performance_cron: str = "0 4 * * *"
+    timezone: str = "UTC"
+    debounce_minutes: float = Field(default=60.0, gt=0, description="at most one retraining per model per window")
+    work_pool: str = WORK_POOL
+
+
+def deploy_monitoring(plan: MonitoringPlan) -> dict[str, UUID]:
+    """Register the drift check, the performance check (with labels) and triggered retraining; returns their ids."""
+    ensure_work_pool(plan.work_pool)
+    ids = {
+        "drift-check": _deploy(
+            drift_check.name,
+            "flows/drift.py:drift_check",
+            f"{plan.model}-drift",
+            DriftParams(model=plan.model, current=plan.current).model_dump(mode="json"),
+            plan,
+            schedules=[Cron(plan.drift_cron, timezone=plan.timezone)],
+        )
+    }
+    if plan.predictions and plan.labels and plan.id_column:
+        performance = PerformanceParams(
+            model=plan.model,
+            predictions=plan.predictions,
+            labels=plan.labels,
+            id_column=plan.id_column,
+            label_column=plan.target,
+            metric=plan.performance_metric,
+            threshold=plan.performance_threshold,
+        )
+        ids["performance-check"] = _deploy(
+            performance_check.name,
+            "flows/performance.py:performance_check",
+            f"{plan.model}-performance",
+            performance.model_dump(mode="json"),
+            plan,
+            schedules=[Cron(plan.performance_cron, timezone=plan.timezone)],
+        )
+    params = RetrainingParams(
+        data=plan.recent, history=plan.history, target=plan.target, name=plan.model, exclude=plan.exclude
+    ).model_dump(mode="json")
+    trigger = DeploymentEventTrigger(
+        name=f"retrain {plan.model} on drift or degraded performance",
+        expect={DETECTED, DEGRADED},
+        match={"prefect.resource.id": f"mlpipe.model.{plan.model}"},
+        posture="Reactive",
+        threshold=1,
+        within=dt.timedelta(minutes=plan.debounce_minutes),
+        parameters={"params": {**params, "reason": "{{ event.event }}"}},
+    )
+    ids["retraining"] = _deploy(
+        retraining.name,
+        "flows/retraining.py:retraining",
+        f"{plan.model}-retraining",
+        params,
+        plan,
+        triggers=[trigger],
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+    )
+    return ids
+
+
+def _deploy(flow_name: str, entrypoint: str, name: str, params: dict, plan: MonitoringPlan, **options: Any) -> UUID:
+    from prefect import Flow
+
+    source = Flow.from_source(source=str(PROJECT), entrypoint=entrypoint)
+    return source.deploy(  # type: ignore[union-attr,return-value]  # sync call outside an event loop
+        name=name,
+        work_pool_name=plan.work_pool,
+        parameters={"params": params},
+        tags=["mlpipe", plan.model],
+        description=f"{flow_name} for {plan.model}",
+        build=False,
+        push=False,
+        print_next_steps=False,
+        **options,
+    )
