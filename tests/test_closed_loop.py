@@ -1,0 +1,135 @@
+"""The closed loop on a real `prefect server` and a real worker: drift → event → exactly one triggered retraining."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks import WorkspaceConfig
+from deployments.monitoring import MonitoringPlan, deploy_monitoring
+from flows.drift import DETECTED
+from mlpipe.demo_data import credit_default
+from tasks.aliases import current_champion
+from tests.pipeline import run_cli, run_training
+
+MODEL = "loop-e2e"
+BURST = """
+import prefect.events
+
+for _ in range(4):  # a burst of the same alarm, seconds after the first
+    prefect.events.emit_event("mlpipe.drift.detected", resource={{"prefect.resource.id": "mlpipe.model.{model}"}}, payload={{}})
+"""
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`prefect server start` on 127.0.0.1 with its own database; stopped after the module."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(home / "server.log").open("w"),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError((home / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
+    prefect_server: str, workspace: WorkspaceConfig, tmp_path: Path
+):
+    original, drifted = tmp_path / "original.parquet", tmp_path / "drifted.parquet"
+    credit_default(rows=4_000, seed=90).to_parquet(original, index=False)
+    credit_default(rows=4_000, seed=91, drift=1.0).to_parquet(drifted, index=False)
+    first = run_training(workspace, data=str(original), target="default", name=MODEL, exclude=["application_id"])
+    assert first.error is None, first.error
+    tracking = workspace.resolve().mlflow
+
+    worker_env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "MLFLOW_TRACKING_URI": tracking.tracking_uri or "",
+    }
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        plan = MonitoringPlan(
+            model=MODEL,
+            target="default",
+            current=str(drifted),
+            recent=str(drifted),
+            history=str(original),
+            exclude=["application_id"],
+            debounce_minutes=10,
+        )
+        ids = deploy_monitoring(plan)
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "mlpipe", "--type", "process"],
+            env=worker_env,
+            cwd=tmp_path,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # Events go from a process of their own: this one's event client belongs to the test server.
+            check = run_cli("drift", "--model", MODEL, "--current", str(drifted), cwd=tmp_path, extra_env=worker_env)
+            assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
+            burst = subprocess.run([sys.executable, "-c", BURST.format(model=MODEL)], env=worker_env, timeout=120)
+            assert burst.returncode == 0
+            runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
+            time.sleep(10)  # time for any further (wrong) trigger firing to show up
+            runs = wait_for_runs(ids["retraining"], lambda runs: True, 5)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    assert len(runs) == 1, [(r.name, r.state_name) for r in runs]
+    run = runs[0]
+    assert run.state_name == "Completed", log.read_text()[-4000:]
+    assert run.parameters["params"]["reason"] == DETECTED  # started by the trigger, with the event's name
+    champion = current_champion(MODEL, tracking)
+    assert champion != first.summary.version  # the retrained model was better on the drifted holdout
+
+
+def wait_for_runs(deployment_id: object, done: object, seconds: float) -> list:
+    deadline = time.monotonic() + seconds
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(),
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            )
+        if done(runs) or time.monotonic() > deadline:  # type: ignore[operator]
+            return runs
+        time.sleep(1)
