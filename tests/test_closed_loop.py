@@ -25,8 +25,9 @@ MODEL = "loop-e2e"
 BURST = """
 import prefect.events
 
+model = {{"prefect.resource.id": "mlpipe.model.{model}"}}
 for _ in range(4):  # a burst of the same alarm, seconds after the first
-    prefect.events.emit_event("mlpipe.drift.detected", resource={{"prefect.resource.id": "mlpipe.model.{model}"}}, payload={{}})
+    prefect.events.emit_event("mlpipe.drift.detected", resource=model, payload={{}})
 """
 BIN = Path(sys.executable).parent
 

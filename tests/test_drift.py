@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from blocks import WorkspaceConfig
-from flows.drift import DETECTED, DriftParams, drift_check
+from flows.drift import CHECKED, DETECTED, DriftParams, drift_check
 from mlpipe.demo_data import credit_default
 from tests.pipeline import model_events, run_cli, run_training
 
@@ -30,6 +30,8 @@ def test_fresh_data_from_the_same_distribution_does_not_drift(
     assert summary.model.version == champion and summary.reference.endswith(".parquet")
     assert {r.test for r in summary.data.features} <= {"wasserstein", "jensen_shannon"}  # thousands of rows
     assert not summary.prediction.drifted
+    assert model_events(MODEL, CHECKED, champion)
+    assert not model_events(MODEL, DETECTED, champion, wait=2)  # this module's first check: nothing to retrain on
 
 
 def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
