@@ -29,3 +29,13 @@ def cluster_capacity() -> tuple[int, int]:
     threads = sum(int(w.get("nthreads", 0)) for w in workers)
     gpus = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
     return threads or available_cores(), gpus
+
+
+def model_resource(name: str, version: str) -> dict[str, str]:
+    """A model version as a Prefect event resource: automations match it by name, never by a UUID."""
+    return {
+        "prefect.resource.id": f"mlpipe.model.{name}",
+        "prefect.resource.name": name,
+        "mlpipe.model.name": name,
+        "mlpipe.model.version": version,
+    }

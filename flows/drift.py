@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import open_workspace
+from flows.common import model_resource, open_workspace
 from tasks.monitor import DriftSummary, check_drift_task, feature_table
 from tasks.report import artifact_key
 
@@ -39,12 +39,7 @@ def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> D
     key = artifact_key(f"{params.model}-drift")
     create_table_artifact(key=key, table=feature_table(summary), description=_headline(summary))
     create_markdown_artifact(key=f"{key}-quality", markdown=_quality_markdown(summary))
-    resource = {
-        "prefect.resource.id": f"mlpipe.model.{summary.model.name}",
-        "prefect.resource.name": summary.model.name,
-        "mlpipe.model.name": summary.model.name,
-        "mlpipe.model.version": summary.model.version,
-    }
+    resource = model_resource(summary.model.name, summary.model.version)
     payload = {
         "drifted": summary.drifted,
         "drift_share": summary.data.drift_share,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import open_workspace
+from flows.common import model_resource, open_workspace
 from tasks.performance import PerformanceSummary, check_performance_task
 from tasks.report import artifact_key
 
@@ -63,12 +63,7 @@ def performance_check(params: PerformanceParams, config: WorkspaceConfig | None 
         description=f"{summary.model.name} v{summary.model.version} on {summary.labelled_rows:,} labelled rows: "
         f"{summary.metric} {summary.value:.4f} (threshold {summary.threshold})",
     )
-    resource = {
-        "prefect.resource.id": f"mlpipe.model.{summary.model.name}",
-        "prefect.resource.name": summary.model.name,
-        "mlpipe.model.name": summary.model.name,
-        "mlpipe.model.version": summary.model.version,
-    }
+    resource = model_resource(summary.model.name, summary.model.version)
     payload = {
         "metric": summary.metric,
         "value": summary.value,

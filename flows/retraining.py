@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.mlflow import MlflowConnection
 from blocks.workspace import WorkspaceConfig
-from flows.common import open_workspace
+from flows.common import model_resource, open_workspace
 from flows.training import DataParams, TrainingSummary, prepare_data, train_and_register
 from mlpipe.errors import ConfigError
 from tasks.aliases import current_champion
@@ -60,12 +60,7 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
     training = train_and_register(recent, splits, spec, params.name, workspace, tags)
     promoted = training.gate.passed
     _record(params, workspace.mlflow, training, previous)
-    resource = {
-        "prefect.resource.id": f"mlpipe.model.{params.name}",
-        "prefect.resource.name": params.name,
-        "mlpipe.model.name": params.name,
-        "mlpipe.model.version": training.version,
-    }
+    resource = model_resource(params.name, training.version)
     payload = {
         "challenger": training.version,
         "champion": previous,
