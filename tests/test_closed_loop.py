@@ -9,6 +9,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
@@ -134,3 +135,69 @@ def wait_for_runs(deployment_id: object, done: object, seconds: float) -> list:
         if done(runs) or time.monotonic() > deadline:  # type: ignore[operator]
             return runs
         time.sleep(1)
+
+
+PERFORMANCE_CHECK = """
+from blocks import WorkspaceConfig
+from flows.performance import PerformanceParams, performance_check
+
+params = PerformanceParams(model="{model}", predictions="{predictions}", labels="{labels}",
+                           id_column="application_id", label_column="default", metric="accuracy", threshold=0.88)
+print(performance_check(params, WorkspaceConfig()).degraded)
+"""
+
+
+def test_degraded_accuracy_on_late_labels_triggers_retraining(
+    prefect_server: str, workspace: WorkspaceConfig, tmp_path: Path
+):
+    model = "loop-performance"
+    original, recent = tmp_path / "original.parquet", tmp_path / "recent.parquet"
+    credit_default(rows=4_000, seed=92).to_parquet(original, index=False)
+    fresh = credit_default(rows=4_000, seed=93, drift=1.0)
+    fresh.to_parquet(recent, index=False)
+    first = run_training(workspace, data=str(original), target="default", name=model, exclude=["application_id"])
+    assert first.error is None, first.error
+    tracking = workspace.resolve().mlflow
+    with tracking.session():
+        scored = mlflow.pyfunc.load_model(f"models:/{model}@champion").predict(fresh)
+    scored["application_id"] = fresh["application_id"]
+    scored.to_parquet(tmp_path / "predictions.parquet", index=False)
+    # Feedback that disagrees with most predictions: accuracy far below 0.88.
+    fresh[["application_id"]].assign(default=1 - scored["prediction"]).to_parquet(tmp_path / "labels.parquet")
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "MLFLOW_TRACKING_URI": tracking.tracking_uri or "",
+    }
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        plan = MonitoringPlan(
+            model=model,
+            target="default",
+            current=str(recent),
+            recent=str(recent),
+            history=str(original),
+            exclude=["application_id"],
+        )
+        ids = deploy_monitoring(plan)
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "mlpipe", "--type", "process"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            script = PERFORMANCE_CHECK.format(
+                model=model, predictions=tmp_path / "predictions.parquet", labels=tmp_path / "labels.parquet"
+            )
+            check = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+            assert check.returncode == 0 and check.stdout.strip().endswith("True"), check.stderr[-3000:]
+            runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    assert len(runs) == 1 and runs[0].state_name == "Completed", log.read_text()[-4000:]
+    assert runs[0].parameters["params"]["reason"] == "mlpipe.performance.degraded"
