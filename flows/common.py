@@ -1,6 +1,9 @@
 """What every flow does first: load its configuration once and point its task runner at the cluster."""
 
+import datetime as dt
+
 from prefect.context import FlowRunContext
+from prefect.runtime import flow_run
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
@@ -39,3 +42,9 @@ def model_resource(name: str, version: str) -> dict[str, str]:
         "mlpipe.model.name": name,
         "mlpipe.model.version": version,
     }
+
+
+def scheduled_time() -> dt.datetime:
+    """When this flow run was scheduled for (now, for a run started by hand): backfills set it in the past."""
+    scheduled = flow_run.scheduled_start_time
+    return scheduled if isinstance(scheduled, dt.datetime) else dt.datetime.fromisoformat(str(scheduled))

@@ -9,12 +9,11 @@ import datetime as dt
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import model_resource, open_workspace
+from flows.common import model_resource, open_workspace, scheduled_time
 from tasks.performance import PerformanceSummary, check_performance_task
 from tasks.report import artifact_key
 
@@ -40,11 +39,7 @@ class PerformanceParams(BaseModel):
 def performance_check(params: PerformanceParams, config: WorkspaceConfig | None = None) -> PerformanceSummary:
     """Score the champion on labelled rows of the window; emit events."""
     workspace = open_workspace(config)
-    since = None
-    if params.window_days:
-        scheduled = flow_run.scheduled_start_time
-        end = scheduled if isinstance(scheduled, dt.datetime) else dt.datetime.fromisoformat(str(scheduled))
-        since = end - dt.timedelta(days=params.window_days)
+    since = scheduled_time() - dt.timedelta(days=params.window_days) if params.window_days else None
     summary = check_performance_task.submit(
         params.model,
         params.predictions,

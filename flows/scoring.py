@@ -17,12 +17,11 @@ from distributed import as_completed
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
-from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import cluster_capacity, open_workspace
+from flows.common import cluster_capacity, open_workspace, scheduled_time
 from mlpipe.errors import MlpipeError
 from mlpipe.workspace import available_cores
 from tasks.batches import Batch, InputFile, ScoringPlan, plan_task
@@ -61,7 +60,7 @@ class ScoringSummary(BaseModel):
 def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) -> ScoringSummary:
     """Score every input row with the model into a new output partition, exactly once."""
     workspace = open_workspace(config)
-    source, window_start = resolve_window(params.input, flow_run.scheduled_start_time, params.window_days)
+    source, window_start = resolve_window(params.input, scheduled_time(), params.window_days)
     model = resolve_task.submit(params.model, workspace.mlflow).result()
     partition = params.partition or (f"{window_start:%Y-%m-%d}" if window_start else None)
     plan = plan_task.submit(model, source, params.mini_batch_size, params.passthrough, partition).result()
@@ -81,11 +80,10 @@ def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) 
     return ScoringSummary(manifest=manifest, already_published=False)
 
 
-def resolve_window(template: str, scheduled: Any, days: float) -> tuple[str, dt.datetime | None]:
+def resolve_window(template: str, end: dt.datetime, days: float) -> tuple[str, dt.datetime | None]:
     """The input location for the window that ends at the run's scheduled time (backfills set that time)."""
     if "{window_" not in template:
         return template, None
-    end = dt.datetime.fromisoformat(str(scheduled)) if not isinstance(scheduled, dt.datetime) else scheduled
     start = end - dt.timedelta(days=days)
     return template.format(window_start=start, window_end=end), start
 
@@ -114,10 +112,8 @@ def run_batches(
         description=f"batches of {plan.model.name} v{plan.model.version} on {len(plan.inputs)} files",
     )
     client = _client()
-    pending = iter(todo)
     inflight = {_submit(client, b, plan, params, staging, workspace, per_batch_threads) for b in todo[:concurrency]}
-    for _ in range(len(inflight)):
-        next(pending)
+    pending = iter(todo[concurrency:])
     finished = as_completed(list(inflight), loop=client.loop)
     reported = time.monotonic()
     for future in finished:

@@ -78,7 +78,11 @@ def read_rows(location: str, columns: list[str]) -> tuple[pd.DataFrame, list[str
     tables = []
     for file in files:
         with fsspec.open(file.url, "rb") as handle:
-            table = pq.read_table(handle) if file.format == "parquet" else pacsv.read_csv(handle)
+            if file.format == "parquet":
+                parquet = pq.ParquetFile(handle)
+                table = parquet.read(columns=[c for c in columns if c in parquet.schema_arrow.names])
+            else:
+                table = pacsv.read_csv(handle)
         tables.append(table.select([c for c in columns if c in table.column_names]))
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     return frame, [file.url for file in files]

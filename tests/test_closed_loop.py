@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -69,6 +70,34 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=60)
 
 
+@contextmanager
+def served(prefect_server: str, tracking_uri: str, folder: Path) -> Iterator[dict[str, str]]:
+    """This process pointed at the real server, and a `prefect worker` on the mlpipe pool running deployments.
+
+    Yields the environment for processes that must talk to that server (this process's event
+    client stays bound to the test server, so events are sent from processes of their own).
+    """
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "MLFLOW_TRACKING_URI": tracking_uri,
+    }
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", "mlpipe", "--type", "process"],
+            env=env,
+            cwd=folder,
+            stdout=(folder / "worker.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield env
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+
+
 def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     prefect_server: str, workspace: WorkspaceConfig, tmp_path: Path
 ):
@@ -79,13 +108,7 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     assert first.error is None, first.error
     tracking = workspace.resolve().mlflow
 
-    worker_env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "MLFLOW_TRACKING_URI": tracking.tracking_uri or "",
-    }
-    with temporary_settings({PREFECT_API_URL: prefect_server}):
+    with served(prefect_server, tracking.tracking_uri or "", tmp_path) as env:
         plan = MonitoringPlan(
             model=MODEL,
             target="default",
@@ -96,26 +119,14 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
             debounce_minutes=10,
         )
         ids = deploy_monitoring(plan)
-        log = tmp_path / "worker.log"
-        worker = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", "mlpipe", "--type", "process"],
-            env=worker_env,
-            cwd=tmp_path,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            # Events go from a process of their own: this one's event client belongs to the test server.
-            check = run_cli("drift", "--model", MODEL, "--current", str(drifted), cwd=tmp_path, extra_env=worker_env)
-            assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
-            burst = subprocess.run([sys.executable, "-c", BURST.format(model=MODEL)], env=worker_env, timeout=120)
-            assert burst.returncode == 0
-            runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
-            time.sleep(10)  # time for any further (wrong) trigger firing to show up
-            runs = wait_for_runs(ids["retraining"], lambda runs: True, 5)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+        check = run_cli("drift", "--model", MODEL, "--current", str(drifted), cwd=tmp_path, extra_env=env)
+        assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
+        burst = subprocess.run([sys.executable, "-c", BURST.format(model=MODEL)], env=env, timeout=120)
+        assert burst.returncode == 0
+        runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
+        time.sleep(10)  # time for any further (wrong) trigger firing to show up
+        runs = wait_for_runs(ids["retraining"], lambda runs: True, 5)
+    log = tmp_path / "worker.log"
     assert len(runs) == 1, [(r.name, r.state_name) for r in runs]
     run = runs[0]
     assert run.state_name == "Completed", log.read_text()[-4000:]
@@ -165,13 +176,7 @@ def test_degraded_accuracy_on_late_labels_triggers_retraining(
     # Feedback that disagrees with most predictions: accuracy far below 0.88.
     fresh[["application_id"]].assign(default=1 - scored["prediction"]).to_parquet(tmp_path / "labels.parquet")
 
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "MLFLOW_TRACKING_URI": tracking.tracking_uri or "",
-    }
-    with temporary_settings({PREFECT_API_URL: prefect_server}):
+    with served(prefect_server, tracking.tracking_uri or "", tmp_path) as env:
         plan = MonitoringPlan(
             model=model,
             target="default",
@@ -181,23 +186,12 @@ def test_degraded_accuracy_on_late_labels_triggers_retraining(
             exclude=["application_id"],
         )
         ids = deploy_monitoring(plan)
-        log = tmp_path / "worker.log"
-        worker = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", "mlpipe", "--type", "process"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
+        script = PERFORMANCE_CHECK.format(
+            model=model, predictions=tmp_path / "predictions.parquet", labels=tmp_path / "labels.parquet"
         )
-        try:
-            script = PERFORMANCE_CHECK.format(
-                model=model, predictions=tmp_path / "predictions.parquet", labels=tmp_path / "labels.parquet"
-            )
-            check = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-            assert check.returncode == 0 and check.stdout.strip().endswith("True"), check.stderr[-3000:]
-            runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+        check = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert check.returncode == 0 and check.stdout.strip().endswith("True"), check.stderr[-3000:]
+        runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
+    log = tmp_path / "worker.log"
     assert len(runs) == 1 and runs[0].state_name == "Completed", log.read_text()[-4000:]
     assert runs[0].parameters["params"]["reason"] == "mlpipe.performance.degraded"
