@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+EVIDENTLY := .venv-evidently
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test bench lint clean
@@ -24,10 +25,17 @@ demo: install ## Run the training pipeline on 100k rows of demo data (no server 
 test: install ## Run the whole test suite (real Prefect, MLflow and Dask on 127.0.0.1)
 	$(BIN)/pytest
 
-bench: install ## Run the benchmarks in tests/benchmarks (minutes; not part of `make test`)
+bench: install $(EVIDENTLY)/.installed ## Run the benchmarks in tests/benchmarks (minutes; not part of `make test`)
 	$(BIN)/python -m tests.benchmarks.training
 	$(BIN)/python -m tests.benchmarks.sweep
 	$(BIN)/python -m tests.benchmarks.scoring
+	$(BIN)/python -m tests.benchmarks.drift
+
+# Evidently (the drift benchmark's comparison) needs pandas < 3, so it gets an environment of its own.
+$(EVIDENTLY)/.installed: tests/benchmarks/evidently-requirements.txt
+	$(PYTHON) -m venv $(EVIDENTLY)
+	$(EVIDENTLY)/bin/pip install --quiet -r tests/benchmarks/evidently-requirements.txt
+	touch $@
 
 lint: install ## ruff (style, imports, no print in library code) and mypy
 	$(BIN)/ruff check .
@@ -35,4 +43,4 @@ lint: install ## ruff (style, imports, no print in library code) and mypy
 	$(BIN)/mypy mlpipe blocks tasks flows deployments
 
 clean: ## Remove the virtual environment and the local workspace
-	rm -rf $(VENV) .mlpipe
+	rm -rf $(VENV) $(EVIDENTLY) .mlpipe

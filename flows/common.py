@@ -1,12 +1,14 @@
 """What every flow does first: load its configuration once and point its task runner at the cluster."""
 
 import datetime as dt
+from typing import Any
 
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
+from mlpipe.errors import MlpipeError
 from mlpipe.workspace import available_cores
 
 
@@ -48,3 +50,19 @@ def scheduled_time() -> dt.datetime:
     """When this flow run was scheduled for (now, for a run started by hand): backfills set it in the past."""
     scheduled = flow_run.scheduled_start_time
     return scheduled if isinstance(scheduled, dt.datetime) else dt.datetime.fromisoformat(str(scheduled))
+
+
+def resolve_window(template: str, end: dt.datetime, days: float) -> tuple[str, dt.datetime | None]:
+    """The input location for the window that ends at the run's scheduled time (backfills set that time)."""
+    if "{window_" not in template:
+        return template, None
+    start = end - dt.timedelta(days=days)
+    return template.format(window_start=start, window_end=end), start
+
+
+def dask_client() -> Any:
+    """The flow's own Dask client, for work submitted as plain Dask tasks (no Prefect task run each)."""
+    context = FlowRunContext.get()
+    if context is None or not isinstance(context.task_runner, WorkspaceTaskRunner):
+        raise MlpipeError("this step runs inside an mlpipe flow, on its Dask cluster")
+    return context.task_runner.client

@@ -16,12 +16,11 @@ import pyarrow as pa
 from distributed import as_completed
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.context import FlowRunContext
 from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import cluster_capacity, open_workspace, scheduled_time
+from flows.common import cluster_capacity, dask_client, open_workspace, resolve_window, scheduled_time
 from mlpipe.errors import MlpipeError
 from mlpipe.workspace import available_cores
 from tasks.batches import Batch, InputFile, ScoringPlan, plan_task
@@ -80,14 +79,6 @@ def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) 
     return ScoringSummary(manifest=manifest, already_published=False)
 
 
-def resolve_window(template: str, end: dt.datetime, days: float) -> tuple[str, dt.datetime | None]:
-    """The input location for the window that ends at the run's scheduled time (backfills set that time)."""
-    if "{window_" not in template:
-        return template, None
-    start = end - dt.timedelta(days=days)
-    return template.format(window_start=start, window_end=end), start
-
-
 def run_batches(
     plan: ScoringPlan, params: ScoringParams, staging: Staging, workspace: WorkspaceConfig
 ) -> tuple[list[BatchResult], int]:
@@ -111,7 +102,7 @@ def run_batches(
         key=artifact_key(f"scoring-{plan.partition}"),
         description=f"batches of {plan.model.name} v{plan.model.version} on {len(plan.inputs)} files",
     )
-    client = _client()
+    client = dask_client()
     inflight = {_submit(client, b, plan, params, staging, workspace, per_batch_threads) for b in todo[:concurrency]}
     pending = iter(todo[concurrency:])
     finished = as_completed(list(inflight), loop=client.loop)
@@ -160,13 +151,6 @@ def _submit(
         key=f"score-{plan.run_key}-{batch.index:05d}",
         pure=False,
     )
-
-
-def _client() -> Any:
-    context = FlowRunContext.get()
-    if context is None or not isinstance(context.task_runner, WorkspaceTaskRunner):
-        raise MlpipeError("batch scoring runs inside the batch-scoring flow, on its Dask cluster")
-    return context.task_runner.client
 
 
 def _check_errors(done: dict[int, BatchResult], problems: list[InputFile], threshold: int) -> None:

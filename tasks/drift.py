@@ -1,8 +1,8 @@
 """Drift statistics: one test per feature, chosen by kind and sample size, and the dataset's verdict.
 
 Large samples are compared as histograms over the reference's quantile bins (numbers) or its
-categories, so the work is one pass over the current data and the statistics (PSI,
-Jensen–Shannon, binned Wasserstein) add up across partitions when the data is on Dask.
+categories, computed from `Profile`s: one pass over the current data, partition by partition,
+whose counts add up (see tasks/profile.py).
 """
 
 from typing import Literal
@@ -14,6 +14,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from blocks.drift import DriftPolicy
+from tasks.profile import Baseline, ColumnProfile, NumericBins
 
 Test = Literal["ks", "chi_square", "wasserstein", "psi", "jensen_shannon"]
 EPSILON = 1e-4
@@ -43,36 +44,36 @@ class DatasetDrift(BaseModel):
 
 
 def feature_drift(name: str, reference: pd.Series, current: pd.Series, policy: DriftPolicy) -> FeatureDrift:
-    """Compare one feature's current values with its reference values (missing values left out).
+    """Compare one feature's current values with its reference values (missing values left out)."""
+    baseline = Baseline.of(reference.to_frame(name), policy)
+    profiles = [baseline.profile(values.to_frame(name), seed=0) for values in (reference, current)]
+    return column_drift(name, baseline, profiles[0].columns[name], profiles[1].columns[name], policy)
 
-    An empty string counts as missing: CSV files write a missing category that way, Parquet as null.
-    """
-    reference, current = _present(reference), _present(current)
-    numeric = pd.api.types.is_numeric_dtype(reference) and not pd.api.types.is_bool_dtype(reference)
-    small = min(len(reference), len(current)) < policy.small_sample
-    if numeric:
-        ref, cur = reference.to_numpy(dtype="float64"), current.to_numpy(dtype="float64")
-        test, statistic, threshold = _numeric(ref, cur, small, policy)
+
+def column_drift(
+    name: str, baseline: Baseline, reference: ColumnProfile, current: ColumnProfile, policy: DriftPolicy
+) -> FeatureDrift:
+    """One feature's test, chosen by its kind and the smaller side's count of present values."""
+    small = min(reference.present, current.present) < policy.small_sample
+    bins = baseline.numeric.get(name)
+    if not reference.present or not current.present:  # nothing to compare: the null-rate signal says why
+        test: Test = "ks" if bins else "chi_square"
+        statistic, threshold = 1.0, policy.p_value
+    elif bins is not None:
+        test, statistic, threshold = _numeric(bins, reference, current, small, policy)
     else:
-        test, statistic, threshold = _categorical(reference.astype(str), current.astype(str), small, policy)
+        test, statistic, threshold = _categorical(reference.categories, current.categories, small, policy)
     drifted = statistic < threshold if test in ("ks", "chi_square") else statistic > threshold
     return FeatureDrift(
         feature=name,
-        kind="numeric" if numeric else "categorical",
+        kind="numeric" if bins else "categorical",
         test=test,
         statistic=statistic,
         threshold=threshold,
         drifted=bool(drifted),
-        reference_rows=len(reference),
-        current_rows=len(current),
+        reference_rows=reference.present,
+        current_rows=current.present,
     )
-
-
-def _present(values: pd.Series) -> pd.Series:
-    values = values.dropna()
-    if values.dtype == object or pd.api.types.is_string_dtype(values):
-        values = values[values.astype(str).str.strip() != ""]
-    return values
 
 
 def dataset_drift(features: list[FeatureDrift], policy: DriftPolicy) -> DatasetDrift:
@@ -88,21 +89,23 @@ def dataset_drift(features: list[FeatureDrift], policy: DriftPolicy) -> DatasetD
     )
 
 
-def _numeric(ref: np.ndarray, cur: np.ndarray, small: bool, policy: DriftPolicy) -> tuple[Test, float, float]:
+def _numeric(
+    bins: NumericBins, reference: ColumnProfile, current: ColumnProfile, small: bool, policy: DriftPolicy
+) -> tuple[Test, float, float]:
     if small:  # statistic reported is the p-value: drifted below the threshold
-        return "ks", float(stats.ks_2samp(ref, cur).pvalue), policy.p_value
-    edges = quantile_edges(ref, policy.bins)
-    expected, actual = histogram(ref, edges), histogram(cur, edges)
+        return "ks", float(stats.ks_2samp(reference.sample, current.sample).pvalue), policy.p_value
+    expected, actual = reference.drift_counts, current.drift_counts
     if policy.numeric_test == "psi":
         return "psi", psi(expected, actual), policy.psi_threshold
-    scale = float(np.std(ref)) or 1.0
-    return "wasserstein", binned_wasserstein(expected, actual, edges) / scale, policy.wasserstein_threshold
+    return "wasserstein", binned_wasserstein(expected, actual, bins.inner) / bins.scale, policy.wasserstein_threshold
 
 
-def _categorical(ref: pd.Series, cur: pd.Series, small: bool, policy: DriftPolicy) -> tuple[Test, float, float]:
-    categories = sorted(set(ref.unique()) | set(cur.unique()))
-    expected = ref.value_counts().reindex(categories, fill_value=0).to_numpy(dtype="float64")
-    actual = cur.value_counts().reindex(categories, fill_value=0).to_numpy(dtype="float64")
+def _categorical(
+    reference: dict[str, int], current: dict[str, int], small: bool, policy: DriftPolicy
+) -> tuple[Test, float, float]:
+    categories = sorted(reference.keys() | current.keys())
+    expected = np.array([reference.get(c, 0) for c in categories], dtype="float64")
+    actual = np.array([current.get(c, 0) for c in categories], dtype="float64")
     if small:
         if len(categories) < 2:
             return "chi_square", 1.0, policy.p_value
@@ -111,16 +114,6 @@ def _categorical(ref: pd.Series, cur: pd.Series, small: bool, policy: DriftPolic
     if policy.categorical_test == "psi":
         return "psi", psi(expected, actual), policy.psi_threshold
     return "jensen_shannon", float(jensenshannon(expected, actual, base=2)), policy.jensen_shannon_threshold
-
-
-def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
-    """Inner bin edges at the reference's quantiles (repeated values collapse), open at both ends."""
-    return np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-
-
-def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bin: below the first edge, between edges, at or above the last."""
-    return np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1).astype("float64")
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:

@@ -79,7 +79,7 @@ def score_batch(
 ) -> BatchResult:
     """Score `batch` into its output part; unparseable rows go to its errors part with the reason."""
     started = time.perf_counter()
-    predictor = _load(model, tracking, threads)
+    predictor = load_model(model, tracking, threads)
     needed = [column.name for column in model.inputs] + [c for c in passthrough if c not in _names(model.inputs)]
     errors: list[dict[str, Any]] = []
     rows_in = rows_out = 0
@@ -88,7 +88,7 @@ def score_batch(
     writer: pq.ParquetWriter | None = None
     try:
         with fs.open(temporary, "wb") as sink:
-            for table, first_row in _blocks(batch, needed):
+            for table, first_row in read_blocks(batch, needed):
                 frame, bad = coerce(table, model.inputs, first_row, batch.file.url, text=batch.file.format == "csv")
                 errors.extend(bad)
                 rows_in += table.num_rows
@@ -178,7 +178,7 @@ def _parse(values: pd.Series, column: InputColumn) -> tuple[pd.Series, pd.Series
     return parsed, present & parsed.isna()
 
 
-def _blocks(batch: Batch, needed: list[str]) -> Iterator[tuple[pa.Table, int]]:
+def read_blocks(batch: Batch, needed: list[str]) -> Iterator[tuple[pa.Table, int]]:
     """The batch's rows in blocks (a row group, or a CSV block), each with its first row number."""
     with fsspec.open(batch.file.url, "rb") as handle:
         if batch.file.format == "parquet":
@@ -254,7 +254,7 @@ _MODELS: dict[tuple[str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load(model: ResolvedModel, tracking: MlflowConnection, threads: int) -> Any:
+def load_model(model: ResolvedModel, tracking: MlflowConnection, threads: int) -> Any:
     """The model's python object, loaded once per worker (and per thread budget) for every batch it scores."""
     key = (model.uri, threads)
     with _MODELS_LOCK:

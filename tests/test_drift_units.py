@@ -7,7 +7,8 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from blocks.drift import DriftPolicy
-from tasks.drift import binned_wasserstein, dataset_drift, feature_drift, histogram, psi, quantile_edges
+from tasks.drift import binned_wasserstein, dataset_drift, feature_drift, psi
+from tasks.profile import Baseline
 
 RNG = np.random.default_rng(7)
 POLICY = DriftPolicy()
@@ -38,8 +39,14 @@ def test_small_samples_use_scipy_ks_and_chi_square():
 
 def test_binned_statistics_match_scipy_and_the_definitions():
     reference, current = normal(200_000).to_numpy(), normal(200_000, shift=0.3).to_numpy()
-    edges = quantile_edges(reference, 20)
-    expected, actual = histogram(reference, edges), histogram(current, edges)
+    baseline = Baseline.of(pd.DataFrame({"x": reference}), POLICY)
+    edges = baseline.numeric["x"].inner
+    np.testing.assert_allclose(edges, np.quantile(reference, np.arange(1, 20) / 20))
+    expected, actual = (
+        baseline.profile(pd.DataFrame({"x": v}), seed=0).columns["x"].drift_counts for v in (reference, current)
+    )
+    open_ended = np.r_[-np.inf, edges, np.inf]
+    np.testing.assert_array_equal(actual, np.histogram(current, open_ended)[0])
     assert expected.sum() == actual.sum() == 200_000 and len(expected) == 20
     assert binned_wasserstein(expected, actual, edges) == pytest.approx(
         stats.wasserstein_distance(reference, current), rel=0.15
@@ -82,3 +89,43 @@ def test_dataset_drift_by_share_or_by_a_critical_feature():
     assert dataset_drift(one, DriftPolicy(critical=["a"])).drifted
     psi_policy = DriftPolicy(numeric_test="psi")
     assert feature_drift("a", reference, drifted, psi_policy).test == "psi"
+
+
+def test_profiles_of_partitions_merge_into_the_profile_of_the_whole():
+    rows = 30_000
+    frame = pd.DataFrame({"x": normal(rows), "region": categories(rows, [0.4, 0.3, 0.2, 0.1]).astype(object)})
+    frame.loc[::7, "x"] = np.nan
+    frame.loc[::11, "region"] = ""  # how CSV writes a missing category
+    frame.loc[::13, "region"] = None
+    baseline = Baseline.of(frame.iloc[:10_000], POLICY)
+    parts = [baseline.profile(frame.iloc[start : start + 7_000], seed=start) for start in range(0, rows, 7_000)]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = baseline.merge(merged, part)
+    whole = baseline.profile(frame, seed=0)
+    assert merged.rows == whole.rows == rows
+    for name in ("x", "region"):
+        one, other = merged.columns[name], whole.columns[name]
+        assert (one.missing, one.present, one.outside) == (other.missing, other.present, other.outside)
+        np.testing.assert_array_equal(one.counts, other.counts)
+        assert one.categories == other.categories
+    assert whole.columns["x"].missing == frame["x"].isna().sum()
+    assert whole.columns["region"].missing == ((frame["region"] == "") | frame["region"].isna()).sum()
+    assert "" not in whole.columns["region"].categories
+    outside = ((frame["x"] < frame["x"][:10_000].min()) | (frame["x"] > frame["x"][:10_000].max())).sum()
+    assert whole.columns["x"].outside == outside > 0
+    sample = merged.columns["x"].sample  # uniform over the union: as many from each part as its share
+    assert len(sample) == POLICY.small_sample and set(sample) <= set(frame["x"].dropna())
+    assert stats.ks_2samp(sample, frame["x"].dropna()).pvalue > 0.001
+
+
+def test_a_small_current_sample_is_kept_whole_across_partitions():
+    reference = pd.DataFrame({"x": normal(5_000)})
+    baseline = Baseline.of(reference, POLICY)
+    current = normal(600, shift=0.4)
+    merged = baseline.merge(
+        baseline.profile(current[:250].to_frame("x"), seed=1), baseline.profile(current[250:].to_frame("x"), seed=2)
+    )
+    assert sorted(merged.columns["x"].sample) == sorted(current)
+    result = feature_drift("x", reference["x"], current, POLICY)
+    assert result.test == "ks" and result.drifted and result.current_rows == 600

@@ -21,7 +21,8 @@ from prefect.states import Scheduled
 
 from blocks import DaskCluster, WorkspaceConfig
 from deployments.scoring import deploy_nightly_scoring
-from flows.scoring import ScoringParams, ScoringSummary, batch_scoring, resolve_window
+from flows.common import resolve_window
+from flows.scoring import ScoringParams, ScoringSummary, batch_scoring
 from mlpipe.demo_data import credit_default
 from mlpipe.errors import ConfigError, DataError, MlpipeError
 from tasks.model_ref import resolve_model
