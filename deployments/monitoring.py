@@ -16,7 +16,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from pydantic import BaseModel, Field
 
-from deployments.scoring import PROJECT, WORK_POOL, ensure_work_pool
+from deployments.register import WORK_POOL, register
 from flows.drift import DETECTED, DriftParams, drift_check
 from flows.performance import DEGRADED, PerformanceParams, performance_check
 from flows.retraining import RetrainingParams, retraining
@@ -27,8 +27,9 @@ class MonitoringPlan(BaseModel):
 
     model: str
     target: str = Field(description="label column of the labelled data")
-    current: str = Field(description="where new (unlabelled) data lands, for the drift check")
-    recent: str = Field(description="recent labelled data to retrain on")
+    current: str = Field(description="new (unlabelled) data for the drift check; may hold {window_start:%Y-%m-%d}")
+    recent: str = Field(description="recent labelled data to retrain on; may hold {window_start:%Y-%m-%d}")
+    window_days: float = Field(default=1.0, gt=0, description="the windows' length, ending at each run's time")
     history: str | None = Field(default=None, description="older labelled data to retrain on too")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features")
     predictions: str | None = Field(default=None, description="scored output, for the performance check")
@@ -43,16 +44,20 @@ class MonitoringPlan(BaseModel):
     work_pool: str = WORK_POOL
 
 
-def deploy_monitoring(plan: MonitoringPlan) -> dict[str, UUID]:
-    """Register the drift check, the performance check (with labels) and triggered retraining; returns their ids."""
-    ensure_work_pool(plan.work_pool)
+def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None) -> dict[str, UUID]:
+    """Register the drift check, the performance check (with labels) and triggered retraining; returns their ids.
+
+    `config`: workspace sections passed to every run (see `deployments.register.register`).
+    """
+    drift = DriftParams(model=plan.model, current=plan.current, window_days=plan.window_days)
     ids = {
         "drift-check": _deploy(
             drift_check.name,
             "flows/drift.py:drift_check",
             f"{plan.model}-drift",
-            DriftParams(model=plan.model, current=plan.current).model_dump(mode="json"),
+            drift.model_dump(mode="json"),
             plan,
+            config,
             schedules=[Cron(plan.drift_cron, timezone=plan.timezone)],
         )
     }
@@ -72,10 +77,16 @@ def deploy_monitoring(plan: MonitoringPlan) -> dict[str, UUID]:
             f"{plan.model}-performance",
             performance.model_dump(mode="json"),
             plan,
+            config,
             schedules=[Cron(plan.performance_cron, timezone=plan.timezone)],
         )
     params = RetrainingParams(
-        data=plan.recent, history=plan.history, target=plan.target, name=plan.model, exclude=plan.exclude
+        data=plan.recent,
+        history=plan.history,
+        target=plan.target,
+        name=plan.model,
+        exclude=plan.exclude,
+        window_days=plan.window_days,
     ).model_dump(mode="json")
     trigger = DeploymentEventTrigger(
         name=f"retrain {plan.model} on drift or degraded performance",
@@ -92,24 +103,21 @@ def deploy_monitoring(plan: MonitoringPlan) -> dict[str, UUID]:
         f"{plan.model}-retraining",
         params,
         plan,
+        config,
         triggers=[trigger],
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
     )
     return ids
 
 
-def _deploy(flow_name: str, entrypoint: str, name: str, params: dict, plan: MonitoringPlan, **options: Any) -> UUID:
-    from prefect import Flow
-
-    source = Flow.from_source(source=str(PROJECT), entrypoint=entrypoint)
-    return source.deploy(  # type: ignore[union-attr,return-value]  # sync call outside an event loop
-        name=name,
-        work_pool_name=plan.work_pool,
-        parameters={"params": params},
-        tags=["mlpipe", plan.model],
-        description=f"{flow_name} for {plan.model}",
-        build=False,
-        push=False,
-        print_next_steps=False,
-        **options,
-    )
+def _deploy(
+    flow_name: str,
+    entrypoint: str,
+    name: str,
+    params: dict[str, Any],
+    plan: MonitoringPlan,
+    config: dict[str, Any] | None,
+    **options: Any,
+) -> UUID:
+    description = f"{flow_name} for {plan.model}"
+    return register(entrypoint, name, params, plan.work_pool, [plan.model], config, description=description, **options)

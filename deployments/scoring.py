@@ -5,20 +5,13 @@ Each scheduled run resolves the model reference (`NAME@champion`: tonight's cham
 backfill (a run scheduled for a past time) scores that night's files into that night's partition.
 """
 
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
-from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
 
-from flows.scoring import ScoringParams, batch_scoring
-
-PROJECT = Path(__file__).resolve().parent.parent
-WORK_POOL = "mlpipe"
-"""The process work pool `prefect worker start --pool mlpipe` serves."""
+from deployments.register import WORK_POOL, register
+from flows.scoring import ScoringParams
 
 
 def deploy_nightly_scoring(
@@ -29,6 +22,7 @@ def deploy_nightly_scoring(
     timezone: str = "UTC",
     name: str = "nightly-scoring",
     work_pool: str = WORK_POOL,
+    config: dict[str, Any] | None = None,
     **settings: Any,
 ) -> UUID:
     """Register (or update) the nightly scoring deployment on the Prefect server; returns its id.
@@ -36,25 +30,13 @@ def deploy_nightly_scoring(
     The parameters are validated here, so a typo fails now rather than at 2 a.m.
     """
     params = ScoringParams(model=model, input=input, output=output, **settings)
-    ensure_work_pool(work_pool)
-    source = batch_scoring.from_source(source=str(PROJECT), entrypoint="flows/scoring.py:batch_scoring")
-    return source.deploy(  # type: ignore[union-attr,return-value]  # sync call outside an event loop
-        name=name,
-        work_pool_name=work_pool,
+    return register(
+        "flows/scoring.py:batch_scoring",
+        name,
+        params.model_dump(mode="json"),
+        work_pool,
+        ["scoring"],
+        config,
         schedules=[Cron(cron, timezone=timezone)],
-        parameters={"params": params.model_dump(mode="json")},
         description=f"score {input} with {model} into {output}, {cron} ({timezone})",
-        tags=["mlpipe", "scoring"],
-        build=False,
-        push=False,
-        print_next_steps=False,
     )
-
-
-def ensure_work_pool(name: str) -> None:
-    """Create the process work pool if the server does not have it yet."""
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_work_pool(name)
-        except ObjectNotFound:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process"))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.mlflow import MlflowConnection
 from blocks.workspace import WorkspaceConfig
-from flows.common import model_resource, open_workspace
+from flows.common import model_resource, open_workspace, resolve_window, scheduled_time
 from flows.training import DataParams, TrainingSummary, prepare_data, train_and_register
 from mlpipe.errors import ConfigError
 from tasks.aliases import current_champion
@@ -31,6 +31,11 @@ REJECTED = "mlpipe.model.rejected"
 class RetrainingParams(DataParams):
     """`data` is the recent labelled window; `history` adds older labelled rows to learn from."""
 
+    data: str = Field(
+        description="recent labelled data (file or URL); may contain {window_start:%Y-%m-%d} and {window_end:…}, "
+        "filled from the run's time (a triggered run: when the event fired)"
+    )
+    window_days: float = Field(default=1.0, gt=0, description="length of the recent window before the run's time")
     history: str | None = Field(default=None, description="older labelled data (file or URL) to train on too")
     reason: str = Field(default="on demand", description="why: recorded with the decision (e.g. the event)")
 
@@ -47,6 +52,7 @@ class RetrainingSummary(BaseModel):
 def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) -> RetrainingSummary:
     """Train a challenger on recent + historical data; promote it only if it beats the champion on recent data."""
     workspace = open_workspace(config)
+    params = params.model_copy(update={"data": resolve_window(params.data, scheduled_time(), params.window_days)[0]})
     previous = current_champion(params.name, workspace.mlflow)
     spec = champion_spec(params.name, workspace.mlflow)
     recent = prepare_data(params, workspace)

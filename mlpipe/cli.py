@@ -267,8 +267,34 @@ def rollback(
     _run(move)
 
 
-deploy_app = typer.Typer(help="Register unattended runs (schedules) on a Prefect server.", no_args_is_help=True)
+deploy_app = typer.Typer(help="Register unattended runs (schedules, triggers) on a Prefect server.")
 app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.callback(invoke_without_command=True)
+def deploy(
+    context: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML with training / scoring / monitoring sections (and mlflow, cluster, …)"),
+    ] = None,
+) -> None:
+    """Register everything the config file describes: training on demand, scoring on cron, the closed loop."""
+    if context.invoked_subcommand is not None:
+        return
+    if config is None:
+        out.print(context.get_help())
+        raise typer.Exit(2)
+
+    def register() -> None:
+        from blocks.workspace import load_config_file
+        from deployments.project import deploy_project
+
+        for name, deployment_id in deploy_project(load_config_file(config), str(config)).items():
+            out.print(f"{name}: {deployment_id}")
+        out.print("Serve them with: mlpipe worker")
+
+    _run(register)
 
 
 @deploy_app.command("scoring")
@@ -293,30 +319,26 @@ def deploy_scoring(
             model, input, output, cron, timezone, name, pool, **{k: v for k, v in settings.items() if v is not None}
         )
         out.print(f"Deployment batch-scoring/{name} ({deployment_id}): {cron} ({timezone}) on work pool '{pool}'.")
-        out.print(f"Run its flows with: prefect worker start --pool {pool}", soft_wrap=True)
+        out.print(f"Run its flows with: mlpipe worker --pool {pool}", soft_wrap=True)
 
     _run(register)
 
 
-@deploy_app.command("monitoring")
-def deploy_monitoring_command(
-    config: Annotated[
-        Path, typer.Option(help="YAML with a `monitoring` section (deployments.monitoring.MonitoringPlan)")
-    ],
+@app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="process work pool to serve (created if missing)")] = "mlpipe",
+    limit: Annotated[int | None, typer.Option(help="flow runs at once (default: no limit)")] = None,
 ) -> None:
-    """Schedule drift and performance checks and event-triggered retraining on the Prefect server."""
+    """Run the deployments: a Prefect process worker on the pool, for the server in PREFECT_API_URL."""
 
-    def register() -> None:
-        from blocks.workspace import load_config_file
-        from deployments.monitoring import MonitoringPlan, deploy_monitoring
+    def serve() -> None:
+        from deployments.register import ensure_work_pool
 
-        section = load_config_file(config).get("monitoring")
-        if not isinstance(section, dict):
-            raise ConfigError(f"{config}: expected a `monitoring` section")
-        for name, deployment_id in deploy_monitoring(validated(MonitoringPlan, section, str(config))).items():
-            out.print(f"{name}: {deployment_id}")
+        ensure_work_pool(pool)
+        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+        os.execv(sys.executable, command + (["--limit", str(limit)] if limit else []))
 
-    _run(register)
+    _run(serve)
 
 
 def _columns(listed: str | None) -> list[str] | None:

@@ -8,6 +8,7 @@ import pytest
 from blocks import WorkspaceConfig
 from flows.drift import CHECKED, DETECTED, DriftParams, drift_check
 from mlpipe.demo_data import credit_default
+from mlpipe.errors import DataError
 from tests.pipeline import model_events, run_cli, run_training
 
 MODEL = "drift-demo"
@@ -70,3 +71,53 @@ def test_drift_cli_prints_json(workspace: WorkspaceConfig, champion: str, tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout)
     assert printed["drifted"] is False and printed["model"]["name"] == MODEL
+
+
+def test_partitions_on_dask_give_the_single_file_result_and_bad_cells_are_reported(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    drifted = credit_default(rows=6_000, seed=53, drift=1.0)
+    whole = tmp_path / "whole.parquet"
+    drifted.to_parquet(whole, index=False)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for index, start in enumerate(range(0, 6_000, 2_000)):  # three files of two row groups each
+        drifted.iloc[start : start + 2_000].to_parquet(
+            parts / f"part-{index}.parquet", index=False, row_group_size=1_000
+        )
+    one = drift_check(DriftParams(model=MODEL, current=str(whole)), workspace)
+    many = drift_check(DriftParams(model=MODEL, current=str(parts)), workspace)
+    assert many.current_rows == one.current_rows == 6_000 and len(many.current) == 3
+    for left, right in zip(one.data.features, many.data.features, strict=True):
+        assert (left.feature, left.test, left.drifted) == (right.feature, right.test, right.drifted)
+        assert left.statistic == pytest.approx(right.statistic)
+    assert many.prediction.statistic == pytest.approx(one.prediction.statistic)
+
+    text = drifted.head(1_500).astype(str)
+    text.loc[[3, 9], "income"] = "n/a"  # two rows the model cannot take
+    csv = tmp_path / "with-bad-cells.csv"
+    text.to_csv(csv, index=False)
+    summary = drift_check(DriftParams(model=MODEL, current=str(csv)), workspace)
+    assert summary.current_rows == 1_498
+    unparseable = [q for q in summary.quality if q.signal == "unparseable"]
+    assert unparseable and unparseable[0].detail.startswith("2 rows left out")
+
+
+def test_current_window_comes_from_the_run_time_and_a_missing_column_is_named(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    import datetime as dt
+
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    night = tmp_path / f"{yesterday:%Y-%m-%d}"
+    night.mkdir()
+    credit_default(rows=1_200, seed=54).to_parquet(night / "data.parquet", index=False)
+    params = DriftParams(model=MODEL, current=str(tmp_path / "{window_start:%Y-%m-%d}"), window_days=1)
+    summary = drift_check(params, workspace)
+    assert len(summary.current) == 1 and summary.current[0].endswith(f"{yesterday:%Y-%m-%d}/data.parquet")
+    assert summary.current_rows == 1_200
+
+    broken = tmp_path / "no-income.parquet"
+    credit_default(rows=500, seed=55).drop(columns=["income"]).to_parquet(broken, index=False)
+    with pytest.raises(DataError, match=r"income.*no-income\.parquet|no-income\.parquet.*income"):
+        drift_check(DriftParams(model=MODEL, current=str(broken)), workspace)

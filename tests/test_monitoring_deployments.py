@@ -1,10 +1,13 @@
 """The closed loop's deployments as registered on a Prefect server: schedules, event triggers, concurrency."""
 
+import re
 from pathlib import Path
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 
 from deployments.monitoring import MonitoringPlan, deploy_monitoring
+from flows.drift import drift_check
 from tests.pipeline import run_cli
 
 
@@ -46,16 +49,61 @@ def test_checks_are_scheduled_and_retraining_is_triggered_by_events_for_this_mod
     assert action.parameters["params"]["history"] == "/lake/labelled/2025.parquet"
 
 
-def test_deploy_monitoring_command_reads_its_config_section(tmp_path: Path):
-    config = tmp_path / "loop.yaml"
-    config.write_text(
-        "monitoring:\n  model: cli-loop\n  target: default\n  current: /lake/new/\n  recent: /lake/recent/\n"
-    )
-    result = run_cli("deploy", "monitoring", "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "drift-check:" in result.stdout and "retraining:" in result.stdout
-    assert "performance-check" not in result.stdout  # no labels configured
+PROJECT_FILE = """\
+mlflow: {tracking_uri: "sqlite:///shared/mlflow.db"}
+training:
+  data: /lake/labelled/all.parquet
+  target: default
+  name: one-file
+  exclude: [application_id]
+scoring:
+  model: one-file@champion
+  input: "/lake/new/{window_start:%Y-%m-%d}/"
+  output: /lake/scores/
+  cron: "30 1 * * *"
+monitoring:
+  model: one-file
+  target: default
+  current: "/lake/new/{window_start:%Y-%m-%d}/"
+  recent: "/lake/labelled/{window_start:%Y-%m-%d}/"
+  window_days: 7
+"""
 
-    config.write_text("monitoring:\n  model: cli-loop\n  target: default\n  current: /lake/new/\n")
-    result = run_cli("deploy", "monitoring", "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 1 and "recent" in result.stderr
+
+def test_one_deploy_command_registers_training_scoring_and_the_loop_with_the_files_workspace(tmp_path: Path):
+    config = tmp_path / "project.yaml"
+    config.write_text(PROJECT_FILE)
+    result = run_cli("deploy", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = dict(re.findall(r"^([\w-]+): ([0-9a-f-]{36})$", result.stdout, re.MULTILINE))
+    assert set(ids) == {"training", "batch-scoring", "drift-check", "retraining"}  # no labels: no performance check
+    with get_client(sync_client=True) as client:
+        deployments = {name: client.read_deployment(UUID(value)) for name, value in ids.items()}
+    assert (
+        deployments["training"].schedules == [] and deployments["training"].entrypoint == "flows/training.py:training"
+    )
+    assert deployments["batch-scoring"].schedules[0].schedule.cron == "30 1 * * *"
+    assert deployments["drift-check"].parameters["params"]["window_days"] == 7
+    assert deployments["retraining"].parameters["params"]["data"] == "/lake/labelled/{window_start:%Y-%m-%d}/"
+    for deployment in deployments.values():
+        assert deployment.work_pool_name == "mlpipe"
+        assert deployment.parameters["config"]["mlflow"]["tracking_uri"] == "sqlite:///shared/mlflow.db"
+    # what a worker does with the stored parameters: the flow gets the file's workspace as its config
+    bound = drift_check.validate_parameters(deployments["drift-check"].parameters)
+    assert bound["config"].mlflow.tracking_uri == "sqlite:///shared/mlflow.db"
+
+
+def test_deploy_validates_every_section_before_registering_anything(tmp_path: Path):
+    config = tmp_path / "broken.yaml"
+    config.write_text(
+        PROJECT_FILE.replace("one-file", "half-done").replace("  window_days: 7\n", "  window_days: -1\n")
+    )
+    result = run_cli("deploy", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "section 'monitoring'" in result.stderr and "window_days" in result.stderr
+    with get_client(sync_client=True) as client:
+        names = {deployment.name for deployment in client.read_deployments()}
+    assert not any(name.startswith("half-done") for name in names)
+
+    config.write_text("mlflow: {tracking_uri: sqlite:///x.db}\n")
+    result = run_cli("deploy", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1 and "nothing to deploy" in result.stderr
