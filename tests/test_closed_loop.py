@@ -72,7 +72,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @contextmanager
 def served(prefect_server: str, tracking_uri: str, folder: Path) -> Iterator[dict[str, str]]:
-    """This process pointed at the real server, and a `prefect worker` on the mlpipe pool running deployments.
+    """This process pointed at the real server, and `mlpipe worker` (a process worker on the mlpipe pool) running.
 
     Yields the environment for processes that must talk to that server (this process's event
     client stays bound to the test server, so events are sent from processes of their own).
@@ -85,7 +85,7 @@ def served(prefect_server: str, tracking_uri: str, folder: Path) -> Iterator[dic
     }
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         worker = subprocess.Popen(
-            [str(BIN / "prefect"), "worker", "start", "--pool", "mlpipe", "--type", "process"],
+            [str(BIN / "mlpipe"), "worker", "--pool", "mlpipe"],
             env=env,
             cwd=folder,
             stdout=(folder / "worker.log").open("w"),
