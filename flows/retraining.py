@@ -11,6 +11,7 @@ import datetime as dt
 
 import yaml
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
@@ -22,6 +23,7 @@ from flows.training import DataParams, TrainingSummary, prepare_data, train_and_
 from mlpipe.errors import ConfigError
 from tasks.aliases import current_champion
 from tasks.model import ModelSpec
+from tasks.report import artifact_key
 from tasks.split import SplitRefs, combine_task
 
 PROMOTED = "mlpipe.model.promoted"
@@ -77,6 +79,9 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
         "trigger": params.reason,
     }
     emit_event(PROMOTED if promoted else REJECTED, resource=resource, payload=payload)
+    create_markdown_artifact(
+        key=artifact_key(f"{params.name}-retraining"), markdown=_decision_markdown(promoted, payload)
+    )
     return RetrainingSummary(training=training, previous_champion=previous, promoted=promoted)
 
 
@@ -108,3 +113,10 @@ def _record(
     key = f"mlpipe.retraining.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     for version in {training.version, *([previous] if previous else [])}:
         client.set_model_version_tag(params.name, version, key, note)
+
+
+def _decision_markdown(promoted: bool, decision: dict[str, object]) -> str:
+    """The decision as the Prefect UI shows it: who was compared with whom, on what, and why."""
+    title = f"v{decision['challenger']} {'promoted' if promoted else 'rejected'} against v{decision['champion']}"
+    rows = "\n".join(f"| {key} | {value} |" for key, value in decision.items())
+    return f"# Retraining: {title}\n\n| | |\n| --- | --- |\n{rows}\n"

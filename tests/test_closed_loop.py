@@ -18,10 +18,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks import WorkspaceConfig
 from deployments.monitoring import MonitoringPlan, deploy_monitoring
-from flows.drift import DETECTED
+from flows.drift import CHECKED, DETECTED
 from mlpipe.demo_data import credit_default
 from tasks.aliases import current_champion
-from tests.pipeline import run_cli, run_training
+from tests.pipeline import model_events, run_cli, run_training
 
 MODEL = "loop-e2e"
 BURST = """
@@ -102,7 +102,9 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     prefect_server: str, workspace: WorkspaceConfig, tmp_path: Path
 ):
     original, drifted = tmp_path / "original.parquet", tmp_path / "drifted.parquet"
+    fresh = tmp_path / "fresh.parquet"
     credit_default(rows=4_000, seed=90).to_parquet(original, index=False)
+    credit_default(rows=4_000, seed=89).to_parquet(fresh, index=False)
     credit_default(rows=4_000, seed=91, drift=1.0).to_parquet(drifted, index=False)
     first = run_training(workspace, data=str(original), target="default", name=MODEL, exclude=["application_id"])
     assert first.error is None, first.error
@@ -119,6 +121,10 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
             debounce_minutes=10,
         )
         ids = deploy_monitoring(plan)
+        clean = run_cli("drift", "--model", MODEL, "--current", str(fresh), cwd=tmp_path, extra_env=env)
+        assert clean.returncode == 0 and "no dataset drift" in clean.stdout, clean.stderr[-3000:]
+        assert model_events(MODEL, CHECKED, first.summary.version)  # the check reached this server
+        assert wait_for_runs(ids["retraining"], bool, 10) == []  # undrifted data: nothing retrains
         check = run_cli("drift", "--model", MODEL, "--current", str(drifted), cwd=tmp_path, extra_env=env)
         assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
         burst = subprocess.run([sys.executable, "-c", BURST.format(model=MODEL)], env=env, timeout=120)

@@ -3,11 +3,15 @@
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from blocks import GatePolicy, WorkspaceConfig
 from flows.retraining import PROMOTED, REJECTED, RetrainingParams, retraining
 from mlpipe.demo_data import credit_default
 from tasks.aliases import alias_history, current_champion
+from tasks.report import artifact_key
 from tests.pipeline import model_events, run_training
 
 MODEL = "retrain-demo"
@@ -52,3 +56,10 @@ def test_challenger_on_drifted_data_is_promoted_and_one_on_shuffled_labels_rejec
         first.summary.version,
         better.training.version,
     ]
+    with get_client(sync_client=True) as client:  # the decision in the Prefect UI, newest first
+        decisions = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(f"{MODEL}-retraining")])),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+    assert f"v{worse.training.version} rejected against v{better.training.version}" in decisions[0].data
+    assert f"v{better.training.version} promoted against v{first.summary.version}" in decisions[1].data
