@@ -8,6 +8,7 @@ announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`.
 """
 
 import datetime as dt
+from collections.abc import Mapping
 
 import yaml
 from prefect import flow
@@ -115,7 +116,7 @@ def _record(
         client.set_model_version_tag(params.name, version, key, note)
 
 
-def _decision_markdown(promoted: bool, decision: dict[str, object]) -> str:
+def _decision_markdown(promoted: bool, decision: Mapping[str, object]) -> str:
     """The decision as the Prefect UI shows it: who was compared with whom, on what, and why."""
     title = f"v{decision['challenger']} {'promoted' if promoted else 'rejected'} against v{decision['champion']}"
     rows = "\n".join(f"| {key} | {value} |" for key, value in decision.items())
