@@ -11,12 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
@@ -79,22 +75,6 @@ def training_reference(model: ResolvedModel, tracking: MlflowConnection) -> str:
         if context == "training":
             return str(json.loads(dataset_input.dataset.source)["uri"])
     raise ConfigError(f"model '{model.reference}': its run records no training dataset; pass --reference")
-
-
-def read_rows(location: str, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The given columns of every Parquet/CSV file at `location` (file, directory or glob), and the file URLs."""
-    files = list_inputs(location)
-    tables = []
-    for file in files:
-        with fsspec.open(file.url, "rb") as handle:
-            if file.format == "parquet":
-                parquet = pq.ParquetFile(handle)
-                table = parquet.read(columns=[c for c in columns if c in parquet.schema_arrow.names])
-            else:
-                table = pacsv.read_csv(handle)
-        tables.append(table.select([c for c in columns if c in table.column_names]))
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    return frame, [file.url for file in files]
 
 
 class DataPlan(BaseModel):

@@ -3,16 +3,20 @@
 import datetime as dt
 from typing import Any
 
+import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks.mlflow import MlflowConnection
 from mlpipe.errors import DataError
+from tasks.batches import list_inputs
 from tasks.caching import pipeline_task
 from tasks.metrics import DEFAULT_PRIMARY, LOWER_IS_BETTER, compute_metrics
 from tasks.model_ref import ResolvedModel, resolve_model
-from tasks.monitor import read_rows
 
 
 class PerformanceSummary(BaseModel):
@@ -80,6 +84,22 @@ def check_performance(
         labelled_rows=len(joined),
         unmatched_labels=len(truth) - len(joined),
     )
+
+
+def read_rows(location: str, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The given columns of every Parquet/CSV file at `location` (file, directory or glob), and the file URLs."""
+    files = list_inputs(location)
+    tables = []
+    for file in files:
+        with fsspec.open(file.url, "rb") as handle:
+            if file.format == "parquet":
+                parquet = pq.ParquetFile(handle)
+                table = parquet.read(columns=[c for c in columns if c in parquet.schema_arrow.names])
+            else:
+                table = pacsv.read_csv(handle)
+        tables.append(table.select([c for c in columns if c in table.column_names]))
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return frame, [file.url for file in files]
 
 
 def _probability_names(predictor: Any) -> list[str]:
