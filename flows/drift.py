@@ -77,6 +77,7 @@ def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> D
         "drifted_features": summary.data.drifted_features,
         "prediction_drifted": summary.prediction.drifted,
         "mlflow_run_id": summary.mlflow_run_id,
+        "report": summary.report,
         "current": summary.current,
     }
     emit_event(CHECKED, resource=resource, payload=payload)

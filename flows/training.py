@@ -108,7 +108,7 @@ def train_and_register(
         run_id=model.run_id,
         dataset=data.dataset,
         splits=splits,
-        mlflow_run=run_link(tracking, model),
+        mlflow_run=run_link(tracking, model.experiment_id, model.run_id),
     )
 
 

@@ -26,6 +26,7 @@ from tasks.caching import pipeline_task
 from tasks.drift import DatasetDrift, FeatureDrift, column_drift, dataset_drift
 from tasks.model_ref import ResolvedModel
 from tasks.profile import Baseline, Profile
+from tasks.report import run_link
 from tasks.scoring import coerce, load_model, read_blocks
 
 PREDICTION = "prediction score"
@@ -59,6 +60,8 @@ class DriftSummary(BaseModel):
     quality: list[QualitySignal]
     drifted: bool
     mlflow_run_id: str
+    report: str
+    """Where the histograms and the full result are: a link to the MLflow run (or how to open it)."""
 
 
 def training_reference(model: ResolvedModel, tracking: MlflowConnection) -> str:
@@ -258,6 +261,7 @@ def report_drift(
     )
     data = dataset_drift(results, policy)
     figure = histograms(baseline, reference_profile, current_profile, results)
+    experiment_id, run_id = _log(model, data, prediction, figure, tracking)
     return DriftSummary(
         model=model,
         reference=reference_plan.location,
@@ -268,7 +272,8 @@ def report_drift(
         prediction=prediction,
         quality=quality_signals(baseline, reference_profile, current_profile),
         drifted=data.drifted,
-        mlflow_run_id=_log(model, data, prediction, figure, tracking),
+        mlflow_run_id=run_id,
+        report=run_link(tracking, experiment_id, run_id),
     )
 
 
@@ -278,7 +283,7 @@ def _log(
     prediction: FeatureDrift,
     figure: Figure,
     tracking: MlflowConnection,
-) -> str:
+) -> tuple[str, str]:
     """A run in the model's experiment: drift share, each statistic, the histograms and the full result."""
     from mlflow.entities import Metric
 
@@ -294,7 +299,7 @@ def _log(
     client.log_figure(run.info.run_id, figure, "drift/histograms.png")
     client.log_dict(run.info.run_id, data.model_dump(mode="json"), "drift/features.json")
     client.set_terminated(run.info.run_id)
-    return str(run.info.run_id)
+    return str(run.info.experiment_id), str(run.info.run_id)
 
 
 reference_task = pipeline_task(reference_profile, cache_policy=NO_CACHE)

@@ -13,12 +13,12 @@ from tasks.register import Registration
 from tasks.train import TrainedModel
 
 
-def run_link(tracking: MlflowConnection, model: TrainedModel) -> str:
+def run_link(tracking: MlflowConnection, experiment_id: str, run_id: str) -> str:
     """A browser link to the MLflow run, or the command that opens a UI on a local store."""
     uri = tracking.tracking_uri or ""
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{model.experiment_id}/runs/{model.run_id}"
-    return f"mlflow ui --backend-store-uri {uri}  (then open run {model.run_id})"
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"mlflow ui --backend-store-uri {uri}  (then open run {run_id})"
 
 
 def publish(
@@ -55,7 +55,7 @@ def publish(
         ),
         description=f"{registration.name}: gate decision",
     )
-    link = run_link(tracking, model)
+    link = run_link(tracking, model.experiment_id, model.run_id)
     if link.startswith("http"):
         create_link_artifact(key=f"{key}-mlflow-run", link=link, link_text="MLflow run")
     else:

@@ -52,6 +52,8 @@ def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceCon
     event = found[0]
     assert event.resource["mlpipe.model.name"] == MODEL
     assert "income" in event.payload["drifted_features"]
+    assert event.payload["drift_share"] == summary.data.drift_share
+    assert summary.mlflow_run_id in event.payload["report"]
 
 
 def test_drift_cli_prints_json(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
