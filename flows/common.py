@@ -1,15 +1,17 @@
-"""What every flow does first: load its configuration once and point its task runner at the cluster."""
+"""What the flows share: their configuration and cluster, run timing, thread budgets and the events they emit."""
 
 import datetime as dt
 from typing import Any
 
 from prefect.context import FlowRunContext
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
 from mlpipe.errors import MlpipeError
 from mlpipe.workspace import available_cores
+from tasks.model_ref import ResolvedModel
 
 
 def open_workspace(config: WorkspaceConfig | None) -> WorkspaceConfig:
@@ -34,6 +36,19 @@ def cluster_capacity() -> tuple[int, int]:
     threads = sum(int(w.get("nthreads", 0)) for w in workers)
     gpus = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
     return threads or available_cores(), gpus
+
+
+def threads_per_task(in_flight: int) -> int:
+    """This machine's cores shared among the tasks that run at once (at least one each)."""
+    return max(1, available_cores() // max(1, min(in_flight, available_cores())))
+
+
+def announce(checked: str, alarm: str, raised: bool, model: ResolvedModel, payload: dict[str, Any]) -> None:
+    """Every check emits `checked`; one that found a problem also emits `alarm`, which retraining listens for."""
+    resource = model_resource(model.name, model.version)
+    emit_event(checked, resource=resource, payload=payload)
+    if raised:
+        emit_event(alarm, resource=resource, payload=payload)
 
 
 def model_resource(name: str, version: str) -> dict[str, str]:

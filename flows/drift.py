@@ -8,14 +8,12 @@ automation can react to drift of one model without knowing any id.
 from distributed import as_completed
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import dask_client, model_resource, open_workspace, resolve_window, scheduled_time
+from flows.common import announce, dask_client, open_workspace, resolve_window, scheduled_time, threads_per_task
 from mlpipe.errors import DataError
-from mlpipe.workspace import available_cores
 from tasks.model_ref import ResolvedModel, resolve_task
 from tasks.monitor import (
     DataPlan,
@@ -70,7 +68,6 @@ def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> D
     key = artifact_key(f"{params.model}-drift")
     create_table_artifact(key=key, table=feature_table(summary), description=_headline(summary))
     create_markdown_artifact(key=f"{key}-quality", markdown=_quality_markdown(summary))
-    resource = model_resource(summary.model.name, summary.model.version)
     payload = {
         "drifted": summary.drifted,
         "drift_share": summary.data.drift_share,
@@ -80,9 +77,7 @@ def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> D
         "report": summary.report,
         "current": summary.current,
     }
-    emit_event(CHECKED, resource=resource, payload=payload)
-    if summary.drifted:
-        emit_event(DETECTED, resource=resource, payload=payload)
+    announce(CHECKED, DETECTED, summary.drifted, summary.model, payload)
     return summary
 
 
@@ -96,7 +91,7 @@ def profile_current(plan: DataPlan, model: ResolvedModel, baseline: Baseline, wo
         DataError: the files hold no rows.
     """
     client = dask_client()
-    threads = max(1, available_cores() // max(1, min(len(plan.partitions), available_cores())))
+    threads = threads_per_task(len(plan.partitions))
     futures = [
         client.submit(profile_partition, partition, model, baseline, workspace.mlflow, threads, pure=False)
         for partition in plan.partitions

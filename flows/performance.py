@@ -8,12 +8,11 @@ import datetime as dt
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import model_resource, open_workspace, scheduled_time
+from flows.common import announce, open_workspace, scheduled_time
 from tasks.performance import PerformanceSummary, check_performance_task
 from tasks.report import artifact_key
 
@@ -58,14 +57,11 @@ def performance_check(params: PerformanceParams, config: WorkspaceConfig | None 
         description=f"{summary.model.name} v{summary.model.version} on {summary.labelled_rows:,} labelled rows: "
         f"{summary.metric} {summary.value:.4f} (threshold {summary.threshold})",
     )
-    resource = model_resource(summary.model.name, summary.model.version)
     payload = {
         "metric": summary.metric,
         "value": summary.value,
         "threshold": summary.threshold,
         "labelled_rows": summary.labelled_rows,
     }
-    emit_event(CHECKED, resource=resource, payload=payload)
-    if summary.degraded:
-        emit_event(DEGRADED, resource=resource, payload=payload)
+    announce(CHECKED, DEGRADED, summary.degraded, summary.model, payload)
     return summary

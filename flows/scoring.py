@@ -20,9 +20,8 @@ from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import cluster_capacity, dask_client, open_workspace, resolve_window, scheduled_time
+from flows.common import cluster_capacity, dask_client, open_workspace, resolve_window, scheduled_time, threads_per_task
 from mlpipe.errors import MlpipeError
-from mlpipe.workspace import available_cores
 from tasks.batches import Batch, InputFile, ScoringPlan, plan_task
 from tasks.model_ref import resolve_task
 from tasks.output import Mode, OutputLayout, ScoringManifest, publish_task
@@ -96,7 +95,7 @@ def run_batches(
     todo = [batch for batch in plan.batches if batch.index not in done]
     threads, _ = cluster_capacity()
     concurrency = params.max_concurrency or threads
-    per_batch_threads = max(1, available_cores() // min(concurrency, available_cores()))
+    per_batch_threads = threads_per_task(concurrency)
     progress = create_progress_artifact(
         100.0 * resumed / max(len(plan.batches), 1),
         key=artifact_key(f"scoring-{plan.partition}"),

@@ -20,10 +20,9 @@ from pydantic import BaseModel, Field
 
 from blocks.cluster import WorkspaceTaskRunner
 from blocks.workspace import WorkspaceConfig
-from flows.common import cluster_capacity, open_workspace
+from flows.common import cluster_capacity, open_workspace, threads_per_task
 from flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
 from mlpipe.errors import ConfigError, MlpipeError
-from mlpipe.workspace import available_cores
 from tasks.space import SearchSpace, auto_space
 from tasks.split import SplitRefs, combine_task
 from tasks.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
@@ -129,7 +128,7 @@ def plan_sweep(params: SweepParams, data: PreparedData) -> SweepPlan:
         fingerprint=fingerprint,
         max_trials=max_trials,
         max_concurrent=max_concurrent,
-        threads=params.threads_per_trial or max(1, available_cores() // max_concurrent),
+        threads=params.threads_per_trial or threads_per_task(max_concurrent),
     )
 
 

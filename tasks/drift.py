@@ -57,7 +57,7 @@ def column_drift(
     small = min(reference.present, current.present) < policy.small_sample
     bins = baseline.numeric.get(name)
     if not reference.present or not current.present:  # nothing to compare: the null-rate signal says why
-        test: Test = "ks" if bins else "chi_square"
+        test: Test = "ks" if bins is not None else "chi_square"
         statistic, threshold = 1.0, policy.p_value
     elif bins is not None:
         test, statistic, threshold = _numeric(bins, reference, current, small, policy)
@@ -66,7 +66,7 @@ def column_drift(
     drifted = statistic < threshold if test in ("ks", "chi_square") else statistic > threshold
     return FeatureDrift(
         feature=name,
-        kind="numeric" if bins else "categorical",
+        kind="numeric" if bins is not None else "categorical",
         test=test,
         statistic=statistic,
         threshold=threshold,

@@ -129,7 +129,7 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
         assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
         burst = subprocess.run([sys.executable, "-c", BURST.format(model=MODEL)], env=env, timeout=120)
         assert burst.returncode == 0
-        runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
+        runs = wait_for_runs(ids["retraining"], any_finished, 300)
         time.sleep(10)  # time for any further (wrong) trigger firing to show up
         runs = wait_for_runs(ids["retraining"], lambda runs: True, 5)
     log = tmp_path / "worker.log"
@@ -139,6 +139,10 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     assert run.parameters["params"]["reason"] == DETECTED  # started by the trigger, with the event's name
     champion = current_champion(MODEL, tracking)
     assert champion != first.summary.version  # the retrained model was better on the drifted holdout
+
+
+def any_finished(runs: list) -> bool:
+    return any(run.state and run.state.is_final() for run in runs)
 
 
 def wait_for_runs(deployment_id: object, done: object, seconds: float) -> list:
@@ -197,7 +201,7 @@ def test_degraded_accuracy_on_late_labels_triggers_retraining(
         )
         check = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
         assert check.returncode == 0 and check.stdout.strip().endswith("True"), check.stderr[-3000:]
-        runs = wait_for_runs(ids["retraining"], lambda runs: any(r.state and r.state.is_final() for r in runs), 300)
+        runs = wait_for_runs(ids["retraining"], any_finished, 300)
     log = tmp_path / "worker.log"
     assert len(runs) == 1 and runs[0].state_name == "Completed", log.read_text()[-4000:]
     assert runs[0].parameters["params"]["reason"] == "mlpipe.performance.degraded"
