@@ -1,15 +1,18 @@
 # mlpipe — `make help` lists the targets.
+SHELL  := bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EVIDENTLY := .venv-evidently
+# mypy and import-linter read packages from one folder: the source folders assembled as mlpipe/.
+LINT_TREE := build/lint
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench lint clean
+.PHONY: help install demo test test-fast bench lint clean
 
 help: ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv and install mlpipe with its test extras
 
@@ -25,6 +28,9 @@ demo: install ## Run the training pipeline on 100k rows of demo data (no server 
 test: install ## Run the whole test suite (real Prefect, MLflow and Dask on 127.0.0.1)
 	$(BIN)/pytest
 
+test-fast: install ## Only the tests of plain functions: no Prefect server, about a minute
+	$(BIN)/pytest -m unit
+
 bench: install $(EVIDENTLY)/.installed ## Run the benchmarks in tests/benchmarks (minutes; not part of `make test`)
 	$(BIN)/python -m tests.benchmarks.training
 	$(BIN)/python -m tests.benchmarks.sweep
@@ -37,10 +43,12 @@ $(EVIDENTLY)/.installed: tests/benchmarks/evidently-requirements.txt
 	$(EVIDENTLY)/bin/pip install --quiet -r tests/benchmarks/evidently-requirements.txt
 	touch $@
 
-lint: install ## ruff (style, imports, no print in library code) and mypy
+lint: install ## ruff (style, imports, no print in library code), format check, mypy, the import-layer contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy mlpipe blocks tasks flows deployments
+	$(BIN)/python -m tests.source_tree $(LINT_TREE)
+	set -o pipefail; $(BIN)/mypy $(LINT_TREE)/mlpipe | $(BIN)/python -m tests.source_tree $(LINT_TREE) --messages
+	cd $(LINT_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
-clean: ## Remove the virtual environment and the local workspace
-	rm -rf $(VENV) $(EVIDENTLY) .mlpipe
+clean: ## Remove the virtual environments, the local workspace and build folders
+	rm -rf $(VENV) $(EVIDENTLY) .mlpipe build dist

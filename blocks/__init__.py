@@ -1,12 +1,12 @@
 """Typed configuration as Prefect Blocks, each with a default that works with no setup."""
 
-from blocks.cluster import DaskCluster
-from blocks.datastore import Datastore
-from blocks.drift import DriftPolicy
-from blocks.gate import GatePolicy
-from blocks.mlflow import MlflowConnection
-from blocks.study import StudyStorage
-from blocks.workspace import WorkspaceConfig
+from mlpipe.blocks.cluster import DaskCluster
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.blocks.drift import DriftPolicy
+from mlpipe.blocks.gate import GatePolicy
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.blocks.study import StudyStorage
+from mlpipe.blocks.workspace import WorkspaceConfig
 
 __all__ = [
     "DaskCluster",

@@ -1,17 +1,16 @@
 """The workspace: the four pieces of configuration a pipeline needs, loaded once per flow run."""
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from blocks.cluster import DaskCluster
-from blocks.datastore import Datastore
-from blocks.drift import DriftPolicy
-from blocks.gate import GatePolicy
-from blocks.mlflow import MlflowConnection
-from blocks.study import StudyStorage
-from mlpipe.errors import ConfigError, load_yaml, validated
+from mlpipe.blocks.cluster import DaskCluster
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.blocks.drift import DriftPolicy
+from mlpipe.blocks.gate import GatePolicy
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.blocks.study import StudyStorage
+from mlpipe.errors import ConfigError, validated
 
 
 class WorkspaceConfig(BaseModel):
@@ -42,14 +41,3 @@ class WorkspaceConfig(BaseModel):
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(cls.model_fields)}")
         return validated(cls, data, source)
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a mapping, with errors that name the file."""
-    path = Path(path)
-    data = load_yaml(path, "config file")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
-    return data

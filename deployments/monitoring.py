@@ -11,15 +11,17 @@ import datetime as dt
 from typing import Any
 from uuid import UUID
 
+from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from pydantic import BaseModel, Field
 
-from deployments.register import WORK_POOL, register
-from flows.drift import DETECTED, DriftParams, drift_check
-from flows.performance import DEGRADED, PerformanceParams, performance_check
-from flows.retraining import RetrainingParams, retraining
+from mlpipe.deployments.deploy import WORK_POOL, deploy_flow
+from mlpipe.flows.drift import DriftParams, drift_check
+from mlpipe.flows.performance import PerformanceParams, performance_check
+from mlpipe.flows.retraining import RetrainingParams, retraining
+from mlpipe.tasks.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED, model_resource_id
 
 
 class MonitoringPlan(BaseModel):
@@ -47,13 +49,12 @@ class MonitoringPlan(BaseModel):
 def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None) -> dict[str, UUID]:
     """Register the drift check, the performance check (with labels) and triggered retraining; returns their ids.
 
-    `config`: workspace sections passed to every run (see `deployments.register.register`).
+    `config`: workspace sections passed to every run (see `mlpipe.deployments.deploy.deploy_flow`).
     """
     drift = DriftParams(model=plan.model, current=plan.current, window_days=plan.window_days)
     ids = {
         "drift-check": _deploy(
-            drift_check.name,
-            "flows/drift.py:drift_check",
+            drift_check,
             f"{plan.model}-drift",
             drift.model_dump(mode="json"),
             plan,
@@ -72,8 +73,7 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
             threshold=plan.performance_threshold,
         )
         ids["performance-check"] = _deploy(
-            performance_check.name,
-            "flows/performance.py:performance_check",
+            performance_check,
             f"{plan.model}-performance",
             performance.model_dump(mode="json"),
             plan,
@@ -90,16 +90,15 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
     ).model_dump(mode="json")
     trigger = DeploymentEventTrigger(
         name=f"retrain {plan.model} on drift or degraded performance",
-        expect={DETECTED, DEGRADED},
-        match={"prefect.resource.id": f"mlpipe.model.{plan.model}"},
+        expect={DRIFT_DETECTED, PERFORMANCE_DEGRADED},
+        match={"prefect.resource.id": model_resource_id(plan.model)},
         posture="Reactive",
         threshold=1,
         within=dt.timedelta(minutes=plan.debounce_minutes),
         parameters={"params": {**params, "reason": "{{ event.event }}"}},
     )
     ids["retraining"] = _deploy(
-        retraining.name,
-        "flows/retraining.py:retraining",
+        retraining,
         f"{plan.model}-retraining",
         params,
         plan,
@@ -111,13 +110,12 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
 
 
 def _deploy(
-    flow_name: str,
-    entrypoint: str,
+    flow: Flow[Any, Any],
     name: str,
     params: dict[str, Any],
     plan: MonitoringPlan,
     config: dict[str, Any] | None,
     **options: Any,
 ) -> UUID:
-    description = f"{flow_name} for {plan.model}"
-    return register(entrypoint, name, params, plan.work_pool, [plan.model], config, description=description, **options)
+    description = f"{flow.name} for {plan.model}"
+    return deploy_flow(flow, name, params, plan.work_pool, [plan.model], config, description=description, **options)

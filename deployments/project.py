@@ -17,13 +17,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from blocks.workspace import WorkspaceConfig
-from deployments.monitoring import MonitoringPlan, deploy_monitoring
-from deployments.register import WORK_POOL, register
-from deployments.scoring import deploy_nightly_scoring
-from flows.scoring import ScoringParams
-from flows.training import TrainingParams
+from mlpipe.blocks.config import workspace_sections
+from mlpipe.blocks.workspace import WorkspaceConfig
+from mlpipe.deployments.deploy import WORK_POOL, deploy_flow
+from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
+from mlpipe.deployments.scoring import deploy_nightly_scoring
 from mlpipe.errors import ConfigError, validated
+from mlpipe.flows.scoring import ScoringParams
+from mlpipe.flows.training import TrainingParams, training
 
 SECTIONS = ("training", "scoring", "monitoring")
 M = TypeVar("M", bound=BaseModel)
@@ -46,18 +47,18 @@ def deploy_project(sections: dict[str, Any], source: str) -> dict[str, UUID]:
     """
     if not any(section in sections for section in SECTIONS):
         raise ConfigError(f"{source}: nothing to deploy; expected a section among {list(SECTIONS)}")
-    workspace = {key: value for key, value in sections.items() if key not in {*SECTIONS, "sweep"}}
+    workspace = workspace_sections(sections)
     WorkspaceConfig.from_mapping(workspace, source)
     config = workspace or None
-    training = _placed(sections, "training", TrainingParams, source)
+    on_demand = _placed(sections, "training", TrainingParams, source)
     scoring = _placed(sections, "scoring", ScoringParams, source)
     monitoring = sections.get("monitoring")
     plan = validated(MonitoringPlan, monitoring, f"{source}, section 'monitoring'") if monitoring is not None else None
     ids: dict[str, UUID] = {}
-    if training is not None:
-        train, where = training
-        ids["training"] = register(
-            "flows/training.py:training",
+    if on_demand is not None:
+        train, where = on_demand
+        ids["training"] = deploy_flow(
+            training,
             where.deployment or f"{train.name}-training",
             train.model_dump(mode="json"),
             where.work_pool,

@@ -10,8 +10,8 @@ from uuid import UUID
 
 from prefect.schedules import Cron
 
-from deployments.register import WORK_POOL, register
-from flows.scoring import ScoringParams
+from mlpipe.deployments.deploy import WORK_POOL, deploy_flow
+from mlpipe.flows.scoring import ScoringParams, batch_scoring
 
 
 def deploy_nightly_scoring(
@@ -30,8 +30,8 @@ def deploy_nightly_scoring(
     The parameters are validated here, so a typo fails now rather than at 2 a.m.
     """
     params = ScoringParams(model=model, input=input, output=output, **settings)
-    return register(
-        "flows/scoring.py:batch_scoring",
+    return deploy_flow(
+        batch_scoring,
         name,
         params.model_dump(mode="json"),
         work_pool,

@@ -1,17 +1,30 @@
-"""What the flows share: their configuration and cluster, run timing, thread budgets and the events they emit."""
+"""What the flows share: how they are declared, their configuration and cluster, run timing and thread budgets."""
 
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
+from prefect import Flow, flow
 from prefect.context import FlowRunContext
-from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from blocks.cluster import WorkspaceTaskRunner
-from blocks.workspace import WorkspaceConfig
+from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import MlpipeError
+from mlpipe.flows.runner import WorkspaceTaskRunner
 from mlpipe.workspace import available_cores
-from tasks.model_ref import ResolvedModel
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pipeline_flow(name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
+    """The decorator of every mlpipe flow: its name, a Dask task runner chosen at run time, validated parameters.
+
+    The runner starts the cluster the run's workspace names (see `open_workspace`), so the
+    same flow runs on a laptop's LocalCluster or on a remote scheduler without a change.
+    """
+    runner: Any = WorkspaceTaskRunner()  # a DaskTaskRunner; Prefect's signature asks for its own base type
+    return flow(name=name, task_runner=runner, validate_parameters=True)
 
 
 def open_workspace(config: WorkspaceConfig | None) -> WorkspaceConfig:
@@ -41,24 +54,6 @@ def cluster_capacity() -> tuple[int, int]:
 def threads_per_task(in_flight: int) -> int:
     """This machine's cores shared among the tasks that run at once (at least one each)."""
     return max(1, available_cores() // max(1, min(in_flight, available_cores())))
-
-
-def announce(checked: str, alarm: str, raised: bool, model: ResolvedModel, payload: dict[str, Any]) -> None:
-    """Every check emits `checked`; one that found a problem also emits `alarm`, which retraining listens for."""
-    resource = model_resource(model.name, model.version)
-    emit_event(checked, resource=resource, payload=payload)
-    if raised:
-        emit_event(alarm, resource=resource, payload=payload)
-
-
-def model_resource(name: str, version: str) -> dict[str, str]:
-    """A model version as a Prefect event resource: automations match it by name, never by a UUID."""
-    return {
-        "prefect.resource.id": f"mlpipe.model.{name}",
-        "prefect.resource.name": name,
-        "mlpipe.model.name": name,
-        "mlpipe.model.version": version,
-    }
 
 
 def scheduled_time() -> dt.datetime:

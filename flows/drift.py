@@ -6,30 +6,31 @@ automation can react to drift of one model without knowing any id.
 """
 
 from distributed import as_completed
-from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
-from blocks.cluster import WorkspaceTaskRunner
-from blocks.workspace import WorkspaceConfig
-from flows.common import announce, dask_client, open_workspace, resolve_window, scheduled_time, threads_per_task
+from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import DataError
-from tasks.model_ref import ResolvedModel, resolve_task
-from tasks.monitor import (
+from mlpipe.flows.common import (
+    dask_client,
+    open_workspace,
+    pipeline_flow,
+    resolve_window,
+    scheduled_time,
+    threads_per_task,
+)
+from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED, announce
+from mlpipe.tasks.monitoring.drift_check import (
     DataPlan,
     DriftSummary,
-    feature_table,
     plan_data,
     profile_partition,
     reference_task,
     report_task,
     training_reference,
 )
-from tasks.profile import Baseline, Profile
-from tasks.report import artifact_key
-
-CHECKED = "mlpipe.drift.checked"
-DETECTED = "mlpipe.drift.detected"
+from mlpipe.tasks.monitoring.profiles import Baseline, Profile
+from mlpipe.tasks.monitoring.report import publish_drift
+from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_task
 
 
 class DriftParams(BaseModel):
@@ -45,7 +46,7 @@ class DriftParams(BaseModel):
     window_days: float = Field(default=1.0, gt=0, description="length of the current window before the scheduled time")
 
 
-@flow(name="drift-check", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+@pipeline_flow("drift-check")
 def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> DriftSummary:
     """Compare new data with the model's training data; report, and emit events."""
     workspace = open_workspace(config)
@@ -65,19 +66,8 @@ def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> D
         workspace.drift,
         workspace.mlflow,
     ).result()
-    key = artifact_key(f"{params.model}-drift")
-    create_table_artifact(key=key, table=feature_table(summary), description=_headline(summary))
-    create_markdown_artifact(key=f"{key}-quality", markdown=_quality_markdown(summary))
-    payload = {
-        "drifted": summary.drifted,
-        "drift_share": summary.data.drift_share,
-        "drifted_features": summary.data.drifted_features,
-        "prediction_drifted": summary.prediction.drifted,
-        "mlflow_run_id": summary.mlflow_run_id,
-        "report": summary.report,
-        "current": summary.current,
-    }
-    announce(CHECKED, DETECTED, summary.drifted, summary.model, payload)
+    payload = publish_drift(summary)
+    announce(DRIFT_CHECKED, DRIFT_DETECTED, summary.drifted, model.name, model.version, payload)
     return summary
 
 
@@ -109,21 +99,3 @@ def profile_current(plan: DataPlan, model: ResolvedModel, baseline: Baseline, wo
     if merged is None:
         raise DataError(f"{plan.location}: no rows to check")
     return merged
-
-
-def _headline(summary: DriftSummary) -> str:
-    verdict = "drift detected" if summary.drifted else "no dataset drift"
-    return (
-        f"{summary.model.name} v{summary.model.version}: {verdict} "
-        f"({len(summary.data.drifted_features)} of {len(summary.data.features)} features, "
-        f"share {summary.data.drift_share:.2f}); {summary.current_rows:,} rows vs {summary.reference_rows:,}"
-    )
-
-
-def _quality_markdown(summary: DriftSummary) -> str:
-    lines = [f"# Data quality: {summary.model.name} v{summary.model.version}", ""]
-    if not summary.quality:
-        return "\n".join([*lines, "No null-rate jumps, unseen categories or out-of-range values."])
-    lines += ["| feature | signal | value | detail |", "| --- | --- | --- | --- |"]
-    lines += [f"| {q.feature} | {q.signal} | {q.value:.3f} | {q.detail} |" for q in summary.quality]
-    return "\n".join(lines)

@@ -6,18 +6,13 @@ emits `mlpipe.performance.degraded`, with the model as the resource (as the drif
 
 import datetime as dt
 
-from prefect import flow
-from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
-from blocks.cluster import WorkspaceTaskRunner
-from blocks.workspace import WorkspaceConfig
-from flows.common import announce, open_workspace, scheduled_time
-from tasks.performance import PerformanceSummary, check_performance_task
-from tasks.report import artifact_key
-
-CHECKED = "mlpipe.performance.checked"
-DEGRADED = "mlpipe.performance.degraded"
+from mlpipe.blocks.workspace import WorkspaceConfig
+from mlpipe.flows.common import open_workspace, pipeline_flow, scheduled_time
+from mlpipe.tasks.events import PERFORMANCE_CHECKED, PERFORMANCE_DEGRADED, announce
+from mlpipe.tasks.monitoring.performance import PerformanceSummary, check_performance_task
+from mlpipe.tasks.monitoring.report import publish_performance
 
 
 class PerformanceParams(BaseModel):
@@ -34,7 +29,7 @@ class PerformanceParams(BaseModel):
     time_column: str | None = Field(default=None, description="when each label was observed")
 
 
-@flow(name="performance-check", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+@pipeline_flow("performance-check")
 def performance_check(params: PerformanceParams, config: WorkspaceConfig | None = None) -> PerformanceSummary:
     """Score the champion on labelled rows of the window; emit events."""
     workspace = open_workspace(config)
@@ -51,17 +46,7 @@ def performance_check(params: PerformanceParams, config: WorkspaceConfig | None 
         params.time_column,
         workspace.mlflow,
     ).result()
-    create_table_artifact(
-        key=artifact_key(f"{params.model}-performance"),
-        table=[{"metric": name, "value": round(value, 6)} for name, value in summary.metrics.items()],
-        description=f"{summary.model.name} v{summary.model.version} on {summary.labelled_rows:,} labelled rows: "
-        f"{summary.metric} {summary.value:.4f} (threshold {summary.threshold})",
-    )
-    payload = {
-        "metric": summary.metric,
-        "value": summary.value,
-        "threshold": summary.threshold,
-        "labelled_rows": summary.labelled_rows,
-    }
-    announce(CHECKED, DEGRADED, summary.degraded, summary.model, payload)
+    payload = publish_performance(summary)
+    model = summary.model
+    announce(PERFORMANCE_CHECKED, PERFORMANCE_DEGRADED, summary.degraded, model.name, model.version, payload)
     return summary

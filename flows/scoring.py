@@ -12,21 +12,27 @@ import datetime as dt
 import time
 from typing import Any
 
-import pyarrow as pa
 from distributed import as_completed
-from prefect import flow
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, Field
 
-from blocks.cluster import WorkspaceTaskRunner
-from blocks.workspace import WorkspaceConfig
-from flows.common import cluster_capacity, dask_client, open_workspace, resolve_window, scheduled_time, threads_per_task
+from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import MlpipeError
-from tasks.batches import Batch, InputFile, ScoringPlan, plan_task
-from tasks.model_ref import resolve_task
-from tasks.output import Mode, OutputLayout, ScoringManifest, publish_task
-from tasks.report import artifact_key
-from tasks.scoring import ERROR_SCHEMA, BatchResult, Staging, score_batch, write_parquet
+from mlpipe.flows.common import (
+    cluster_capacity,
+    dask_client,
+    open_workspace,
+    pipeline_flow,
+    resolve_window,
+    scheduled_time,
+    threads_per_task,
+)
+from mlpipe.tasks.data.files import Batch
+from mlpipe.tasks.links import artifact_key
+from mlpipe.tasks.registry.model_ref import resolve_task
+from mlpipe.tasks.scoring.batch import BatchResult, Staging, check_errors, record_unreadable, score_batch
+from mlpipe.tasks.scoring.output import Mode, OutputLayout, ScoringManifest, build_manifest, publish_task, report
+from mlpipe.tasks.scoring.plan import ScoringPlan, plan_task
 
 
 class ScoringParams(BaseModel):
@@ -54,7 +60,7 @@ class ScoringSummary(BaseModel):
     already_published: bool
 
 
-@flow(name="batch-scoring", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+@pipeline_flow("batch-scoring")
 def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) -> ScoringSummary:
     """Score every input row with the model into a new output partition, exactly once."""
     workspace = open_workspace(config)
@@ -72,9 +78,9 @@ def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) 
     clock = time.perf_counter()
     results, resumed = run_batches(plan, params, staging, workspace)
     seconds = time.perf_counter() - clock
-    manifest = _manifest(plan, params, layout, results, resumed, started, seconds)
+    manifest = build_manifest(plan, params.mode, params.passthrough, layout, results, resumed, started, seconds)
     publish_task.submit(layout, staging, manifest).result()
-    _report(manifest)
+    report(manifest)
     return ScoringSummary(manifest=manifest, already_published=False)
 
 
@@ -91,7 +97,7 @@ def run_batches(
     done = staging.finished()
     resumed = len(done)
     problems = [file for file in plan.inputs if file.problem]
-    _check_errors(done, problems, params.error_threshold)  # unreadable files alone may be too many
+    check_errors(done, problems, params.error_threshold)  # unreadable files alone may be too many
     todo = [batch for batch in plan.batches if batch.index not in done]
     threads, _ = cluster_capacity()
     concurrency = params.max_concurrency or threads
@@ -111,7 +117,7 @@ def run_batches(
         result: BatchResult = future.result()
         done[result.index] = result
         try:
-            _check_errors(done, problems, params.error_threshold)
+            check_errors(done, problems, params.error_threshold)
         except MlpipeError:
             client.cancel(list(inflight))
             raise
@@ -123,10 +129,8 @@ def run_batches(
         if time.monotonic() - reported > 1.0 or len(done) == len(plan.batches):
             update_progress_artifact(progress, 100.0 * len(done) / len(plan.batches))  # type: ignore[arg-type]
             reported = time.monotonic()
-    _check_errors(done, problems, params.error_threshold)
-    if problems:
-        unreadable = [{"source_file": f.url, "source_row": None, "rows": None, "reason": f.problem} for f in problems]
-        write_parquet(pa.Table.from_pylist(unreadable, schema=ERROR_SCHEMA), f"{staging.url}/errors/unreadable.parquet")
+    check_errors(done, problems, params.error_threshold)
+    record_unreadable(problems, staging)
     return [done[index] for index in sorted(done)], resumed
 
 
@@ -149,71 +153,4 @@ def _submit(
         threads,
         key=f"score-{plan.run_key}-{batch.index:05d}",
         pure=False,
-    )
-
-
-def _check_errors(done: dict[int, BatchResult], problems: list[InputFile], threshold: int) -> None:
-    """Raise once errored rows plus unreadable files exceed the threshold (-1: never)."""
-    errors = sum(r.rows_errored for r in done.values()) + len(problems)
-    if threshold < 0 or errors <= threshold:
-        return
-    reasons = [f"{file.url}: {file.problem}" for file in problems[:3]]
-    reasons += [
-        f"{r.file}: {r.error or f'{r.rows_errored} rows could not be parsed'}" for r in done.values() if r.rows_errored
-    ][:3]
-    raise MlpipeError(
-        f"{errors} errors (errored rows + unreadable files) exceed error_threshold {threshold}; "
-        f"nothing was published. {'; '.join(reasons)}"
-    )
-
-
-def _manifest(
-    plan: ScoringPlan,
-    params: ScoringParams,
-    layout: OutputLayout,
-    results: list[BatchResult],
-    resumed: int,
-    started: dt.datetime,
-    seconds: float,
-) -> ScoringManifest:
-    rows_in = sum(r.rows_in for r in results)
-    return ScoringManifest(
-        run_key=plan.run_key,
-        partition=plan.partition,
-        mode=params.mode,
-        model=plan.model,
-        inputs=plan.inputs,
-        passthrough=params.passthrough,
-        extra_columns=plan.extra_columns,
-        rows_in=rows_in,
-        rows_out=sum(r.rows_out for r in results),
-        rows_errored=sum(r.rows_errored for r in results),
-        files_errored=sum(1 for file in plan.inputs if file.problem),
-        batches=len(plan.batches),
-        batches_resumed=resumed,
-        started=started.isoformat(),
-        finished=dt.datetime.now(dt.UTC).isoformat(),
-        seconds=seconds,
-        rows_per_second=rows_in / seconds if seconds > 0 else 0.0,
-        output=layout.data,
-        errors=layout.errors,
-    )
-
-
-def _report(manifest: ScoringManifest) -> None:
-    counts = f"{manifest.rows_in:,} / {manifest.rows_out:,} / {manifest.rows_errored:,}"
-    rows: list[dict[str, Any]] = [
-        {"what": "model", "value": f"{manifest.model.name} v{manifest.model.version}"},
-        {"what": "input files", "value": len(manifest.inputs)},
-        {"what": "rows in / out / errored", "value": counts},
-        {"what": "unreadable files", "value": manifest.files_errored},
-        {"what": "batches (resumed)", "value": f"{manifest.batches} ({manifest.batches_resumed})"},
-        {"what": "rows per second", "value": f"{manifest.rows_per_second:,.0f}"},
-        {"what": "output", "value": manifest.output},
-        {"what": "errors", "value": manifest.errors},
-    ]
-    create_table_artifact(
-        key=artifact_key(f"scoring-{manifest.partition}-summary"),
-        table=rows,
-        description=f"batch scoring into partition {manifest.partition}",
     )

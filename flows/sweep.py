@@ -14,20 +14,18 @@ from typing import Literal
 
 import dask
 import optuna
-from prefect import flow
 from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, Field
 
-from blocks.cluster import WorkspaceTaskRunner
-from blocks.workspace import WorkspaceConfig
-from flows.common import cluster_capacity, open_workspace, threads_per_task
-from flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
+from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import ConfigError, MlpipeError
-from tasks.space import SearchSpace, auto_space
-from tasks.split import SplitRefs, combine_task
-from tasks.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
-from tasks.sweep import SweepResult, SweepRun, SweepTiming, finish_sweep_task, start_sweep_task
-from tasks.trial import TrialData, TrialOutcome, TrialRequest, trial_task
+from mlpipe.flows.common import cluster_capacity, open_workspace, pipeline_flow, threads_per_task
+from mlpipe.flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
+from mlpipe.tasks.data.split import SplitRefs, combine_task
+from mlpipe.tasks.sweep.results import SweepResult, SweepRun, SweepTiming, finish_sweep_task, start_sweep_task
+from mlpipe.tasks.sweep.space import SearchSpace, auto_space
+from mlpipe.tasks.sweep.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
+from mlpipe.tasks.sweep.trial import TrialData, TrialOutcome, TrialRequest, trial_task
 
 
 class SweepParams(DataParams):
@@ -68,7 +66,7 @@ class SweepSummary(BaseModel):
     resumed_trials: list[int]
 
 
-@flow(name="sweep", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+@pipeline_flow("sweep")
 def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSummary:
     """Search hyperparameters in parallel, then train, gate and register the best configuration."""
     workspace = open_workspace(config)

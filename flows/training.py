@@ -1,22 +1,23 @@
 """The training pipeline: ingest → validate → split → train → evaluate → gate → register."""
 
-from prefect import flow
 from pydantic import BaseModel, Field
 
-from blocks.cluster import WorkspaceTaskRunner
-from blocks.workspace import WorkspaceConfig
-from flows.common import open_workspace
-from tasks.contract import DataContract, TaskType, contract_task
-from tasks.datasets import DatasetRef
-from tasks.evaluate import evaluate_task
-from tasks.gate import GateDecision, gate_task
-from tasks.ingest import ingest_task
-from tasks.model import ModelSpec
-from tasks.register import register_task
-from tasks.report import publish_task, run_link
-from tasks.split import SplitRefs, SplitSpec, split_task
-from tasks.train import train_task
-from tasks.validate import validate_task
+from mlpipe.blocks.workspace import WorkspaceConfig
+from mlpipe.flows.common import open_workspace, pipeline_flow
+from mlpipe.tasks.contract import DataContract, TaskType
+from mlpipe.tasks.data.contract_inference import contract_task
+from mlpipe.tasks.data.ingest import ingest_task
+from mlpipe.tasks.data.split import SplitRefs, SplitSpec, split_task
+from mlpipe.tasks.data.validate import validate_task
+from mlpipe.tasks.datasets import DatasetRef
+from mlpipe.tasks.links import run_link
+from mlpipe.tasks.model.evaluate import evaluate_task
+from mlpipe.tasks.model.families import ModelSpec
+from mlpipe.tasks.model.train import train_task
+from mlpipe.tasks.registry.champion import champion_contract_task
+from mlpipe.tasks.registry.gate import GateDecision, gate_task
+from mlpipe.tasks.registry.register import register_task
+from mlpipe.tasks.registry.report import publish_task
 
 
 class DataParams(BaseModel):
@@ -61,22 +62,23 @@ class TrainingSummary(BaseModel):
 
 
 def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData:
-    """Ingest → contract → validate → split, each on the cluster; invalid data stops the run here.
+    """Ingest → contract (the user's, the champion's or inferred) → validate → split; invalid data stops the run here.
 
     The flow waits for each result so that a failure stops the pipeline with the step's own error.
     """
     store = workspace.datastore
     raw = ingest_task.submit(params.data, store).result()
+    champion = None if params.contract_file else champion_contract_task.submit(params.name, workspace.mlflow).result()
     contract = contract_task.submit(
         raw,
         params.target,
         params.name,
-        workspace.mlflow,
         store,
-        params.task,
-        params.time_column,
-        params.exclude,
-        params.contract_file,
+        task=params.task,
+        time_column=params.time_column,
+        exclude=params.exclude,
+        contract_file=params.contract_file,
+        champion=champion,
     ).result()
     dataset = validate_task.submit(raw, contract, store).result()
     splits = split_task.submit(dataset, contract, params.split, store).result()
@@ -112,7 +114,7 @@ def train_and_register(
     )
 
 
-@flow(name="training", task_runner=WorkspaceTaskRunner(), validate_parameters=True)  # type: ignore[arg-type]
+@pipeline_flow("training")
 def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> TrainingSummary:
     """Train, evaluate, gate and register one model; unchanged steps are served from cache."""
     workspace = open_workspace(config)

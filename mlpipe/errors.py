@@ -1,12 +1,12 @@
 """Errors a user can act on: each names the file, column or field and what was expected."""
 
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:  # pydantic and yaml load when first used: the command line starts without them
+    from pydantic import BaseModel
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 class MlpipeError(Exception):
@@ -27,6 +27,8 @@ class ConfigError(MlpipeError):
 
 def validated(model: type[M], data: object, source: str) -> M:
     """`model.model_validate(data)`, with the first problem as a ConfigError naming source and field."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as error:
@@ -37,6 +39,8 @@ def validated(model: type[M], data: object, source: str) -> M:
 
 def load_yaml(path: Path, kind: str) -> object:
     """Parse a YAML (or JSON) file; a missing or malformed file is a ConfigError naming it."""
+    import yaml
+
     try:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:

@@ -20,9 +20,17 @@ def workspace_id() -> str:
     """
     path = workspace_home() / "workspace-id"
     if not path.exists():
+        # Written whole under another name, then linked into place: a link never replaces an
+        # existing file, so when two processes create a workspace at once, the first id wins
+        # and both read it.
         temporary = path.with_name(f".workspace-id.{uuid.uuid4().hex}")
         temporary.write_text(uuid.uuid4().hex)
-        temporary.replace(path)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return path.read_text().strip()
 
 

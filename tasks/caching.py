@@ -30,7 +30,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-PROJECT_PACKAGES = frozenset({"blocks", "flows", "mlpipe", "tasks"})
+PROJECT_PACKAGE = "mlpipe"
+"""Project code is every module under this import name; a user's own `tasks` or `flows` is not."""
 
 
 @dataclass
@@ -65,7 +66,7 @@ def project_modules(module: ModuleType) -> set[ModuleType]:
         found.add(current)
         for value in vars(current).values():
             used = value if isinstance(value, ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
-            if used is not None and used.__name__.split(".")[0] in PROJECT_PACKAGES:
+            if used is not None and used.__name__.partition(".")[0] == PROJECT_PACKAGE:
                 pending.append(used)
     return found
 

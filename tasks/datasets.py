@@ -2,14 +2,14 @@
 
 import hashlib
 import io
-import uuid
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from blocks.datastore import Datastore
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.tasks.storage import write_bytes
 
 
 class DatasetRef(BaseModel):
@@ -39,7 +39,7 @@ def snapshot_path(store: Datastore, content_hash: str) -> str:
 
 
 def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash: str | None = None) -> DatasetRef:
-    """Write `table` once under its content hash: to a temporary name, then renamed.
+    """Write `table` once under its content hash, atomically.
 
     The hash is the SHA-256 of the Parquet bytes unless the caller hashed the original bytes
     already. A snapshot that exists is left untouched (same hash, same content), so re-runs and
@@ -53,13 +53,7 @@ def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash:
     path = snapshot_path(store, content_hash)
     if not fs.exists(path):
         fs.makedirs(f"{root}/datasets", exist_ok=True)
-        temporary = f"{root}/datasets/.tmp-{uuid.uuid4().hex}.parquet"
-        try:
-            fs.pipe_file(temporary, content)
-            fs.mv(temporary, path)
-        finally:
-            if fs.exists(temporary):
-                fs.rm(temporary)
+        write_bytes(path, content, fs)
     return DatasetRef(
         uri=fs.unstrip_protocol(path),
         content_hash=content_hash,

@@ -7,14 +7,21 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from mlpipe.errors import DataError
-from tasks.contract import TaskType
+from mlpipe.tasks.contract import TaskType
 
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 DEFAULT_PRIMARY = {"classification": "roc_auc", "regression": "rmse"}
+PROBABILITY_PREFIX = "probability_"
+
+
+def probability_column(label: Any) -> str:
+    """The name of the output column holding a class's probability: `probability_<label>`."""
+    return f"{PROBABILITY_PREFIX}{label}"
 
 
 def probability_columns(predictions: pd.DataFrame) -> list[str]:
-    return [c for c in predictions.columns if c.startswith("probability_")]
+    """The class-probability columns of a model's output, in class order."""
+    return [c for c in predictions.columns if c.startswith(PROBABILITY_PREFIX)]
 
 
 def compute_metrics(
@@ -62,3 +69,10 @@ def is_better(metric: str, candidate: float, reference: float, margin: float = 0
     """Whether `candidate` improves on `reference` by more than `margin`, in the metric's direction."""
     improvement = reference - candidate if metric in LOWER_IS_BETTER else candidate - reference
     return improvement > margin
+
+
+def meets_threshold(metric: str, value: float, threshold: float | None) -> bool:
+    """Whether `value` is at least as good as `threshold` in the metric's direction (no threshold: yes)."""
+    if threshold is None:
+        return True
+    return value <= threshold if metric in LOWER_IS_BETTER else value >= threshold

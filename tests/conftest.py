@@ -21,18 +21,43 @@ configure_process()
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
-from blocks import Datastore, WorkspaceConfig  # noqa: E402
+from mlpipe.blocks import Datastore, WorkspaceConfig  # noqa: E402
 from mlpipe.demo_data import credit_default  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def prefect_api() -> Iterator[None]:
-    """A temporary Prefect server with its own database, started once for the session."""
+def session_dir() -> Iterator[Path]:
+    """The session's workspace, Prefect home and test data; removed at the end."""
+    yield _SESSION_DIR
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A temporary Prefect server with its own database, started once for the session (on first use)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
     with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(autouse=True)
+def _prefect_unless_unit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test but a `unit` one runs against the session's Prefect server.
+
+    A `unit` test gets an API address where nothing listens, so one that reaches for Prefect's
+    API fails at once instead of quietly starting a server.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    if request.node.get_closest_marker("unit") is None:
+        request.getfixturevalue("prefect_api")
         yield
-    shutil.rmtree(_SESSION_DIR, ignore_errors=True)  # workspace, Prefect home and test data
+        return
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api", PREFECT_CLIENT_MAX_RETRIES: 0}):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,11 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL
 
-from blocks import Datastore, WorkspaceConfig
-from flows.training import TrainingParams, TrainingSummary, training
-from tasks.datasets import DatasetRef
-from tasks.ingest import ingest
+from mlpipe.blocks import Datastore, WorkspaceConfig
+from mlpipe.flows.training import TrainingParams, TrainingSummary, training
+from mlpipe.tasks.data.ingest import ingest
+from mlpipe.tasks.datasets import DatasetRef
+from mlpipe.tasks.events import model_resource_id
 
 DATA_TASKS = ("ingest", "validate", "split")
 MLPIPE = str(Path(sys.executable).parent / "mlpipe")
@@ -75,7 +76,7 @@ def model_versions(workspace: WorkspaceConfig, name: str) -> list[Any]:
 
 def run_sweep(workspace: WorkspaceConfig, **params: Any) -> "SweepOutcome":
     """Run the sweep flow on the demo columns; return its summary or error."""
-    from flows.sweep import SweepParams, sweep
+    from mlpipe.flows.sweep import SweepParams, sweep
 
     params.setdefault("exclude", ["application_id"])
     params.setdefault("time_column", "applied_at")
@@ -114,7 +115,7 @@ def model_events(model: str, event: str, version: str, wait: float = 30.0) -> li
     """Events named `event` about a model version, waiting for them to reach the API (sent in the background)."""
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    resource = EventResourceFilter(id=[f"mlpipe.model.{model}"], labels={"mlpipe.model.version": version})
+    resource = EventResourceFilter(id=[model_resource_id(model)], labels={"mlpipe.model.version": version})
     deadline = time.monotonic() + wait
     while True:
         with get_client(sync_client=True) as client:

@@ -3,8 +3,8 @@
 import getpass
 from pathlib import Path
 
-from blocks import WorkspaceConfig
-from tasks.aliases import alias_history, current_champion, set_champion
+from mlpipe.blocks import WorkspaceConfig
+from mlpipe.tasks.registry.aliases import alias_history, champion_version, set_champion
 from tests.pipeline import run_cli, run_training
 
 MODEL = "rollback-demo"
@@ -25,15 +25,15 @@ def test_rollback_moves_champion_back_and_records_who_why_and_when(
     )
     assert first.error is None and second.error is None
     tracking = workspace.resolve().mlflow
-    if current_champion(MODEL, tracking) != second.summary.version:
+    if champion_version(MODEL, tracking) != second.summary.version:
         set_champion(MODEL, second.summary.version, tracking, reason="release 2", by="alice")
-    assert current_champion(MODEL, tracking) == second.summary.version
+    assert champion_version(MODEL, tracking) == second.summary.version
 
     env = {"MLFLOW_TRACKING_URI": tracking.tracking_uri or ""}
     result = run_cli("rollback", MODEL, "--reason", "bad release", cwd=tmp_path, extra_env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"champion is now version {first.summary.version}" in result.stdout
-    assert current_champion(MODEL, tracking) == first.summary.version
+    assert champion_version(MODEL, tracking) == first.summary.version
 
     history = alias_history(MODEL, tracking)
     assert history[0].version == first.summary.version and history[0].by == "mlpipe gate"
@@ -44,4 +44,4 @@ def test_rollback_moves_champion_back_and_records_who_why_and_when(
 
     unknown = run_cli("rollback", MODEL, "--to", "99", cwd=tmp_path, extra_env=env)
     assert unknown.returncode == 1 and "has no version 99" in unknown.stderr
-    assert current_champion(MODEL, tracking) == first.summary.version
+    assert champion_version(MODEL, tracking) == first.summary.version

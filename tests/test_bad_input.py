@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from blocks import Datastore, WorkspaceConfig
+from mlpipe.blocks import Datastore, WorkspaceConfig
 from mlpipe.errors import ConfigError, DataError, ValidationFailed
-from tasks.contract import infer_contract
-from tasks.ingest import ingest
-from tasks.validate import validate
+from mlpipe.tasks.data.contract_inference import infer_contract
+from mlpipe.tasks.data.ingest import ingest
+from mlpipe.tasks.data.validate import validate
 from tests.pipeline import ingest_frame, model_versions, run_training
 
 

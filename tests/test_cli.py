@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe.cli import parse_params
+from mlpipe.cli.options import parse_params
 from mlpipe.errors import ConfigError
 from tests.pipeline import run_cli
 

@@ -16,11 +16,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from blocks import WorkspaceConfig
-from deployments.monitoring import MonitoringPlan, deploy_monitoring
-from flows.drift import CHECKED, DETECTED
+from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
-from tasks.aliases import current_champion
+from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
+from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED
+from mlpipe.tasks.registry.aliases import champion_version
 from tests.pipeline import model_events, run_cli, run_training
 
 MODEL = "loop-e2e"
@@ -123,7 +123,7 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
         ids = deploy_monitoring(plan)
         clean = run_cli("drift", "--model", MODEL, "--current", str(fresh), cwd=tmp_path, extra_env=env)
         assert clean.returncode == 0 and "no dataset drift" in clean.stdout, clean.stderr[-3000:]
-        assert model_events(MODEL, CHECKED, first.summary.version)  # the check reached this server
+        assert model_events(MODEL, DRIFT_CHECKED, first.summary.version)  # the check reached this server
         assert wait_for_runs(ids["retraining"], bool, 10) == []  # undrifted data: nothing retrains
         check = run_cli("drift", "--model", MODEL, "--current", str(drifted), cwd=tmp_path, extra_env=env)
         assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
@@ -136,8 +136,8 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     assert len(runs) == 1, [(r.name, r.state_name) for r in runs]
     run = runs[0]
     assert run.state_name == "Completed", log.read_text()[-4000:]
-    assert run.parameters["params"]["reason"] == DETECTED  # started by the trigger, with the event's name
-    champion = current_champion(MODEL, tracking)
+    assert run.parameters["params"]["reason"] == DRIFT_DETECTED  # started by the trigger, with the event's name
+    champion = champion_version(MODEL, tracking)
     assert champion != first.summary.version  # the retrained model was better on the drifted holdout
 
 
@@ -159,8 +159,8 @@ def wait_for_runs(deployment_id: object, done: object, seconds: float) -> list:
 
 
 PERFORMANCE_CHECK = """
-from blocks import WorkspaceConfig
-from flows.performance import PerformanceParams, performance_check
+from mlpipe.blocks import WorkspaceConfig
+from mlpipe.flows.performance import PerformanceParams, performance_check
 
 params = PerformanceParams(model="{model}", predictions="{predictions}", labels="{labels}",
                            id_column="application_id", label_column="default", metric="accuracy", threshold=0.88)

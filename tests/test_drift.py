@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from blocks import WorkspaceConfig
-from flows.drift import CHECKED, DETECTED, DriftParams, drift_check
+from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.errors import DataError
+from mlpipe.flows.drift import DriftParams, drift_check
+from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED
 from tests.pipeline import model_events, run_cli, run_training
 
 MODEL = "drift-demo"
@@ -31,8 +32,8 @@ def test_fresh_data_from_the_same_distribution_does_not_drift(
     assert summary.model.version == champion and summary.reference.endswith(".parquet")
     assert {r.test for r in summary.data.features} <= {"wasserstein", "jensen_shannon"}  # thousands of rows
     assert not summary.prediction.drifted
-    assert model_events(MODEL, CHECKED, champion)
-    assert not model_events(MODEL, DETECTED, champion, wait=2)  # this module's first check: nothing to retrain on
+    assert model_events(MODEL, DRIFT_CHECKED, champion)
+    assert not model_events(MODEL, DRIFT_DETECTED, champion, wait=2)  # this module's first check: nothing to retrain on
 
 
 def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
@@ -47,7 +48,7 @@ def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceCon
     artifacts = {a.path for a in client.list_artifacts(summary.mlflow_run_id, "drift")}
     assert {"drift/histograms.png", "drift/features.json"} <= artifacts
 
-    found = model_events(MODEL, DETECTED, champion)
+    found = model_events(MODEL, DRIFT_DETECTED, champion)
     assert found, "no mlpipe.drift.detected event reached the Prefect API"
     event = found[0]
     assert event.resource["mlpipe.model.name"] == MODEL

@@ -6,9 +6,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from blocks.drift import DriftPolicy
-from tasks.drift import binned_wasserstein, dataset_drift, feature_drift, psi
-from tasks.profile import Baseline
+from mlpipe.blocks.drift import DriftPolicy
+from mlpipe.tasks.monitoring.drift import binned_wasserstein, dataset_drift, feature_drift, psi
+from mlpipe.tasks.monitoring.profiles import Baseline
 
 RNG = np.random.default_rng(7)
 POLICY = DriftPolicy()

@@ -6,8 +6,8 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 
-from deployments.monitoring import MonitoringPlan, deploy_monitoring
-from flows.drift import drift_check
+from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
+from mlpipe.flows.drift import drift_check
 from tests.pipeline import run_cli
 
 
@@ -80,7 +80,8 @@ def test_one_deploy_command_registers_training_scoring_and_the_loop_with_the_fil
     with get_client(sync_client=True) as client:
         deployments = {name: client.read_deployment(UUID(value)) for name, value in ids.items()}
     assert (
-        deployments["training"].schedules == [] and deployments["training"].entrypoint == "flows/training.py:training"
+        deployments["training"].schedules == []
+        and deployments["training"].entrypoint == "mlpipe.flows.training.training"
     )
     assert deployments["batch-scoring"].schedules[0].schedule.cron == "30 1 * * *"
     assert deployments["drift-check"].parameters["params"]["window_days"] == 7

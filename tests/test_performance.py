@@ -6,11 +6,12 @@ import mlflow
 import pytest
 from sklearn.metrics import accuracy_score
 
-from blocks import WorkspaceConfig
-from flows.performance import DEGRADED, PerformanceParams, performance_check
-from flows.scoring import ScoringParams, batch_scoring
+from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.errors import DataError
+from mlpipe.flows.performance import PerformanceParams, performance_check
+from mlpipe.flows.scoring import ScoringParams, batch_scoring
+from mlpipe.tasks.events import PERFORMANCE_DEGRADED
 from tests.pipeline import model_events, run_training
 
 MODEL = "performance-demo"
@@ -70,7 +71,7 @@ def test_accuracy_below_the_threshold_emits_performance_degraded(
     flipped.to_parquet(tmp_path / "flipped.parquet", index=False)
     summary = check(workspace, folder, str(tmp_path / "flipped.parquet"), threshold=0.88)
     assert summary.degraded and summary.value < 0.5
-    found = model_events(MODEL, DEGRADED, summary.model.version)
+    found = model_events(MODEL, PERFORMANCE_DEGRADED, summary.model.version)
     assert found and found[0].payload["metric"] == "accuracy" and found[0].payload["threshold"] == 0.88
 
 

@@ -7,11 +7,12 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
 
-from blocks import GatePolicy, WorkspaceConfig
-from flows.retraining import PROMOTED, REJECTED, RetrainingParams, retraining
+from mlpipe.blocks import GatePolicy, WorkspaceConfig
 from mlpipe.demo_data import credit_default
-from tasks.aliases import alias_history, current_champion
-from tasks.report import artifact_key
+from mlpipe.flows.retraining import RetrainingParams, retraining
+from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED
+from mlpipe.tasks.links import artifact_key
+from mlpipe.tasks.registry.aliases import alias_history, champion_version
 from tests.pipeline import model_events, run_training
 
 MODEL = "retrain-demo"
@@ -39,8 +40,8 @@ def test_challenger_on_drifted_data_is_promoted_and_one_on_shuffled_labels_rejec
     gate = better.training.gate
     assert better.promoted and better.previous_champion == first.summary.version
     assert gate.champion_version == first.summary.version and gate.candidate > gate.champion  # same recent holdout
-    assert current_champion(MODEL, gated.resolve().mlflow) == better.training.version
-    assert model_events(MODEL, PROMOTED, better.training.version)
+    assert champion_version(MODEL, gated.resolve().mlflow) == better.training.version
+    assert model_events(MODEL, MODEL_PROMOTED, better.training.version)
 
     shuffled = credit_default(rows=4_000, seed=82, drift=1.0)
     shuffled["default"] = shuffled["default"].sample(frac=1.0, random_state=0).to_numpy()
@@ -48,8 +49,8 @@ def test_challenger_on_drifted_data_is_promoted_and_one_on_shuffled_labels_rejec
     worse = retraining(RetrainingParams(data=str(tmp_path / "shuffled.parquet"), reason="bad batch", **common), gated)
     assert not worse.promoted
     tracking = gated.resolve().mlflow
-    assert current_champion(MODEL, tracking) == better.training.version  # unchanged
-    assert model_events(MODEL, REJECTED, worse.training.version)
+    assert champion_version(MODEL, tracking) == better.training.version  # unchanged
+    assert model_events(MODEL, MODEL_REJECTED, worse.training.version)
     tags = tracking.client().get_model_version(MODEL, better.training.version).tags
     assert any(k.startswith("mlpipe.retraining.") and "rejected" in v for k, v in tags.items())
     assert [change.version for change in alias_history(MODEL, tracking)] == [

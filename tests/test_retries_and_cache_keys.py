@@ -1,6 +1,5 @@
 """Transient failures are retried safely; cache keys follow code and data, not luck."""
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -8,14 +7,14 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
-import tasks
-from blocks import DaskCluster, WorkspaceConfig
-from flows.training import TrainingParams, training
-from tasks.evaluate import Evaluation
-from tasks.gate import GateDecision
-from tasks.model import ModelSpec
-from tasks.register import register
-from tasks.train import TrainedModel
+from mlpipe.blocks import DaskCluster, WorkspaceConfig
+from mlpipe.flows.training import TrainingParams, training
+from mlpipe.tasks.model.evaluate import Evaluation
+from mlpipe.tasks.model.families import ModelSpec
+from mlpipe.tasks.model.train import TrainedModel
+from mlpipe.tasks.registry.gate import GateDecision
+from mlpipe.tasks.registry.register import register
+from tests import source_tree
 from tests.flaky_http import flaky_file_server
 from tests.pipeline import DATA_TASKS, model_versions, run_training
 
@@ -77,15 +76,14 @@ def test_register_retried_after_it_succeeded_finds_the_same_version(workspace: W
 
 @pytest.fixture
 def editable_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the `tasks` package that the Dask workers import instead of the original.
+    """A copy of the `mlpipe` package that the Dask workers import instead of the original; returns its `tasks`.
 
     Workers are spawned with the parent's `sys.path`, so prepending the copy's folder makes
     the next flow run's workers run (and hash) the copied source.
     """
-    root = tmp_path / "code"
-    shutil.copytree(Path(tasks.__file__).parent, root / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.syspath_prepend(str(root))
-    return root / "tasks"
+    package = source_tree.build(tmp_path / "code")
+    monkeypatch.syspath_prepend(str(package.parent))
+    return package / "tasks"
 
 
 def append_comment(source: Path) -> None:
@@ -102,13 +100,13 @@ def test_editing_a_task_or_a_helper_it_uses_invalidates_only_what_depends_on_it(
     processes = workspace.model_copy(update={"cluster": DaskCluster(n_workers=1, processes=True)})
     assert run_training(processes, **base).error is None
 
-    append_comment(editable_tasks / "ingest.py")  # no other task imports the ingest module
+    append_comment(editable_tasks / "data" / "ingest.py")  # no other task imports the ingest module
     edited = run_training(processes, **base)
     assert edited.error is None, edited.error
     assert edited.task_states["ingest"] == "Completed"  # its snapshot is identical, so the rest is reused
     assert {t: edited.task_states[t] for t in LATER} == dict.fromkeys(LATER, "Cached")
 
-    append_comment(editable_tasks / "model.py")  # a helper of train (and of evaluate, through train)
+    append_comment(editable_tasks / "model" / "families.py")  # a helper of train (and of evaluate, through train)
     helper_edited = run_training(processes, **base)
     assert helper_edited.error is None, helper_edited.error
     assert {t: helper_edited.task_states[t] for t in DATA_TASKS} == dict.fromkeys(DATA_TASKS, "Cached")

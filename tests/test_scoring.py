@@ -19,13 +19,13 @@ from prefect.flow_engine import run_flow
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Scheduled
 
-from blocks import DaskCluster, WorkspaceConfig
-from deployments.scoring import deploy_nightly_scoring
-from flows.common import resolve_window
-from flows.scoring import ScoringParams, ScoringSummary, batch_scoring
+from mlpipe.blocks import DaskCluster, WorkspaceConfig
 from mlpipe.demo_data import credit_default
+from mlpipe.deployments.scoring import deploy_nightly_scoring
 from mlpipe.errors import ConfigError, DataError, MlpipeError
-from tasks.model_ref import resolve_model
+from mlpipe.flows.common import resolve_window
+from mlpipe.flows.scoring import ScoringParams, ScoringSummary, batch_scoring
+from mlpipe.tasks.registry.model_ref import resolve_model
 from tests.pipeline import MLPIPE, cli_environment, run_cli, run_training
 from tests.test_sweep_processes import wait_for
 
@@ -276,7 +276,7 @@ def test_nightly_deployment_is_scheduled_and_a_backfill_scores_its_own_night(
     schedule = deployment.schedules[0].schedule
     assert (schedule.cron, schedule.timezone) == ("30 1 * * *", "Europe/Amsterdam")
     assert deployment.work_pool_name == "mlpipe"
-    assert deployment.entrypoint == "flows/scoring.py:batch_scoring"
+    assert deployment.entrypoint == "mlpipe.flows.scoring.batch_scoring"
     assert deployment.parameters["params"]["input"] == template
 
     summary = run_flow(batch_scoring, flow_run=flow_run, parameters=flow_run.parameters)

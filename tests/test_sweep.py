@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from blocks import DaskCluster, GatePolicy, WorkspaceConfig
+from mlpipe.blocks import DaskCluster, GatePolicy, WorkspaceConfig
 from mlpipe.errors import ConfigError
-from tasks.space import parse_space
+from mlpipe.tasks.sweep.space import parse_space
 from tests.pipeline import max_overlap, model_versions, run_sweep, study_trials
 
 XGB_SPACE = {

@@ -15,9 +15,9 @@ from distributed import Client, LocalCluster
 from optuna.trial import TrialState
 from prefect.settings import PREFECT_API_URL
 
-from blocks import DaskCluster, StudyStorage, WorkspaceConfig
+from mlpipe.blocks import DaskCluster, StudyStorage, WorkspaceConfig
 from mlpipe.errors import ConfigError
-from tasks.space import parse_space
+from mlpipe.tasks.sweep.space import parse_space
 from tests.pipeline import MLPIPE, cli_environment, max_overlap, run_cli, run_sweep
 
 SPACE_YAML = """\

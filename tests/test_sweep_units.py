@@ -8,10 +8,18 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from blocks import StudyStorage
+from mlpipe.blocks import StudyStorage
 from mlpipe.errors import ConfigError
-from tasks.space import auto_space, load_space, parse_space
-from tasks.study import INTERRUPTED, StudySpec, best_trial, counted, open_study, reached, requeue_interrupted
+from mlpipe.tasks.sweep.space import auto_space, load_space, parse_space
+from mlpipe.tasks.sweep.study import (
+    INTERRUPTED,
+    StudySpec,
+    best_trial,
+    counted,
+    open_study,
+    reached,
+    requeue_interrupted,
+)
 
 X = {"x": FloatDistribution(0.0, 1.0)}
 

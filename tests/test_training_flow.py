@@ -6,9 +6,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from blocks import WorkspaceConfig
+from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
-from tasks.evaluate import PREDICTIONS_ARTIFACT
+from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT
 from tests.pipeline import DATA_TASKS, model_versions, run_training
 
 FEATURE_EXCLUDE = ["application_id"]
@@ -106,7 +106,7 @@ def test_runs_on_an_existing_scheduler_given_by_address(workspace: WorkspaceConf
     from distributed import Client, LocalCluster
     from prefect.settings import PREFECT_API_URL
 
-    from blocks import DaskCluster
+    from mlpipe.blocks import DaskCluster
 
     env = {"PREFECT_API_URL": PREFECT_API_URL.value()}  # what an operator sets on remote workers
     with LocalCluster(n_workers=1, threads_per_worker=2, env=env, dashboard_address=":0") as cluster:

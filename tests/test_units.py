@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from blocks import DaskCluster, Datastore, GatePolicy, MlflowConnection, WorkspaceConfig
-from blocks.workspace import load_config_file
-from mlpipe.cli import parse_params
+from mlpipe.blocks import DaskCluster, Datastore, GatePolicy, MlflowConnection, WorkspaceConfig
+from mlpipe.blocks.config import load_config_file
+from mlpipe.cli.options import parse_params
 from mlpipe.errors import ConfigError, DataError
-from tasks.contract import infer_contract, infer_task
-from tasks.gate import Champion, decide
-from tasks.metrics import is_better
-from tasks.model import ModelSpec, build_estimator
-from tasks.split import SplitSpec, derived_seed, split
+from mlpipe.tasks.data.contract_inference import infer_contract, infer_task
+from mlpipe.tasks.data.split import SplitSpec, derived_seed, split
+from mlpipe.tasks.metrics import is_better
+from mlpipe.tasks.model.families import ModelSpec, build_estimator
+from mlpipe.tasks.registry.gate import Champion, decide
 from tests.pipeline import ingest_frame
 
 # --- gate: the rule that picks the champion, tested on numbers alone -----------------------------
@@ -168,7 +168,7 @@ def test_mlflow_session_puts_back_exactly_what_was_there(tmp_path: Path, monkeyp
 
 
 def test_one_hot_top_codes_rare_unseen_and_missing_values():
-    from tasks.model import OneHotTop
+    from mlpipe.tasks.model.preprocessing import OneHotTop
 
     train = pd.DataFrame({"colour": ["red", "red", "blue", "green", None], "flag": [True, False, True, True, False]})
     encoder = OneHotTop(max_categories=2).fit(train)
@@ -185,7 +185,7 @@ def test_one_hot_top_codes_rare_unseen_and_missing_values():
 
 
 def test_user_contract_file_is_loaded_and_checked(tmp_path: Path, demo_frame: pd.DataFrame):
-    from tasks.contract import DataContract
+    from mlpipe.tasks.contract import DataContract
 
     contract = infer_contract(demo_frame, "default", exclude=["application_id"])
     path = tmp_path / "contract.json"
@@ -197,8 +197,8 @@ def test_user_contract_file_is_loaded_and_checked(tmp_path: Path, demo_frame: pd
 
 
 def test_multiclass_metrics_and_unknown_primary_metric():
-    from tasks.gate import primary_metric
-    from tasks.metrics import compute_metrics
+    from mlpipe.tasks.metrics import compute_metrics
+    from mlpipe.tasks.registry.gate import primary_metric
 
     truth = pd.Series(["a", "b", "c", "a"])
     predictions = pd.DataFrame(
@@ -227,7 +227,7 @@ def test_datastore_credentials_come_from_a_prefect_secret(tmp_path: Path):
 
 
 def test_nullable_boolean_objects_are_boolean_features():
-    from tasks.contract import column_kind
+    from mlpipe.tasks.contract import column_kind
 
     assert column_kind(pd.Series([True, None, False], dtype=object)) == "boolean"
     assert column_kind(pd.Series(["a", None, "b"], dtype=object)) == "string"
@@ -236,7 +236,7 @@ def test_nullable_boolean_objects_are_boolean_features():
 
 def test_class_labels_come_from_the_contract_and_errors_name_them(demo_frame: pd.DataFrame):
     from mlpipe.errors import DataError
-    from tasks.train import encode_target
+    from mlpipe.tasks.model.train import encode_target
 
     contract = infer_contract(demo_frame, "default", exclude=["application_id"])
     codes, classes = encode_target(pd.Series([1, 0, 1], name="default"), contract, "x#test")
@@ -248,7 +248,7 @@ def test_class_labels_come_from_the_contract_and_errors_name_them(demo_frame: pd
 
 
 def test_artifact_keys_are_valid_for_any_model_name():
-    from tasks.report import artifact_key
+    from mlpipe.tasks.links import artifact_key
 
     assert artifact_key("Team/Credit.Default_v2") == "team-credit-default-v2"
 

@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
 
-from blocks.drift import DriftPolicy
-from tasks.drift import binned_wasserstein, column_drift, dataset_drift
-from tasks.profile import Baseline, quantile_edges
+from mlpipe.blocks.drift import DriftPolicy
+from mlpipe.tasks.monitoring.drift import binned_wasserstein, column_drift, dataset_drift
+from mlpipe.tasks.monitoring.profiles import Baseline, quantile_edges
 
 NUMERIC = [f"n{i:02d}" for i in range(16)]
 CATEGORICAL = [f"c{i}" for i in range(4)]

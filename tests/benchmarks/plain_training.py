@@ -10,9 +10,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from mlpipe.tasks.contract import infer_contract
+from mlpipe.tasks.model.families import ModelSpec, build_estimator
+from mlpipe.tasks.model.preprocessing import build_preprocessor
 from mlpipe.workspace import available_cores
-from tasks.contract import infer_contract
-from tasks.model import ModelSpec, build_estimator, build_preprocessor
 
 
 def main(path: str, target: str, exclude: list[str]) -> float:

@@ -108,8 +108,8 @@ def main() -> None:
     args = parser.parse_args()
     scratch = scratch_workspace("scoring")
 
-    from blocks import WorkspaceConfig
-    from flows.training import TrainingParams, training
+    from mlpipe.blocks import WorkspaceConfig
+    from mlpipe.flows.training import TrainingParams, training
     from mlpipe.runtime import configure_process
     from mlpipe.workspace import available_cores
 

@@ -37,8 +37,8 @@ def plain_trial(number: int, threads: int, setup: dict[str, Any]) -> tuple[int, 
     """Trial `number` as plain optuna code: ask the seeded sampler, fit, score, tell (no orchestration)."""
     import optuna
 
-    from tasks.datasets import read_snapshot
-    from tasks.trial import Reporter, evaluate_candidate
+    from mlpipe.tasks.datasets import read_snapshot
+    from mlpipe.tasks.sweep.trial import Reporter, evaluate_candidate
 
     if "study" not in _PROCESS:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -65,19 +65,19 @@ def main() -> None:
 
     import optuna
 
-    from blocks import DaskCluster, WorkspaceConfig
-    from flows.sweep import SweepParams, sweep
+    from mlpipe.blocks import DaskCluster, WorkspaceConfig
     from mlpipe.demo_data import credit_default
+    from mlpipe.flows.sweep import SweepParams, sweep
     from mlpipe.runtime import configure_process
+    from mlpipe.tasks.contract import infer_contract
+    from mlpipe.tasks.data.ingest import ingest
+    from mlpipe.tasks.data.split import SplitSpec, split
+    from mlpipe.tasks.data.validate import validate
+    from mlpipe.tasks.datasets import read_snapshot
+    from mlpipe.tasks.sweep.results import SweepResult
+    from mlpipe.tasks.sweep.space import SearchSpace, auto_space
+    from mlpipe.tasks.sweep.study import PrunerSpec, StudySpec
     from mlpipe.workspace import available_cores
-    from tasks.contract import infer_contract
-    from tasks.datasets import read_snapshot
-    from tasks.ingest import ingest
-    from tasks.space import SearchSpace, auto_space
-    from tasks.split import SplitSpec, split
-    from tasks.study import PrunerSpec, StudySpec
-    from tasks.sweep import SweepResult
-    from tasks.validate import validate
 
     configure_process()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -75,8 +75,8 @@ def main() -> None:
     from mlpipe.runtime import configure_process
 
     configure_process()
-    from blocks import WorkspaceConfig
-    from flows.training import TrainingParams, training
+    from mlpipe.blocks import WorkspaceConfig
+    from mlpipe.flows.training import TrainingParams, training
     from tests.benchmarks.plain_training import main as plain_steps
 
     def flow(data: Path, name: str) -> None:

@@ -1,0 +1,59 @@
+"""Registering one of mlpipe's flows as a deployment on the Prefect server in `PREFECT_API_URL`.
+
+A deployment names its flow by import path (`mlpipe.flows.training.training`), so a Prefect
+worker runs it from the mlpipe installed in the worker's environment: no source folder to
+pull and no image to build. `mlpipe worker` serves the `process` work pool they run on.
+"""
+
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import ObjectNotFound
+from prefect.types.entrypoint import EntrypointType
+
+WORK_POOL = "mlpipe"
+"""The process work pool `mlpipe worker` serves."""
+
+
+def deploy_flow(
+    flow: Flow[Any, Any],
+    name: str,
+    params: dict[str, Any],
+    work_pool: str,
+    tags: list[str],
+    config: dict[str, Any] | None = None,
+    **options: Any,
+) -> UUID:
+    """Register (or update) a deployment of `flow`; returns its id.
+
+    `config` (workspace sections: `mlflow`, `cluster`, …) becomes the flow's `config` parameter;
+    without it, runs use the local defaults and the worker's environment (`MLFLOW_TRACKING_URI`, …).
+    `options` are `Flow.to_deployment`'s: schedules, triggers, concurrency_limit, description.
+    """
+    ensure_work_pool(work_pool)
+    # Prefect's sync/async dispatch: called outside an event loop, both return their values.
+    deployment = cast(
+        RunnerDeployment,
+        flow.to_deployment(
+            name=name,
+            parameters={"params": params, **({"config": config} if config else {})},
+            tags=["mlpipe", *tags],
+            work_pool_name=work_pool,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            **options,
+        ),
+    )
+    return cast(UUID, deployment.apply(work_pool_name=work_pool))
+
+
+def ensure_work_pool(name: str) -> None:
+    """Create the process work pool if the server does not have it yet."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))

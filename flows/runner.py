@@ -1,0 +1,67 @@
+"""The task runner of every mlpipe flow: Dask, on the cluster the run's workspace names.
+
+A flow's decorator is evaluated at import, before any configuration is read, so the runner is
+created unconfigured and told its cluster when the run starts (`flows.common.open_workspace`).
+"""
+
+import distributed
+from prefect_dask import DaskTaskRunner
+from prefect_dask.client import PrefectDaskClient
+
+from mlpipe.blocks.cluster import DaskCluster
+
+
+class WorkspaceTaskRunner(DaskTaskRunner):
+    """A DaskTaskRunner whose cluster is chosen when the flow runs, not when it is defined.
+
+    A flow calls `use(cluster)` with its configuration before submitting work; a runner
+    that was never told uses `DaskCluster()` defaults. The cluster starts on first submit.
+    It hands the flow's Prefect API URL to the local workers it starts: without it each
+    worker process would start a temporary Prefect server of its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.configured = False
+
+    def duplicate(self) -> "WorkspaceTaskRunner":
+        return type(self)()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkspaceTaskRunner)
+
+    def use(self, settings: DaskCluster) -> None:
+        """Point this runner at the configured cluster (before its first submit)."""
+        if self._client is not None:
+            raise RuntimeError("the Dask cluster is already running; call use() before submitting tasks")
+        self.configured = True
+        if settings.address:
+            self.address = settings.address
+            return
+        self.resolved_cluster_class = distributed.LocalCluster  # type: ignore[assignment]
+        self.cluster_kwargs = settings.local_cluster_kwargs()
+        if settings.processes:
+            self.cluster_kwargs["env"] = {"PREFECT_API_URL": _current_api_url()}
+        self.adapt_kwargs = settings.adapt_kwargs()
+
+    @property
+    def client(self) -> PrefectDaskClient:
+        if self._client is None and not self.configured and not _inside_dask_worker():
+            self.use(DaskCluster().resolve())
+        return DaskTaskRunner.client.fget(self)  # type: ignore[attr-defined]
+
+
+def _inside_dask_worker() -> bool:
+    try:
+        distributed.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _current_api_url() -> str:
+    """The API this flow run reports to, temporary server included."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)

@@ -1,0 +1,30 @@
+"""The `mlpipe` command line: one small module per command.
+
+Command modules import only typer and the standard library at the top; each command imports
+the pipeline libraries it needs when it runs, so `mlpipe --help` answers at once and
+`mlpipe rollback` loads no scikit-learn or great-expectations.
+"""
+
+import typer
+
+from mlpipe.cli.demo import demo, generate
+from mlpipe.cli.deploy import deploy_app, worker
+from mlpipe.cli.drift import drift
+from mlpipe.cli.rollback import rollback
+from mlpipe.cli.score import score
+from mlpipe.cli.sweep import automl, sweep
+from mlpipe.cli.train import train
+from mlpipe.runtime import configure_process
+
+app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLflow.", no_args_is_help=True)
+
+
+@app.callback()
+def _main() -> None:
+    configure_process()
+
+
+for command in (train, demo, generate, sweep, automl, score, drift, rollback):
+    app.command()(command)
+app.add_typer(deploy_app, name="deploy")
+app.command()(worker)

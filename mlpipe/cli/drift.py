@@ -1,0 +1,44 @@
+"""`mlpipe drift`: check new data for drift against the champion's training data."""
+
+from typing import Annotated
+
+import typer
+
+from mlpipe.cli import options as opt
+from mlpipe.cli.output import out, run
+
+
+def drift(
+    model: Annotated[str, typer.Option(help="registered model name (its champion is checked)")],
+    current: Annotated[str, typer.Option(help="new data: Parquet/CSV file, directory or glob; local or fsspec URL")],
+    reference: Annotated[str | None, typer.Option(help="default: the champion's training data")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
+    config: Annotated[opt.ConfigFile, opt.config_option("mlflow/cluster/drift")] = None,
+) -> None:
+    """Check new data for drift against the champion's training data; emits Prefect events."""
+
+    def check() -> None:
+        from rich.table import Table
+
+        from mlpipe.blocks.config import run_config
+        from mlpipe.errors import validated
+        from mlpipe.flows.drift import DriftParams, drift_check
+        from mlpipe.tasks.monitoring.drift_check import feature_table
+
+        settings = run_config(config, options={"model": model, "current": current, "reference": reference})
+        summary = drift_check(validated(DriftParams, settings.params, settings.source), settings.workspace)
+        if as_json:
+            out.print_json(summary.model_dump_json())
+            return
+        table = Table(title=f"drift: {summary.model.name} v{summary.model.version}")
+        for column in ("feature", "test", "statistic", "threshold", "drifted"):
+            table.add_column(column)
+        for row in feature_table(summary):
+            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        out.print(table)
+        for signal in summary.quality:
+            out.print(f"quality: {signal.feature}: {signal.signal}: {signal.detail}", soft_wrap=True)
+        verdict = "[red]drift detected[/]" if summary.drifted else "[green]no dataset drift[/]"
+        out.print(f"{verdict}: {summary.data.drift_share:.0%} of features drifted; MLflow run {summary.mlflow_run_id}")
+
+    run(check)

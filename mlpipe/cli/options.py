@@ -1,0 +1,62 @@
+"""Options more than one command takes, defined once, and the parsing of option values.
+
+Only typer and the standard library are imported here: `mlpipe --help` builds every command's
+help from these without loading any pipeline library.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlpipe.errors import ConfigError
+
+FAMILIES = "xgboost | random_forest | extra_trees | hist_gradient_boosting | linear"
+SAMPLERS = "grid | random | tpe"
+PRUNERS = "none | median | halving | hyperband | percentile"
+
+Data = Annotated[str, typer.Option(help="CSV or Parquet file: local path or any fsspec URL")]
+Target = Annotated[str, typer.Option(help="column to predict")]
+ModelName = Annotated[str, typer.Option(help="registered model name")]
+Task = Annotated[str | None, typer.Option(help="classification | regression (default: inferred)")]
+TimeColumn = Annotated[str | None, typer.Option(help="timestamp column; with --time-split, split by it")]
+TimeSplit = Annotated[bool, typer.Option(help="newest rows become the test set")]
+Exclude = Annotated[list[str] | None, typer.Option(help="column that is not a feature (repeatable)")]
+Contract = Annotated[str | None, typer.Option(help="data contract file to enforce")]
+Seed = Annotated[int | None, typer.Option(help="seed for the split and the models (and a sweep's sampler)")]
+Metric = Annotated[str | None, typer.Option(help="validation metric (default roc_auc / rmse)")]
+ExitScore = Annotated[float | None, typer.Option(help="stop once the best trial reaches this score")]
+Passthrough = Annotated[str | None, typer.Option(help="input columns to copy to the output: COL,COL…")]
+Pool = Annotated[str, typer.Option(help="process work pool (created if missing)")]
+
+
+def config_option(sections: str) -> Any:
+    """The `--config FILE` option, with the sections this command reads in its help."""
+    return typer.Option(help=f"YAML with {sections} sections")
+
+
+ConfigFile = Path | None
+
+
+def columns(listed: str | None) -> list[str] | None:
+    """`COL,COL…` as a list (None when not given)."""
+    return [c.strip() for c in listed.split(",") if c.strip()] if listed else None
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs with YAML-typed values (`0.1` is a float, `true` a bool, `none` null)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param '{pair}': expected KEY=VALUE")
+        try:
+            parsed = yaml.safe_load(value) if value else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--param '{pair}': the value is not a number, boolean or string") from None
+        if isinstance(parsed, dict | list):
+            raise ConfigError(f"--param '{pair}': expected a single value")
+        params[key.strip()] = parsed
+    return params

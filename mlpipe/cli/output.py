@@ -1,0 +1,52 @@
+"""How commands report: one console for results, one for errors, and errors as one line with exit code 1."""
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from mlpipe.flows.training import TrainingSummary
+
+out = Console()
+err = Console(stderr=True)
+
+
+def run(action: Callable[[], None]) -> None:
+    """Run a command; errors become one line on stderr and exit code 1.
+
+    Errors mlpipe raises name the file, column or field already; anything else (an unreachable
+    tracking server, a bug) is shown as its type and message, with the traceback when
+    `MLPIPE_DEBUG=1`.
+    """
+    from mlpipe.errors import MlpipeError
+
+    try:
+        action()
+    except MlpipeError as error:
+        err.print(f"[red]error:[/] {error}", soft_wrap=True, highlight=False)
+        sys.exit(1)
+    except Exception as error:
+        if os.environ.get("MLPIPE_DEBUG") == "1":
+            raise
+        err.print(f"[red]error:[/] {type(error).__name__}: {error}", soft_wrap=True, highlight=False)
+        sys.exit(1)
+
+
+def print_training(summary: "TrainingSummary") -> None:
+    """Metrics, the gate's decision, aliases, dataset and the MLflow run of a training."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary.model_name} v{summary.version}", show_header=True)
+    table.add_column("metric")
+    table.add_column("test", justify="right")
+    for metric, value in summary.metrics.items():
+        table.add_row(metric, f"{value:.4f}")
+    out.print(table)
+    verdict = "[green]passed[/]" if summary.gate.passed else "[yellow]rejected[/]"
+    out.print(f"Gate {verdict}: {summary.gate.reason}")
+    out.print(f"Aliases: {', '.join(summary.aliases) or 'none'}")
+    out.print(f"Dataset: {summary.dataset.source} ({summary.dataset.rows:,} rows, sha256 {summary.dataset.short_hash})")
+    out.print(f"MLflow run: {summary.mlflow_run}")

@@ -1,0 +1,59 @@
+"""`mlpipe train`: ingest, validate, split, train, evaluate, gate and register one model."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlpipe.cli import options as opt
+from mlpipe.cli.output import print_training, run
+
+
+def train(
+    data: opt.Data,
+    target: opt.Target,
+    name: opt.ModelName,
+    task: opt.Task = None,
+    model: Annotated[str | None, typer.Option(help=opt.FAMILIES)] = None,
+    param: Annotated[list[str] | None, typer.Option(help="hyperparameter KEY=VALUE (repeatable)")] = None,
+    config: Annotated[opt.ConfigFile, opt.config_option("mlflow/datastore/cluster/gate/training")] = None,
+    time_column: opt.TimeColumn = None,
+    time_split: opt.TimeSplit = False,
+    exclude: opt.Exclude = None,
+    contract: opt.Contract = None,
+    seed: opt.Seed = None,
+) -> None:
+    """Train, evaluate, gate and register a model."""
+    options: dict[str, Any] = {
+        "data": data,
+        "target": target,
+        "name": name,
+        "task": task,
+        "time_column": time_column,
+        "exclude": exclude,
+        "contract_file": contract,
+    }
+    run(
+        lambda: train_model(
+            config,
+            options,
+            model={"family": model, "params": opt.parse_params(param or []), "seed": seed},
+            split={"seed": seed, "time_ordered": time_split or None},
+        )
+    )
+
+
+def train_model(
+    config: Path | None,
+    options: dict[str, Any],
+    model: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
+) -> None:
+    """Run the training flow on the config file's `training` section with `options` over it; print the summary."""
+    from mlpipe.blocks.config import run_config
+    from mlpipe.errors import validated
+    from mlpipe.flows.training import TrainingParams, training
+
+    settings = run_config(config, "training", options, {"model": model or {}, "split": split or {}})
+    params = validated(TrainingParams, settings.params, settings.source)
+    print_training(training(params, settings.workspace))

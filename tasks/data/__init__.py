@@ -1,0 +1,1 @@
+"""Data steps: ingest, contract inference, validation, split, and reading tabular input files."""

@@ -1,0 +1,122 @@
+"""Contract inference: the promises a first training dataset makes, and the contract new data is held to."""
+
+import pandas as pd
+from pandas.api import types as ptypes
+from prefect.cache_policies import NO_CACHE
+
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.errors import ConfigError, DataError
+from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.contract import ColumnContract, ColumnKind, DataContract, TaskType, column_kind, require_columns
+from mlpipe.tasks.datasets import DatasetRef, read_snapshot
+
+MAX_CATEGORIES = 50
+"""String columns with at most this many distinct values get an allowed-value set."""
+MAX_CLASSES = 20
+"""An integer target with at most this many distinct values is taken as class labels."""
+NULL_SLACK = 0.10
+"""New data may have this much larger a null fraction than the training data had."""
+
+
+def infer_task(target: pd.Series) -> TaskType:
+    """Classification for labels (strings, booleans, few distinct integers), else regression."""
+    kind = column_kind(target)
+    if kind in ("string", "boolean"):
+        return "classification"
+    if kind == "numeric" and ptypes.is_integer_dtype(target) and target.nunique() <= MAX_CLASSES:
+        return "classification"
+    if kind == "numeric":
+        return "regression"
+    raise DataError(f"target column '{target.name}' has dtype {target.dtype}: expected numbers, strings or booleans")
+
+
+def infer_contract(
+    frame: pd.DataFrame,
+    target: str,
+    task: TaskType | None = None,
+    time_column: str | None = None,
+    exclude: list[str] | None = None,
+    source: str = "dataset",
+) -> DataContract:
+    """Infer the contract from training data; features are all other columns a model can take."""
+    require_columns(frame, [target, *([time_column] if time_column else [])], source)
+    task = task or infer_task(frame[target])
+    skip = set(exclude or [])
+    columns = []
+    for name in frame.columns:
+        if name in skip:
+            continue
+        series = frame[name]
+        kind = column_kind(series)
+        if kind is None or (kind == "datetime" and name != time_column):
+            continue
+        columns.append(_infer_column(series, kind, is_target=name == target, task=task))
+    if len(columns) <= 1 + (time_column is not None):
+        raise DataError(f"{source}: no usable feature columns besides target '{target}'")
+    return DataContract(target=target, task=task, time_column=time_column, columns=columns)
+
+
+def _infer_column(series: pd.Series, kind: ColumnKind, is_target: bool, task: TaskType) -> ColumnContract:
+    nulls = float(series.isna().mean())
+    if nulls == 1.0:
+        raise DataError(f"column '{series.name}' is entirely null")
+    contract = ColumnContract(
+        name=str(series.name),
+        kind=kind,
+        max_null_fraction=0.0 if is_target else min(0.99, nulls + NULL_SLACK),
+    )
+    if kind == "numeric" and not (is_target and task == "classification"):
+        low, high = float(series.min()), float(series.max())
+        span = max(high - low, abs(high), 1.0)
+        contract.minimum = 0.0 if low >= 0 else low - span
+        contract.maximum = high + span
+    distinct = series.dropna().unique()
+    labels = is_target and task == "classification"
+    if (kind == "string" and len(distinct) <= MAX_CATEGORIES) or labels:
+        contract.allowed_values = sorted(distinct.tolist(), key=str)
+    return contract
+
+
+def resolve_contract(
+    dataset: DatasetRef,
+    target: str,
+    model_name: str,
+    store: Datastore,
+    task: TaskType | None = None,
+    time_column: str | None = None,
+    exclude: list[str] | None = None,
+    contract_file: str | None = None,
+    champion: DataContract | None = None,
+) -> DataContract:
+    """The contract new data is held to: the user's file, else the champion's (`champion`), else inferred.
+
+    Using the champion's contract is what makes a retraining on data that lost a column fail
+    loudly instead of quietly training a different model.
+    """
+    if contract_file:
+        contract = DataContract.from_file(contract_file)
+    else:
+        contract = champion or infer_contract(
+            read_snapshot(dataset, store), target, task, time_column, exclude, dataset.source
+        )
+    if contract.target != target:
+        raise ConfigError(
+            f"target '{target}' differs from the contract's target '{contract.target}' (model {model_name})"
+        )
+    if task and contract.task != task:
+        raise ConfigError(f"task '{task}' differs from the contract's task '{contract.task}' (model {model_name})")
+    if time_column and contract.time_column != time_column:
+        raise ConfigError(
+            f"time column '{time_column}' differs from the contract's '{contract.time_column}' (model {model_name}); "
+            "pass a contract file to change it"
+        )
+    kept = sorted(set(exclude or []) & set(contract.feature_names))
+    if kept:
+        raise ConfigError(
+            f"excluded column(s) {kept} are features in the contract of model {model_name}; "
+            "pass a contract file to change the features"
+        )
+    return contract
+
+
+contract_task = pipeline_task(resolve_contract, cache_policy=NO_CACHE)

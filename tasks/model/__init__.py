@@ -1,0 +1,1 @@
+"""Models: families and their defaults, the preprocessing inside every model, the served pyfunc, train, evaluate."""

@@ -1,0 +1,101 @@
+"""Evaluate: score the logged model on the test split, log metrics, plots and predictions to MLflow."""
+
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from pydantic import BaseModel
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.data.split import SplitRefs
+from mlpipe.tasks.datasets import read_snapshot
+from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
+from mlpipe.tasks.model.train import TrainedModel
+
+PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
+
+
+class Evaluation(BaseModel):
+    """Test-set scores of one logged model."""
+
+    run_id: str
+    test_hash: str
+    metrics: dict[str, float]
+
+
+def score(
+    model_uri: str, rows: pd.DataFrame, contract: DataContract, tracking: MlflowConnection
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Predict raw rows through the logged pyfunc model and score against the target."""
+    with tracking.session():
+        model = mlflow.pyfunc.load_model(model_uri)
+    predictions = model.predict(rows[contract.feature_names])
+    classes = model.unwrap_python_model().classes
+    return predictions, compute_metrics(contract.task, rows[contract.target], predictions, classes)
+
+
+def evaluate(
+    model: TrainedModel, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
+) -> Evaluation:
+    """Scores on the test split, exactly as the registered pyfunc model will produce them."""
+    rows = read_snapshot(splits.test, store)
+    predictions, metrics = score(model.model_uri, rows, contract, tracking)
+    # Logged through the client, not by reopening the run: a failure here must not mark the
+    # finished training run as failed, and a retry overwrites the same metric steps.
+    client = tracking.client()
+    timestamp = int(time.time() * 1000)
+    client.log_batch(
+        model.run_id,
+        metrics=[Metric(f"test_{name}", value, timestamp, 0) for name, value in metrics.items()],
+    )
+    for name, figure in _plots(contract, rows[contract.target], predictions).items():
+        client.log_figure(model.run_id, figure, f"evaluation/{name}.png")
+    buffer = io.BytesIO()
+    predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
+    _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
+    return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics)
+
+
+def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, Figure]:
+    if contract.task == "regression":
+        figure = Figure(figsize=(6, 4))
+        axis = figure.subplots()
+        predicted = predictions["prediction"]
+        axis.scatter(predicted, truth.to_numpy() - predicted.to_numpy(), s=4, alpha=0.4)
+        axis.axhline(0.0, color="black", linewidth=1)
+        axis.set(xlabel="prediction", ylabel="residual (actual − predicted)", title="Residuals on the test set")
+        return {"residuals": figure}
+    figures: dict[str, Figure] = {}
+    figure = Figure(figsize=(5, 5))
+    axis = figure.subplots()
+    ConfusionMatrixDisplay.from_predictions(truth.astype(str), predictions["prediction"].astype(str), ax=axis)
+    figures["confusion_matrix"] = figure
+    columns = probability_columns(predictions)
+    if len(columns) == 2 and truth.nunique() == 2:
+        positive = columns[1].removeprefix(PROBABILITY_PREFIX)
+        figure = Figure(figsize=(5, 5))
+        axis = figure.subplots()
+        RocCurveDisplay.from_predictions(truth.astype(str) == positive, predictions[columns[1]], ax=axis)
+        figures["roc_curve"] = figure
+    return figures
+
+
+def _log_bytes(client: MlflowClient, run_id: str, content: bytes, artifact_path: str) -> None:
+    directory, _, name = artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / name
+        local.write_bytes(content)
+        client.log_artifact(run_id, str(local), directory or None)
+
+
+evaluate_task = pipeline_task(evaluate)

@@ -1,0 +1,196 @@
+"""Train: fit preprocessing + estimator on the train split and log it to MLflow as a pyfunc model."""
+
+import time
+import warnings
+from importlib.metadata import version
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from mlflow.models.model import ModelInfo
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+from xgboost import XGBModel
+
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.errors import DataError
+from mlpipe.lineage import lineage_tags
+from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.contract import DataContract, TaskType
+from mlpipe.tasks.data.split import SplitRefs
+from mlpipe.tasks.datasets import DatasetRef, read_snapshot
+from mlpipe.tasks.model.families import ModelSpec, build_estimator
+from mlpipe.tasks.model.preprocessing import build_preprocessor
+from mlpipe.tasks.model.pyfunc import TabularModel
+from mlpipe.workspace import available_cores
+
+MODEL_ARTIFACT = "model"
+CONTRACT_ARTIFACT = "contract.json"
+RUNTIME_PACKAGES = ("mlpipe", "mlflow", "scikit-learn", "xgboost", "pandas", "pyarrow", "numpy")
+
+
+class TrainedModel(BaseModel):
+    """A model logged to MLflow: where it is and what produced it."""
+
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    task: TaskType
+    spec: ModelSpec
+
+
+def train(
+    splits: SplitRefs,
+    contract: DataContract,
+    spec: ModelSpec,
+    model_name: str,
+    tracking: MlflowConnection,
+    store: Datastore,
+    tags: dict[str, str] | None = None,
+) -> TrainedModel:
+    """Fit on the train split (the validation split feeds per-round metrics) and log the model.
+
+    `tags` are added to the MLflow run, e.g. the sweep that chose these hyperparameters.
+    """
+    train_rows = read_snapshot(splits.train, store)
+    validation_rows = read_snapshot(splits.validation, store)
+    cores = available_cores()
+    estimator = build_estimator(spec, contract.task, n_jobs=cores)
+    preprocessor = build_preprocessor(contract, spec.family)
+    y_train, classes = encode_target(train_rows[contract.target], contract, splits.train.source, every_class=True)
+    y_validation, _ = encode_target(validation_rows[contract.target], contract, splits.validation.source)
+    started = time.perf_counter()
+    with threadpool_limits(cores):  # Dask worker processes start with one BLAS/OpenMP thread
+        x_train = preprocessor.fit_transform(train_rows)
+        fit_kwargs = {}
+        if spec.family == "xgboost":
+            fit_kwargs = {"eval_set": [(preprocessor.transform(validation_rows), y_validation)], "verbose": False}
+        estimator.fit(x_train, y_train, **fit_kwargs)
+    fit_seconds = time.perf_counter() - started
+    model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
+    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds, tags or {})
+
+
+def encode_target(
+    target: pd.Series, contract: DataContract, source: str, every_class: bool = False
+) -> tuple[np.ndarray, list[Any] | None]:
+    """Class labels as 0..k-1 in the contract's order (and that label list); floats for regression.
+
+    Raises:
+        DataError: a label the contract does not know, or (with `every_class`) a class with no rows.
+    """
+    if contract.task == "regression":
+        return target.to_numpy(dtype="float64"), None
+    classes = contract.column(contract.target).allowed_values or []
+    codes = target.map({label: i for i, label in enumerate(classes)})
+    if codes.isna().any():
+        unknown = sorted(set(target[codes.isna()].unique().tolist()), key=str)
+        raise DataError(f"{source}: target '{target.name}' has labels {unknown} outside the contract's {classes}")
+    present = set(codes.unique().tolist())
+    if every_class and len(present) < len(classes):
+        absent = [label for i, label in enumerate(classes) if i not in present]
+        raise DataError(f"{source}: target '{target.name}' class(es) {absent} have no rows to learn from")
+    return codes.to_numpy(dtype="int64"), list(classes)
+
+
+def _log(
+    model: TabularModel,
+    estimator: object,
+    contract: DataContract,
+    spec: ModelSpec,
+    splits: SplitRefs,
+    model_name: str,
+    tracking: MlflowConnection,
+    train_rows: pd.DataFrame,
+    fit_seconds: float,
+    extra_tags: dict[str, str],
+) -> TrainedModel:
+    experiment_id = tracking.experiment_id(model_name)
+    tags = {
+        **extra_tags,
+        "mlpipe.model_name": model_name,
+        "mlpipe.family": spec.family,
+        "mlpipe.train_split_hash": splits.train.content_hash,
+        **lineage_tags(),
+    }
+    with tracking.session():
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags)
+        try:
+            info = _log_run(model, estimator, contract, spec, splits, train_rows, fit_seconds)
+        except BaseException:
+            # A retry starts a new run; leave no half-logged one behind for users to mistake.
+            mlflow.end_run("FAILED")
+            tracking.client().delete_run(run.info.run_id)
+            raise
+        mlflow.end_run()
+    return TrainedModel(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=info.model_uri,
+        task=contract.task,
+        spec=spec,
+    )
+
+
+def _log_run(
+    model: TabularModel,
+    estimator: object,
+    contract: DataContract,
+    spec: ModelSpec,
+    splits: SplitRefs,
+    train_rows: pd.DataFrame,
+    fit_seconds: float,
+) -> ModelInfo:
+    """Parameters, inputs, learning curve, contract and the model, into the active run."""
+    features = train_rows[contract.feature_names].head(5)
+    mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
+    mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
+    for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        mlflow.log_input(_as_mlflow_dataset(ref), context=context)
+    _log_learning_curve(estimator)
+    mlflow.log_text(contract.to_json(), CONTRACT_ARTIFACT)
+    with warnings.catch_warnings():
+        # The signature keeps the training dtypes on purpose (raw rows must score as they
+        # are); MLflow's hint about integer columns and nulls is for hand-built examples.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        warnings.filterwarnings("ignore", message=".*serialized using CloudPickle")
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=model,
+            signature=infer_signature(features, model.predict(None, features)),
+            input_example=features,
+            pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+        )
+    return info
+
+
+def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
+    with warnings.catch_warnings():  # a file:// URI matches two equivalent local source types
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        source = resolve_dataset_source(ref.uri)
+    return MetaDataset(source=source, name=ref.source, digest=ref.content_hash[:16])  # type: ignore[abstract]
+
+
+def _log_learning_curve(estimator: object) -> None:
+    """xgboost's per-round validation metric, logged in one batch (one call per round is slow)."""
+    if not isinstance(estimator, XGBModel):  # train gives xgboost the validation split as eval_set
+        return
+    history = estimator.evals_result()["validation_0"]
+    metrics = [
+        Metric(key=f"validation_{name}", value=float(value), timestamp=0, step=step)
+        for name, values in history.items()
+        for step, value in enumerate(values)
+    ]
+    run = mlflow.active_run()
+    assert run is not None
+    mlflow.MlflowClient().log_batch(run.info.run_id, metrics=metrics)
+
+
+train_task = pipeline_task(train)

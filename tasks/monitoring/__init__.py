@@ -1,0 +1,1 @@
+"""Monitoring: additive data profiles, drift statistics, the drift check, live performance, their reports."""

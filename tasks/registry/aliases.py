@@ -1,0 +1,106 @@
+"""The registry's words (`champion`, `challenger`), the one champion look-up, and every move of `champion`.
+
+Each move is recorded as a tag on the version that received the alias
+(`mlpipe.alias_history.<UTC time>`: who, why, when, from which version), so the history needs
+no store of its own and survives as long as the registry does.
+"""
+
+import datetime as dt
+import getpass
+import json
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+"""The version that serves: moved only by the gate or a rollback."""
+CHALLENGER = "challenger"
+"""The newest registered version, whether or not the gate passed it."""
+HISTORY_PREFIX = "mlpipe.alias_history."
+
+
+class AliasChange(BaseModel):
+    """One move of an alias."""
+
+    alias: str
+    version: str
+    previous: str | None
+    by: str
+    reason: str
+    at: str
+
+
+def set_champion(
+    name: str, version: str, tracking: MlflowConnection, reason: str, by: str | None = None
+) -> AliasChange:
+    """Point `champion` at `version` and record the move on that version."""
+    client = tracking.client()
+    previous = champion_version(name, tracking)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    now = dt.datetime.now(dt.UTC)
+    change = AliasChange(
+        alias=CHAMPION,
+        version=version,
+        previous=previous,
+        by=by or getpass.getuser(),
+        reason=reason,
+        at=now.isoformat(),
+    )
+    key = f"{HISTORY_PREFIX}{now:%Y%m%dT%H%M%S%f}"
+    client.set_model_version_tag(name, version, key, change.model_dump_json(exclude={"version"}))
+    return change
+
+
+def find_champion(model_name: str, tracking: MlflowConnection) -> "ModelVersion | None":
+    """The version holding the champion alias, or None when there is none yet (or no such model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracking.client().get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def champion_version(model_name: str, tracking: MlflowConnection) -> str | None:
+    """The champion's version number, or None when there is none."""
+    champion = find_champion(model_name, tracking)
+    return str(champion.version) if champion is not None else None
+
+
+def alias_history(name: str, tracking: MlflowConnection) -> list[AliasChange]:
+    """Every recorded move of `champion` for the model, oldest first."""
+    changes = []
+    for version in tracking.client().search_model_versions(f"name = '{name}'"):
+        for key, value in version.tags.items():
+            if key.startswith(HISTORY_PREFIX):
+                changes.append(AliasChange(version=str(version.version), **json.loads(value)))
+    return sorted(changes, key=lambda change: change.at)
+
+
+def rollback(name: str, tracking: MlflowConnection, to: str | None, reason: str, by: str | None = None) -> AliasChange:
+    """Move `champion` back: to `to`, or to the version it replaced last.
+
+    Raises:
+        ConfigError: no champion to roll back, no earlier champion recorded, or an unknown version.
+    """
+    current = champion_version(name, tracking)
+    if current is None:
+        raise ConfigError(f"model '{name}' has no champion to roll back")
+    if to is None:
+        moves = [change for change in alias_history(name, tracking) if change.version == current and change.previous]
+        if not moves:
+            raise ConfigError(f"model '{name}': no earlier champion is recorded; use --to VERSION")
+        to = moves[-1].previous
+    assert to is not None
+    versions = {str(v.version) for v in tracking.client().search_model_versions(f"name = '{name}'")}
+    if to not in versions:
+        raise ConfigError(f"model '{name}' has no version {to} (versions: {', '.join(sorted(versions, key=int))})")
+    return set_champion(name, to, tracking, reason=f"rollback: {reason}", by=by)

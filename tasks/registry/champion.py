@@ -1,0 +1,47 @@
+"""What the champion was trained with: its data contract and its model settings, read back from its run.
+
+Retraining holds new data to the champion's contract and trains the challenger with the
+champion's family and hyperparameters; both come from the registry, never from configuration.
+"""
+
+import yaml
+from prefect.cache_policies import NO_CACHE
+
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.errors import ConfigError
+from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.model.families import ModelSpec
+from mlpipe.tasks.model.train import CONTRACT_ARTIFACT
+from mlpipe.tasks.registry.aliases import find_champion
+
+
+def champion_contract(model_name: str, tracking: MlflowConnection) -> DataContract | None:
+    """The contract stored with the current champion, if there is one."""
+    import mlflow
+
+    champion = find_champion(model_name, tracking)
+    if champion is None:
+        return None
+    with tracking.session():
+        text = mlflow.artifacts.load_text(f"runs:/{champion.run_id}/{CONTRACT_ARTIFACT}")
+    return DataContract.model_validate_json(text)
+
+
+def champion_spec(model_name: str, tracking: MlflowConnection) -> ModelSpec:
+    """The champion's model family and hyperparameters, from its training run's parameters.
+
+    Raises:
+        ConfigError: the model has no champion to retrain.
+    """
+    champion = find_champion(model_name, tracking)
+    if champion is None or champion.run_id is None:
+        raise ConfigError(f"model '{model_name}' has no champion to retrain; train one first (mlpipe train)")
+    logged = dict(tracking.client().get_run(champion.run_id).data.params)
+    family, seed = logged.pop("family"), int(logged.pop("seed", "42"))
+    logged.pop("task", None)
+    return ModelSpec(family=family, seed=seed, params={key: yaml.safe_load(value) for key, value in logged.items()})
+
+
+champion_contract_task = pipeline_task(champion_contract, cache_policy=NO_CACHE)
+champion_spec_task = pipeline_task(champion_spec, cache_policy=NO_CACHE)

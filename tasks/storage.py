@@ -1,0 +1,70 @@
+"""Atomic writes: every file mlpipe publishes is written under a hidden temporary name and renamed.
+
+Readers (Parquet dataset readers, `fs.glob`, the next run) either see a whole file or none:
+a crash, a full disk or a killed worker leaves at most a hidden `.….tmp` file, which the
+writer removes when it can and which nothing ever reads.
+"""
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+
+
+@dataclass
+class Staged:
+    """A temporary file beside its target; set `keep = False` to discard it instead of publishing."""
+
+    fs: AbstractFileSystem
+    path: str
+    keep: bool = True
+
+
+def hidden_temporary(path: str) -> str:
+    """A temporary name beside `path` that dataset readers skip (a leading dot), unique per attempt."""
+    folder, name = path.rsplit("/", 1) if "/" in path else ("", path)
+    hidden = f".{name}.{uuid.uuid4().hex}.tmp"
+    return f"{folder}/{hidden}" if folder else hidden
+
+
+@contextmanager
+def atomic_write(url: str, fs: AbstractFileSystem | None = None) -> Iterator[Staged]:
+    """Write to the yielded temporary path; it is renamed onto `url` only if the block succeeds.
+
+    On any error (or with `keep = False`) the temporary file is removed and `url` is untouched.
+    `fs` is the filesystem `url` is a path in, when it needs options (credentials) of its own.
+    """
+    fs, path = (fs, url) if fs is not None else url_to_fs(url)
+    staged = Staged(fs=fs, path=hidden_temporary(path))
+    try:
+        yield staged
+        if staged.keep:
+            fs.mv(staged.path, path)
+    finally:
+        if fs.exists(staged.path):
+            fs.rm(staged.path)
+
+
+def write_bytes(url: str, content: bytes, fs: AbstractFileSystem | None = None) -> None:
+    """Write `content` to `url` atomically."""
+    with atomic_write(url, fs) as staged:
+        staged.fs.pipe_file(staged.path, content)
+
+
+def write_parquet(table: pa.Table, url: str) -> None:
+    """Write a Parquet file atomically."""
+    with atomic_write(url) as staged:
+        pq.write_table(table, staged.path, filesystem=staged.fs)
+
+
+def write_json(url: str, content: dict[str, Any]) -> None:
+    """Write a JSON document atomically."""
+    with atomic_write(url) as staged, staged.fs.open(staged.path, "w") as handle:
+        json.dump(content, handle, indent=2, default=str)

@@ -1,0 +1,56 @@
+"""Commands start at once: help needs no pipeline library, and each command loads only what it uses."""
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+MLPIPE = str(Path(sys.executable).parent / "mlpipe")
+PIPELINE_LIBRARIES = {"prefect", "mlflow", "pandas", "sklearn", "great_expectations", "dask", "distributed", "xgboost"}
+
+
+def run_profiled(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `mlpipe ARGS` with Python's import profiler; returns the result and the top-level packages imported."""
+    environment = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "MLPIPE_HOME": str(cwd / ".mlpipe"), **(env or {})}
+    result = subprocess.run([MLPIPE, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120)
+    imported = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s+(\S+)$", result.stderr, re.M)}
+    return result, imported
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["sweep", "--help"], ["deploy", "--help"]])
+def test_help_answers_in_under_a_second_without_pipeline_libraries(args: list[str], tmp_path: Path):
+    result, imported = run_profiled(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Usage: mlpipe" in result.stdout
+    assert not imported & PIPELINE_LIBRARIES
+    seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([MLPIPE, *args], cwd=tmp_path, capture_output=True, check=True, timeout=60)
+        seconds.append(time.perf_counter() - started)
+    assert statistics.median(seconds) < 1.0, seconds
+
+
+def test_rollback_loads_no_scikit_learn_or_great_expectations(tmp_path: Path):
+    result, imported = run_profiled("rollback", "no-such-model", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "error: model 'no-such-model' has no champion to roll back" in result.stderr
+    assert "mlflow" in imported  # it did reach the registry
+    assert not imported & {"sklearn", "great_expectations", "xgboost", "distributed", "optuna"}
+
+
+def test_worker_loads_no_scikit_learn_or_great_expectations(tmp_path: Path):
+    nothing_listens = {"PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_CLIENT_MAX_RETRIES": "0"}
+    result, imported = run_profiled("worker", "--pool", "startup-test", cwd=tmp_path, env=nothing_listens)
+    assert result.returncode == 1  # no server to create the pool on: it stops before starting the worker
+    assert "error:" in result.stderr
+    assert "prefect" in imported
+    assert not imported & {"sklearn", "great_expectations", "xgboost", "mlflow", "optuna"}
