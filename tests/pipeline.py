@@ -69,6 +69,21 @@ def ingest_frame(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRe
     return ingest(str(path), store)
 
 
+def wait_for(condition: object, seconds: float, what: str) -> None:
+    """Poll `condition` every 0.1 s; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def leftovers(store: Datastore) -> list[str]:
+    """The files in the datastore's snapshot folder: what a failed run must not add to."""
+    folder = Path(store.url or "") / "datasets"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
 def model_versions(workspace: WorkspaceConfig, name: str) -> list[Any]:
     client = workspace.resolve().mlflow.client()
     return sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))

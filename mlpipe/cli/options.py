@@ -38,6 +38,27 @@ def config_option(sections: str) -> Any:
 ConfigFile = Path | None
 
 
+def data_options(
+    data: str,
+    target: str,
+    name: str,
+    task: str | None = None,
+    time_column: str | None = None,
+    exclude: list[str] | None = None,
+    contract: str | None = None,
+) -> dict[str, Any]:
+    """The parameters every training-like flow starts from (`DataParams`), from their options."""
+    return {
+        "data": data,
+        "target": target,
+        "name": name,
+        "task": task,
+        "time_column": time_column,
+        "exclude": exclude,
+        "contract_file": contract,
+    }
+
+
 def columns(listed: str | None) -> list[str] | None:
     """`COL,COL…` as a list (None when not given)."""
     return [c.strip() for c in listed.split(",") if c.strip()] if listed else None

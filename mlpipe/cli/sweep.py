@@ -43,14 +43,8 @@ def sweep(
     seed: opt.Seed = None,
 ) -> None:
     """Search hyperparameters in parallel on Dask; register the best through the gate."""
-    options: dict[str, Any] = {
-        "data": data,
-        "target": target,
-        "name": name,
-        "task": task,
-        "time_column": time_column,
-        "exclude": exclude,
-        "contract_file": contract,
+    options = {
+        **opt.data_options(data, target, name, task, time_column, exclude, contract),
         "study_name": study,
         "max_trials": max_trials,
         "max_concurrent": max_concurrent,
@@ -86,12 +80,8 @@ def automl(
     seed: opt.Seed = None,
 ) -> None:
     """AutoML: search xgboost, forests, histogram boosting and linear models within a time budget."""
-    options: dict[str, Any] = {
-        "data": data,
-        "target": target,
-        "name": name,
-        "time_column": time_column,
-        "exclude": exclude,
+    options = {
+        **opt.data_options(data, target, name, time_column=time_column, exclude=exclude),
         "timeout": timeout,
         "max_trials": max_trials,
         "exit_score": exit_score,

@@ -24,15 +24,7 @@ def train(
     seed: opt.Seed = None,
 ) -> None:
     """Train, evaluate, gate and register a model."""
-    options: dict[str, Any] = {
-        "data": data,
-        "target": target,
-        "name": name,
-        "task": task,
-        "time_column": time_column,
-        "exclude": exclude,
-        "contract_file": contract,
-    }
+    options = opt.data_options(data, target, name, task, time_column, exclude, contract)
     run(
         lambda: train_model(
             config,

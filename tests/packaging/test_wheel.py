@@ -100,7 +100,7 @@ def test_a_projects_own_tasks_flows_and_blocks_are_never_ours(installed: Install
     (tmp_path / "tasks.py").write_text("def build():\n    return 'the project'\n")
     for folder in ("flows", "blocks", "deployments"):
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "__init__.py").write_text(f"OWNER = 'the project's {folder}'\n")
+        (tmp_path / folder / "__init__.py").write_text(f'OWNER = "the project\'s {folder}"\n')
     found = json.loads(
         run_python(
             installed,

@@ -19,17 +19,19 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
-from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED
+from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED, model_resource_id
 from mlpipe.tasks.registry.aliases import champion_version
 from tests.pipeline import model_events, run_cli, run_training
+
+pytestmark = pytest.mark.e2e
 
 MODEL = "loop-e2e"
 BURST = """
 import prefect.events
 
-model = {{"prefect.resource.id": "mlpipe.model.{model}"}}
+model = {{"prefect.resource.id": "{resource}"}}
 for _ in range(4):  # a burst of the same alarm, seconds after the first
-    prefect.events.emit_event("mlpipe.drift.detected", resource=model, payload={{}})
+    prefect.events.emit_event("{event}", resource=model, payload={{}})
 """
 BIN = Path(sys.executable).parent
 
@@ -127,7 +129,8 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
         assert wait_for_runs(ids["retraining"], bool, 10) == []  # undrifted data: nothing retrains
         check = run_cli("drift", "--model", MODEL, "--current", str(drifted), cwd=tmp_path, extra_env=env)
         assert check.returncode == 0 and "drift detected" in check.stdout, check.stderr[-3000:]
-        burst = subprocess.run([sys.executable, "-c", BURST.format(model=MODEL)], env=env, timeout=120)
+        script = BURST.format(resource=model_resource_id(MODEL), event=DRIFT_DETECTED)
+        burst = subprocess.run([sys.executable, "-c", script], env=env, timeout=120)
         assert burst.returncode == 0
         runs = wait_for_runs(ids["retraining"], any_finished, 300)
         time.sleep(10)  # time for any further (wrong) trigger firing to show up

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from mlpipe.cli.options import parse_params
-from mlpipe.errors import ConfigError
 from tests.pipeline import run_cli
+
+pytestmark = pytest.mark.e2e
 
 
 def test_train_registers_a_model_and_exits_zero(tmp_path: Path, demo_csv: Path):
@@ -38,17 +38,6 @@ def test_failure_exits_nonzero_with_one_line_naming_the_problem(tmp_path: Path, 
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error:"), result.stderr[-2000:]
     assert "required column(s) ['nope'] missing" in last_line
-
-
-def test_param_values_are_typed():
-    assert parse_params(["max_depth=3", "learning_rate=0.05", "flag=true", "name=hist"]) == {
-        "max_depth": 3,
-        "learning_rate": 0.05,
-        "flag": True,
-        "name": "hist",
-    }
-    with pytest.raises(ConfigError, match="'depth': expected KEY=VALUE"):
-        parse_params(["depth"])
 
 
 def test_sweep_with_an_invalid_space_fails_before_any_work_naming_the_parameter(tmp_path: Path, demo_csv: Path):

@@ -12,6 +12,8 @@ from mlpipe.errors import ConfigError
 from mlpipe.tasks.sweep.space import parse_space
 from tests.pipeline import max_overlap, model_versions, run_sweep, study_trials
 
+pytestmark = pytest.mark.flow
+
 XGB_SPACE = {
     "xgboost": {
         "n_estimators": 40,

@@ -3,9 +3,13 @@
 import getpass
 from pathlib import Path
 
+import pytest
+
 from mlpipe.blocks import WorkspaceConfig
 from mlpipe.tasks.registry.aliases import alias_history, champion_version, set_champion
 from tests.pipeline import run_cli, run_training
+
+pytestmark = pytest.mark.flow
 
 MODEL = "rollback-demo"
 

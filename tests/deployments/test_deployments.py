@@ -4,11 +4,14 @@ import re
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from prefect.client.orchestration import get_client
 
 from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
 from mlpipe.flows.drift import drift_check
 from tests.pipeline import run_cli
+
+pytestmark = pytest.mark.flow
 
 
 def test_checks_are_scheduled_and_retraining_is_triggered_by_events_for_this_model_only():

@@ -10,6 +10,8 @@ from mlpipe.blocks.drift import DriftPolicy
 from mlpipe.tasks.monitoring.drift import binned_wasserstein, dataset_drift, feature_drift, psi
 from mlpipe.tasks.monitoring.profiles import Baseline
 
+pytestmark = pytest.mark.unit
+
 RNG = np.random.default_rng(7)
 POLICY = DriftPolicy()
 

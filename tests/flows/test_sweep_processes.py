@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,9 @@ from prefect.settings import PREFECT_API_URL
 from mlpipe.blocks import DaskCluster, StudyStorage, WorkspaceConfig
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.sweep.space import parse_space
-from tests.pipeline import MLPIPE, cli_environment, max_overlap, run_cli, run_sweep
+from tests.pipeline import MLPIPE, cli_environment, max_overlap, run_cli, run_sweep, wait_for
+
+pytestmark = pytest.mark.e2e
 
 SPACE_YAML = """\
 xgboost:
@@ -26,14 +27,6 @@ xgboost:
   max_depth: {type: int, low: 5, high: 8}
   learning_rate: {type: loguniform, low: 0.02, high: 0.3}
 """
-
-
-def wait_for(condition: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path, demo_csv: Path):

@@ -12,6 +12,8 @@ from mlpipe.flows.drift import DriftParams, drift_check
 from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED
 from tests.pipeline import model_events, run_cli, run_training
 
+pytestmark = pytest.mark.flow
+
 MODEL = "drift-demo"
 
 

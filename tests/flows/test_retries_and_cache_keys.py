@@ -18,6 +18,8 @@ from tests import source_tree
 from tests.flaky_http import flaky_file_server
 from tests.pipeline import DATA_TASKS, model_versions, run_training
 
+pytestmark = pytest.mark.flow
+
 LATER = ("validate", "split", "train", "evaluate")
 
 

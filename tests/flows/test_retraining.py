@@ -15,6 +15,8 @@ from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.aliases import alias_history, champion_version
 from tests.pipeline import model_events, run_training
 
+pytestmark = pytest.mark.flow
+
 MODEL = "retrain-demo"
 
 

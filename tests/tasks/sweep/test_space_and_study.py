@@ -21,6 +21,8 @@ from mlpipe.tasks.sweep.study import (
     requeue_interrupted,
 )
 
+pytestmark = pytest.mark.unit
+
 X = {"x": FloatDistribution(0.0, 1.0)}
 
 

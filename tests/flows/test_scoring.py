@@ -26,8 +26,9 @@ from mlpipe.errors import ConfigError, DataError, MlpipeError
 from mlpipe.flows.common import resolve_window
 from mlpipe.flows.scoring import ScoringParams, ScoringSummary, batch_scoring
 from mlpipe.tasks.registry.model_ref import resolve_model
-from tests.pipeline import MLPIPE, cli_environment, run_cli, run_training
-from tests.test_sweep_processes import wait_for
+from tests.pipeline import MLPIPE, cli_environment, run_cli, run_training, wait_for
+
+pytestmark = pytest.mark.flow
 
 MODEL = "scoring-demo"
 EXCLUDE = ["application_id", "applied_at"]

@@ -5,11 +5,14 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT
 from tests.pipeline import DATA_TASKS, model_versions, run_training
+
+pytestmark = pytest.mark.flow
 
 FEATURE_EXCLUDE = ["application_id"]
 

@@ -14,6 +14,8 @@ from mlpipe.flows.scoring import ScoringParams, batch_scoring
 from mlpipe.tasks.events import PERFORMANCE_DEGRADED
 from tests.pipeline import model_events, run_training
 
+pytestmark = pytest.mark.flow
+
 MODEL = "performance-demo"
 
 
