@@ -23,7 +23,7 @@ def drift(
         from mlpipe.blocks.config import run_config
         from mlpipe.errors import validated
         from mlpipe.flows.drift import DriftParams, drift_check
-        from mlpipe.tasks.monitoring.drift_check import feature_table
+        from mlpipe.tasks.monitoring.report import feature_table
 
         settings = run_config(config, options={"model": model, "current": current, "reference": reference})
         summary = drift_check(validated(DriftParams, settings.params, settings.source), settings.workspace)

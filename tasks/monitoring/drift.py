@@ -2,7 +2,7 @@
 
 Large samples are compared as histograms over the reference's quantile bins (numbers) or its
 categories, computed from `Profile`s: one pass over the current data, partition by partition,
-whose counts add up (see tasks/profile.py).
+whose counts add up (see tasks/monitoring/profiles.py).
 """
 
 from typing import Literal

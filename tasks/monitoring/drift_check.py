@@ -229,20 +229,6 @@ def histograms(baseline: Baseline, reference: Profile, current: Profile, results
     return figure
 
 
-def feature_table(summary: DriftSummary) -> list[dict[str, Any]]:
-    """One row per feature (and the prediction) for the Prefect artifact and the CLI."""
-    return [
-        {
-            "feature": r.feature,
-            "test": r.test,
-            "statistic": round(r.statistic, 6),
-            "threshold": r.threshold,
-            "drifted": r.drifted,
-        }
-        for r in [*summary.data.features, summary.prediction]
-    ]
-
-
 def report_drift(
     model: ResolvedModel,
     baseline: Baseline,

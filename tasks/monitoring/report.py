@@ -5,7 +5,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mlpipe.tasks.links import artifact_key
-from mlpipe.tasks.monitoring.drift_check import DriftSummary, feature_table
+from mlpipe.tasks.monitoring.drift_check import DriftSummary
 from mlpipe.tasks.monitoring.performance import PerformanceSummary
 
 
@@ -23,6 +23,20 @@ def publish_drift(summary: DriftSummary) -> dict[str, Any]:
         "report": summary.report,
         "current": summary.current,
     }
+
+
+def feature_table(summary: DriftSummary) -> list[dict[str, Any]]:
+    """One row per feature (and the prediction) for the Prefect artifact and the CLI."""
+    return [
+        {
+            "feature": r.feature,
+            "test": r.test,
+            "statistic": round(r.statistic, 6),
+            "threshold": r.threshold,
+            "drifted": r.drifted,
+        }
+        for r in [*summary.data.features, summary.prediction]
+    ]
 
 
 def publish_performance(summary: PerformanceSummary) -> dict[str, Any]:
