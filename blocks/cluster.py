@@ -6,6 +6,8 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.validation import FORBID_UNKNOWN
+
 
 class DaskCluster(Block):
     """Where tasks run.
@@ -16,6 +18,7 @@ class DaskCluster(Block):
     """
 
     _block_type_name = "mlpipe Dask Cluster"
+    model_config = FORBID_UNKNOWN
 
     address: str | None = Field(default=None, description="scheduler address; default: $DASK_SCHEDULER_ADDRESS")
     n_workers: int | None = Field(default=None, ge=1, description="LocalCluster workers; default: by cores")

@@ -8,6 +8,7 @@ from fsspec.core import url_to_fs
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home, workspace_id
 
 
@@ -19,6 +20,7 @@ class Datastore(Block):
     """
 
     _block_type_name = "mlpipe Datastore"
+    model_config = FORBID_UNKNOWN
 
     url: str | None = Field(default=None, description="fsspec URL; default: <MLPIPE_HOME>/datastore")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="non-secret fsspec options")

@@ -5,6 +5,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.validation import FORBID_UNKNOWN
+
 
 class DriftPolicy(Block):
     """Per-feature drift tests chosen by column kind and sample size, with effect-size thresholds.
@@ -16,6 +18,7 @@ class DriftPolicy(Block):
     """
 
     _block_type_name = "mlpipe Drift Policy"
+    model_config = FORBID_UNKNOWN
 
     small_sample: int = Field(default=1_000, ge=10, description="below this many rows (either side): p-value tests")
     p_value: float = Field(default=0.05, gt=0, lt=1, description="KS / chi-square: drifted below this p-value")

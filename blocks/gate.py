@@ -3,6 +3,8 @@
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.validation import FORBID_UNKNOWN
+
 
 class GatePolicy(Block):
     """Absolute threshold on the primary metric plus a margin over the current champion.
@@ -12,6 +14,7 @@ class GatePolicy(Block):
     """
 
     _block_type_name = "mlpipe Gate Policy"
+    model_config = FORBID_UNKNOWN
 
     primary_metric: str | None = Field(default=None, description="e.g. roc_auc, f1, rmse; default by task")
     threshold: float | None = Field(default=None, description="the candidate must be at least this good")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class MlflowConnection(Block):
     """
 
     _block_type_name = "mlpipe MLflow Connection"
+    model_config = FORBID_UNKNOWN
 
     tracking_uri: str | None = Field(default=None, description="default: $MLFLOW_TRACKING_URI or SQLite")
     registry_uri: str | None = Field(default=None, description="default: $MLFLOW_REGISTRY_URI or tracking")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ class StudyStorage(Block):
     """
 
     _block_type_name = "mlpipe Study Storage"
+    model_config = FORBID_UNKNOWN
 
     url: str | None = Field(default=None, description="default: $MLPIPE_STUDY_STORAGE or a journal file")
 

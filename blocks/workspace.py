@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mlpipe.blocks.cluster import DaskCluster
 from mlpipe.blocks.datastore import Datastore
@@ -11,9 +11,10 @@ from mlpipe.blocks.gate import GatePolicy
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.blocks.study import StudyStorage
 from mlpipe.errors import ConfigError, validated
+from mlpipe.validation import Strict
 
 
-class WorkspaceConfig(BaseModel):
+class WorkspaceConfig(Strict):
     """MLflow, datastore, Dask cluster, gate and drift policies, sweep storage; each has a working local default."""
 
     mlflow: MlflowConnection = Field(default_factory=MlflowConnection)

@@ -5,18 +5,49 @@ worker runs it from the mlpipe installed in the worker's environment: no source 
 pull and no image to build. `mlpipe worker` serves the `process` work pool they run on.
 """
 
-from typing import Any, cast
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from prefect import Flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectNotFound
 from prefect.types.entrypoint import EntrypointType
+from pydantic import AfterValidator
+
+from mlpipe.errors import ConfigError
+from mlpipe.validation import check_name
 
 WORK_POOL = "mlpipe"
 """The process work pool `mlpipe worker` serves."""
+
+
+def check_cron(expression: str) -> str:
+    """`expression` if it is a cron schedule Prefect can run; a ValueError naming it otherwise."""
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=expression)
+    except ValidationError:
+        raise ValueError(f"{expression!r} is not a cron expression (minute hour day month weekday)") from None
+    return expression
+
+
+def check_timezone(zone: str) -> str:
+    """`zone` if it is an IANA time zone; a ValueError naming it otherwise."""
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron="0 0 * * *", timezone=zone)
+    except ValidationError:
+        raise ValueError(f"{zone!r} is not an IANA time zone (for example Europe/Paris)") from None
+    return zone
+
+
+CronExpression = Annotated[str, AfterValidator(check_cron)]
+TimeZone = Annotated[str, AfterValidator(check_timezone)]
 
 
 def deploy_flow(
@@ -34,6 +65,11 @@ def deploy_flow(
     without it, runs use the local defaults and the worker's environment (`MLFLOW_TRACKING_URI`, …).
     `options` are `Flow.to_deployment`'s: schedules, triggers, concurrency_limit, description.
     """
+    for what, value in (("deployment", name), ("work pool", work_pool)):
+        try:
+            check_name(value)
+        except ValueError as error:
+            raise ConfigError(f"{what} name: {error}") from None
     ensure_work_pool(work_pool)
     # Prefect's sync/async dispatch: called outside an event loop, both return their values.
     deployment = cast(

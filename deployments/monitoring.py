@@ -15,22 +15,26 @@ from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from mlpipe.deployments.deploy import WORK_POOL, deploy_flow
+from mlpipe.deployments.deploy import WORK_POOL, CronExpression, TimeZone, deploy_flow
+from mlpipe.flows.common import WindowTemplate
 from mlpipe.flows.drift import DriftParams, drift_check
 from mlpipe.flows.performance import PerformanceParams, performance_check
 from mlpipe.flows.retraining import RetrainingParams, retraining
 from mlpipe.tasks.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED, model_resource_id
+from mlpipe.validation import Name, Strict
 
 
-class MonitoringPlan(BaseModel):
+class MonitoringPlan(Strict):
     """What to watch for one model, when, and what to retrain on."""
 
-    model: str
+    model: Name
     target: str = Field(description="label column of the labelled data")
-    current: str = Field(description="new (unlabelled) data for the drift check; may hold {window_start:%Y-%m-%d}")
-    recent: str = Field(description="recent labelled data to retrain on; may hold {window_start:%Y-%m-%d}")
+    current: WindowTemplate = Field(
+        description="new (unlabelled) data for the drift check; may hold {window_start:%Y-%m-%d}"
+    )
+    recent: WindowTemplate = Field(description="recent labelled data to retrain on; may hold {window_start:%Y-%m-%d}")
     window_days: float = Field(default=1.0, gt=0, description="the windows' length, ending at each run's time")
     history: str | None = Field(default=None, description="older labelled data to retrain on too")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features")
@@ -39,9 +43,9 @@ class MonitoringPlan(BaseModel):
     id_column: str | None = None
     performance_metric: str = "accuracy"
     performance_threshold: float = 0.88
-    drift_cron: str = "0 3 * * *"
-    performance_cron: str = "0 4 * * *"
-    timezone: str = "UTC"
+    drift_cron: CronExpression = "0 3 * * *"
+    performance_cron: CronExpression = "0 4 * * *"
+    timezone: TimeZone = "UTC"
     debounce_minutes: float = Field(default=60.0, gt=0, description="at most one retraining per model per window")
     work_pool: str = WORK_POOL
 

@@ -19,24 +19,25 @@ from pydantic import BaseModel, Field
 
 from mlpipe.blocks.config import workspace_sections
 from mlpipe.blocks.workspace import WorkspaceConfig
-from mlpipe.deployments.deploy import WORK_POOL, deploy_flow
+from mlpipe.deployments.deploy import WORK_POOL, CronExpression, TimeZone, deploy_flow
 from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
 from mlpipe.deployments.scoring import deploy_nightly_scoring
 from mlpipe.errors import ConfigError, validated
 from mlpipe.flows.scoring import ScoringParams
 from mlpipe.flows.training import TrainingParams, training
+from mlpipe.validation import Name, Strict
 
 SECTIONS = ("training", "scoring", "monitoring")
 M = TypeVar("M", bound=BaseModel)
 
 
-class Placement(BaseModel):
+class Placement(Strict):
     """Where and when a section's deployment runs (keys beside its flow parameters)."""
 
     work_pool: str = WORK_POOL
-    cron: str = "0 2 * * *"
-    timezone: str = "UTC"
-    deployment: str | None = Field(default=None, description="deployment name; default from the model name")
+    cron: CronExpression = "0 2 * * *"
+    timezone: TimeZone = "UTC"
+    deployment: Name | None = Field(default=None, description="deployment name; default from the model name")
 
 
 def deploy_project(sections: dict[str, Any], source: str) -> dict[str, UUID]:

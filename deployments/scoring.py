@@ -10,7 +10,8 @@ from uuid import UUID
 
 from prefect.schedules import Cron
 
-from mlpipe.deployments.deploy import WORK_POOL, deploy_flow
+from mlpipe.deployments.deploy import WORK_POOL, check_cron, check_timezone, deploy_flow
+from mlpipe.errors import ConfigError, validated
 from mlpipe.flows.scoring import ScoringParams, batch_scoring
 
 
@@ -29,7 +30,12 @@ def deploy_nightly_scoring(
 
     The parameters are validated here, so a typo fails now rather than at 2 a.m.
     """
-    params = ScoringParams(model=model, input=input, output=output, **settings)
+    try:
+        check_cron(cron)
+        check_timezone(timezone)
+    except ValueError as error:
+        raise ConfigError(f"scoring schedule: {error}") from None
+    params = validated(ScoringParams, {"model": model, "input": input, "output": output, **settings}, "scoring")
     return deploy_flow(
         batch_scoring,
         name,

@@ -2,11 +2,12 @@
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from prefect import Flow, flow
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from pydantic import AfterValidator
 
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import MlpipeError
@@ -68,6 +69,25 @@ def resolve_window(template: str, end: dt.datetime, days: float) -> tuple[str, d
         return template, None
     start = end - dt.timedelta(days=days)
     return template.format(window_start=start, window_end=end), start
+
+
+def check_window_template(template: str) -> str:
+    """`template` if `{window_start:…}` / `{window_end:…}` are the only fields and their formats work.
+
+    Checked when a flow's parameters are made (a deployment's, at registration), not at 2 a.m.
+    """
+    sample = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    try:
+        template.format(window_start=sample, window_end=sample)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"{template!r}: only {{window_start:FORMAT}} and {{window_end:FORMAT}} may be filled in ({error})"
+        ) from None
+    return template
+
+
+WindowTemplate = Annotated[str, AfterValidator(check_window_template)]
+"""A location that may name the run's window, e.g. `s3://lake/{window_start:%Y-%m-%d}/`."""
 
 
 def dask_client() -> Any:

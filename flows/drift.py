@@ -6,11 +6,12 @@ automation can react to drift of one model without knowing any id.
 """
 
 from distributed import as_completed
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import DataError
 from mlpipe.flows.common import (
+    WindowTemplate,
     dask_client,
     open_workspace,
     pipeline_flow,
@@ -31,13 +32,14 @@ from mlpipe.tasks.monitoring.drift_check import (
 from mlpipe.tasks.monitoring.profiles import Baseline, Profile
 from mlpipe.tasks.monitoring.report import publish_drift
 from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_task
+from mlpipe.validation import Name, Strict
 
 
-class DriftParams(BaseModel):
+class DriftParams(Strict):
     """Which model, and the data to compare with what it was trained on."""
 
-    model: str = Field(description="registered model name")
-    current: str = Field(
+    model: Name = Field(description="registered model name")
+    current: WindowTemplate = Field(
         description="new data: Parquet/CSV file, directory or glob (local or fsspec URL); may contain "
         "{window_start:%Y-%m-%d} and {window_end:…}, filled from the run's scheduled time"
     )

@@ -6,19 +6,20 @@ emits `mlpipe.performance.degraded`, with the model as the resource (as the drif
 
 import datetime as dt
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.flows.common import open_workspace, pipeline_flow, scheduled_time
 from mlpipe.tasks.events import PERFORMANCE_CHECKED, PERFORMANCE_DEGRADED, announce
 from mlpipe.tasks.monitoring.performance import PerformanceSummary, check_performance_task
 from mlpipe.tasks.monitoring.report import publish_performance
+from mlpipe.validation import Name, Strict
 
 
-class PerformanceParams(BaseModel):
+class PerformanceParams(Strict):
     """Where the predictions and the labels are, how to join them, and what is good enough."""
 
-    model: str = Field(description="registered model name (its champion is checked)")
+    model: Name = Field(description="registered model name (its champion is checked)")
     predictions: str = Field(description="scored output (e.g. a batch scoring output folder)")
     labels: str = Field(description="labels: Parquet/CSV file, directory or glob")
     id_column: str = Field(description="the row id in both")

@@ -10,7 +10,7 @@ announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`.
 from pydantic import BaseModel, Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
-from mlpipe.flows.common import open_workspace, pipeline_flow, resolve_window, scheduled_time
+from mlpipe.flows.common import WindowTemplate, open_workspace, pipeline_flow, resolve_window, scheduled_time
 from mlpipe.flows.training import DataParams, TrainingSummary, prepare_data, train_and_register
 from mlpipe.tasks.data.split import SplitRefs, combine_task
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED, emit
@@ -22,7 +22,7 @@ from mlpipe.tasks.registry.report import RetrainingDecision, record_retraining_t
 class RetrainingParams(DataParams):
     """`data` is the recent labelled window; `history` adds older labelled rows to learn from."""
 
-    data: str = Field(
+    data: WindowTemplate = Field(
         description="recent labelled data (file or URL); may contain {window_start:%Y-%m-%d} and {window_end:…}, "
         "filled from the run's time (a triggered run: when the event fired)"
     )

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import MlpipeError
 from mlpipe.flows.common import (
+    WindowTemplate,
     cluster_capacity,
     dask_client,
     open_workspace,
@@ -33,13 +34,14 @@ from mlpipe.tasks.registry.model_ref import resolve_task
 from mlpipe.tasks.scoring.batch import BatchResult, Staging, check_errors, record_unreadable, score_batch
 from mlpipe.tasks.scoring.output import Mode, OutputLayout, ScoringManifest, build_manifest, publish_task, report
 from mlpipe.tasks.scoring.plan import ScoringPlan, plan_task
+from mlpipe.validation import Name, Strict
 
 
-class ScoringParams(BaseModel):
+class ScoringParams(Strict):
     """What to score, with which model, and where to: rendered as a form in the Prefect UI."""
 
     model: str = Field(description="NAME@ALIAS, NAME/VERSION or an MLflow model URI")
-    input: str = Field(
+    input: WindowTemplate = Field(
         description="file, directory or glob of Parquet/CSV, local or any fsspec URL; may contain "
         "{window_start:%Y-%m-%d} and {window_end:…}, filled from the run's scheduled time"
     )
@@ -49,7 +51,7 @@ class ScoringParams(BaseModel):
     error_threshold: int = Field(default=0, ge=-1, description="errored rows (+ unreadable files) allowed; -1: any")
     mode: Mode = Field(default="append", description="append a partition, or overwrite the whole output")
     passthrough: list[str] = Field(default_factory=list, description="input columns copied to the output")
-    partition: str | None = Field(default=None, description="partition value; default: window date or run key")
+    partition: Name | None = Field(default=None, description="partition value; default: window date or run key")
     window_days: float = Field(default=1.0, gt=0, description="length of the input window before the scheduled time")
 
 

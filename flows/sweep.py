@@ -26,6 +26,7 @@ from mlpipe.tasks.sweep.results import SweepResult, SweepRun, SweepTiming, finis
 from mlpipe.tasks.sweep.space import SearchSpace, auto_space
 from mlpipe.tasks.sweep.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
 from mlpipe.tasks.sweep.trial import TrialData, TrialOutcome, TrialRequest, trial_task
+from mlpipe.validation import Name
 
 
 class SweepParams(DataParams):
@@ -33,7 +34,7 @@ class SweepParams(DataParams):
 
     space: SearchSpace | Literal["auto"] = Field(default="auto", description="'auto' searches five model families")
     study: StudySpec = Field(default_factory=StudySpec)
-    study_name: str | None = Field(default=None, description="default: the model name and a hash of the inputs")
+    study_name: Name | None = Field(default=None, description="default: the model name and a hash of the inputs")
     max_trials: int = Field(default=20, ge=1, description="trials in the study (finished ones count on resume)")
     max_concurrent: int | None = Field(default=None, ge=1, description="default: the cluster's worker threads")
     max_failed: int = Field(default=5, ge=1, description="the sweep stops and fails after this many failed trials")

@@ -18,14 +18,15 @@ from mlpipe.tasks.registry.champion import champion_contract_task
 from mlpipe.tasks.registry.gate import GateDecision, gate_task
 from mlpipe.tasks.registry.register import register_task
 from mlpipe.tasks.registry.report import publish_task
+from mlpipe.validation import Name, Strict
 
 
-class DataParams(BaseModel):
+class DataParams(Strict):
     """Which data, which target, which registered model: what every training-like flow starts from."""
 
     data: str = Field(description="CSV or Parquet file: a local path or any fsspec URL")
     target: str = Field(description="column to predict")
-    name: str = Field(description="registered model name")
+    name: Name = Field(description="registered model name")
     task: TaskType | None = Field(default=None, description="default: inferred from the target column")
     split: SplitSpec = Field(default_factory=SplitSpec)
     time_column: str | None = Field(default=None, description="timestamp column (not a feature)")

@@ -34,7 +34,46 @@ def validated(model: type[M], data: object, source: str) -> M:
     except ValidationError as error:
         problem = error.errors()[0]
         field = ".".join(str(part) for part in problem["loc"])
-        raise ConfigError(f"{source}: field '{field}': {problem['msg']}") from None
+        if problem["type"] == "extra_forbidden":
+            known = _fields_at(model, problem["loc"][:-1])
+            expected = f"; expected one of {known}" if known else ""
+            raise ConfigError(f"{source}: unknown field '{field}'{expected}") from None
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{source}: field '{field}': {message}") from None
+
+
+def _fields_at(model: type["BaseModel"], location: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model found at `location` inside `model` (empty when it is not one model)."""
+    from pydantic import BaseModel
+
+    current: object = model
+    for part in location:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+    return (
+        sorted(getattr(current, "model_fields", {}))
+        if isinstance(current, type) and issubclass(current, BaseModel)
+        else []
+    )
+
+
+def _model_in(annotation: object) -> object:
+    """The pydantic model an annotation holds (`X`, `X | None`, `list[X]`, `dict[str, X]`), else the annotation."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
 
 
 def load_yaml(path: Path, kind: str) -> object:

@@ -11,15 +11,15 @@ from typing import Literal
 
 import pandas as pd
 from pandas.api import types as ptypes
-from pydantic import BaseModel
 
 from mlpipe.errors import ConfigError, DataError, load_yaml, validated
+from mlpipe.validation import Strict
 
 ColumnKind = Literal["numeric", "string", "boolean", "datetime"]
 TaskType = Literal["classification", "regression"]
 
 
-class ColumnContract(BaseModel):
+class ColumnContract(Strict):
     """What one column promises."""
 
     name: str
@@ -30,7 +30,7 @@ class ColumnContract(BaseModel):
     allowed_values: list[bool | int | float | str] | None = None
 
 
-class DataContract(BaseModel):
+class DataContract(Strict):
     """The promises a training or scoring dataset must keep."""
 
     target: str

@@ -27,6 +27,21 @@ class Staged:
     keep: bool = True
 
 
+def child(root: str, *parts: str) -> str:
+    """`root/part/…`, refusing parts that could lead outside `root` (`..`, `.`, an empty or absolute segment).
+
+    Names that come from users (a partition, a model) end up in paths; this is the one place a
+    path under a root is made from them, so none can climb out of it.
+
+    Raises:
+        ValueError: a part would leave `root`.
+    """
+    segments = [segment for part in parts for segment in part.split("/")]
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise ValueError(f"{'/'.join(parts)!r} is not a path inside {root}")
+    return "/".join([root.rstrip("/"), *parts])
+
+
 def hidden_temporary(path: str) -> str:
     """A temporary name beside `path` that dataset readers skip (a leading dot), unique per attempt."""
     folder, name = path.rsplit("/", 1) if "/" in path else ("", path)

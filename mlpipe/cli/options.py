@@ -64,20 +64,33 @@ def columns(listed: str | None) -> list[str] | None:
     return [c.strip() for c in listed.split(",") if c.strip()] if listed else None
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` pairs with YAML-typed values (`0.1` is a float, `true` a bool, `none` null)."""
-    import yaml
+NULLS = {"none", "null", "~"}
+BOOLEANS = {"true": True, "false": False}
 
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs, typed: `none`/`null` → None, `true`/`false`, integers, floats (`1e-5`), else text."""
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"--param '{pair}': expected KEY=VALUE")
-        try:
-            parsed = yaml.safe_load(value) if value else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--param '{pair}': the value is not a number, boolean or string") from None
-        if isinstance(parsed, dict | list):
-            raise ConfigError(f"--param '{pair}': expected a single value")
-        params[key.strip()] = parsed
+        if value.strip()[:1] in ("[", "{"):
+            raise ConfigError(f"--param '{pair}': expected a single value, not a list or mapping")
+        params[key.strip()] = parse_value(value.strip())
     return params
+
+
+def parse_value(text: str) -> bool | int | float | str | None:
+    """One option value, typed as a user means it."""
+    lowered = text.lower()
+    if not text or lowered in NULLS:
+        return None
+    if lowered in BOOLEANS:
+        return BOOLEANS[lowered]
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            continue
+    return text

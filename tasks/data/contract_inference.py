@@ -92,7 +92,17 @@ def resolve_contract(
 
     Using the champion's contract is what makes a retraining on data that lost a column fail
     loudly instead of quietly training a different model.
+
+    Raises:
+        ConfigError: an excluded column the data does not have (a typo would exclude nothing), or
+            a target, task or time column that differs from the contract's.
     """
+    absent = sorted(set(exclude or []) - set(dataset.columns))
+    if absent:
+        raise ConfigError(
+            f"{dataset.source}: excluded column(s) {absent} are not in the data; "
+            f"columns present: {list(dataset.columns)}"
+        )
     if contract_file:
         contract = DataContract.from_file(contract_file)
     else:

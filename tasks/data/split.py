@@ -13,9 +13,10 @@ from mlpipe.errors import DataError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.datasets import DatasetRef, read_table, write_snapshot
+from mlpipe.validation import Strict
 
 
-class SplitSpec(BaseModel):
+class SplitSpec(Strict):
     """How to split. With `time_ordered`, the newest rows (by the contract's time column) are the test set."""
 
     validation_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)

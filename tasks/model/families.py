@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -17,6 +17,7 @@ from xgboost import XGBClassifier, XGBRegressor
 
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.contract import TaskType
+from mlpipe.validation import Strict
 
 Family = Literal["xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "linear"]
 
@@ -24,7 +25,7 @@ Family = Literal["xgboost", "random_forest", "extra_trees", "hist_gradient_boost
 ParamValue = bool | int | float | str | None
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(Strict):
     """Which family to train and the hyperparameters that differ from its defaults."""
 
     family: Family = "xgboost"
@@ -33,14 +34,24 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _known_params(self) -> "ModelSpec":
-        """Reject a misspelt hyperparameter when the run is configured, not after the data steps."""
-        known: set[str] = set()
-        for task in ("classification", "regression"):
-            cls, defaults = family_defaults(self.family, task, self.seed, n_jobs=1)
-            known |= set(cls(**defaults).get_params())
-        unknown = sorted(set(self.params) - known)
+        """Reject a misspelt hyperparameter, or a value the estimator refuses, when the run is configured.
+
+        A parameter must exist, and its value be accepted, for the classifier or the regressor of
+        the family (the task is known only once the data is read).
+        """
+        estimators = [
+            cls(**defaults)
+            for cls, defaults in (
+                family_defaults(self.family, task, self.seed, n_jobs=1) for task in ("classification", "regression")
+            )
+        ]
+        unknown = sorted(set(self.params) - {name for estimator in estimators for name in estimator.get_params()})
         if unknown:
             raise ValueError(f"model '{self.family}' has no parameter(s) {unknown}")
+        for name, value in self.params.items():
+            refusals = [refusal(e, name, value) for e in estimators if name in e.get_params()]
+            if all(refusals):
+                raise ValueError(f"model '{self.family}': {name}={value!r} is not accepted: {refusals[0]}")
         return self
 
 
@@ -70,6 +81,22 @@ def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> t
     if classification:
         return LogisticRegression, {"max_iter": 1000, "random_state": seed}
     return Ridge, {"alpha": 1.0}
+
+
+def refusal(estimator: BaseEstimator, name: str, value: ParamValue) -> str | None:
+    """Why `estimator` refuses `value` for parameter `name`, or None when it takes it.
+
+    scikit-learn estimators declare what each parameter accepts, so a bad value is found before
+    any data is read; xgboost checks its parameters only when it trains.
+    """
+    if not hasattr(estimator, "_parameter_constraints"):
+        return None
+    probe = estimator.__class__(**{**estimator.get_params(), name: value})
+    try:
+        probe._validate_params()
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def build_estimator(spec: ModelSpec, task: TaskType, n_jobs: int) -> BaseEstimator:

@@ -10,6 +10,7 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.data.columns import InputColumn
+from mlpipe.validation import check_name
 
 
 class ResolvedModel(BaseModel):
@@ -64,10 +65,15 @@ def _parse(reference: str) -> tuple[str | None, str | None, str | None, str]:
     elif ":/" in reference:
         return None, None, None, reference  # runs:/…, file://…, s3://…: a logged model, not a version
     if "@" in reference:
-        return reference.split("@", 1)[0], None, None, ""
-    name, sep, version = reference.rpartition("/")
-    if not sep or not name or not version.isdigit():
-        raise ConfigError(f"--model '{reference}': expected NAME@ALIAS, NAME/VERSION or an MLflow model URI")
+        name, version = reference.split("@", 1)[0], None
+    else:
+        name, sep, version = reference.rpartition("/")
+        if not sep or not name or not version.isdigit():
+            raise ConfigError(f"--model '{reference}': expected NAME@ALIAS, NAME/VERSION or an MLflow model URI")
+    try:
+        check_name(name)
+    except ValueError as error:
+        raise ConfigError(f"--model '{reference}': {error}") from None
     return name, version, None, ""
 
 

@@ -25,7 +25,8 @@ from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.model_ref import ResolvedModel
 from mlpipe.tasks.scoring.batch import BatchResult, Staging
 from mlpipe.tasks.scoring.plan import ScoringPlan
-from mlpipe.tasks.storage import write_json
+from mlpipe.tasks.storage import child, write_json
+from mlpipe.validation import Name
 
 Mode = Literal["append", "overwrite"]
 PARTITION = "run"
@@ -59,22 +60,22 @@ class OutputLayout(BaseModel):
     """Paths of one partition of the output dataset."""
 
     url: str
-    partition: str
+    partition: Name
 
     @property
     def data(self) -> str:
-        return f"{self.url}/{PARTITION}={self.partition}"
+        return child(self.url, f"{PARTITION}={self.partition}")
 
     @property
     def errors(self) -> str:
-        return f"{self.url}/_errors/{PARTITION}={self.partition}"
+        return child(self.url, "_errors", f"{PARTITION}={self.partition}")
 
     @property
     def manifest(self) -> str:
-        return f"{self.url}/_manifests/{PARTITION}={self.partition}.json"
+        return child(self.url, "_manifests", f"{PARTITION}={self.partition}.json")
 
     def staging(self, run_key: str) -> Staging:
-        return Staging(url=f"{self.url}/_staging/{run_key}")
+        return Staging(url=child(self.url, "_staging", run_key))
 
     def published(self) -> ScoringManifest | None:
         """The partition's manifest, if a run published it."""

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator
 
 from mlpipe.errors import ConfigError, load_yaml
 from mlpipe.tasks.contract import TaskType
-from mlpipe.tasks.model.families import Family, ModelSpec, ParamValue, family_defaults
+from mlpipe.tasks.model.families import Family, ModelSpec, ParamValue, family_defaults, refusal
 
 DistributionType = Literal["uniform", "loguniform", "int", "choice"]
 FAMILIES: tuple[str, ...] = get_args(Family)
@@ -103,7 +103,7 @@ Param = Distribution | ParamValue
 class SearchSpace(BaseModel):
     """Model family → hyperparameter → fixed value or distribution."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     families: dict[Family, dict[str, Param]]
 
@@ -232,14 +232,10 @@ def _extremes(param: Param) -> list[ParamValue]:
 
 
 def _check_value(estimator: BaseEstimator, name: str, value: ParamValue, label: str) -> None:
-    """scikit-learn estimators declare what each parameter accepts; ask before any trial runs."""
-    if not hasattr(estimator, "_parameter_constraints"):  # xgboost checks its parameters only when training
-        return
-    probe = estimator.__class__(**{**estimator.get_params(), name: value})
-    try:
-        probe._validate_params()
-    except ValueError as error:
-        raise ConfigError(f"search space: parameter '{label}': value {value!r} is not accepted: {error}") from None
+    """Ask the estimator before any trial runs."""
+    why = refusal(estimator, name, value)
+    if why:
+        raise ConfigError(f"search space: parameter '{label}': value {value!r} is not accepted: {why}")
 
 
 def _range(low: float, high: float, **kwargs: Any) -> Distribution:

@@ -7,13 +7,14 @@ from typing import Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from mlpipe.blocks.study import StudyStorage
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.contract import TaskType
 from mlpipe.tasks.metrics import DEFAULT_PRIMARY, LOWER_IS_BETTER
 from mlpipe.tasks.sweep.space import SearchSpace
+from mlpipe.validation import Strict
 
 Sampler = Literal["grid", "random", "tpe"]
 PrunerKind = Literal["none", "median", "halving", "hyperband", "percentile"]
@@ -28,7 +29,7 @@ INTERRUPTED = "mlpipe.interrupted"
 FINGERPRINT = "mlpipe.fingerprint"
 
 
-class PrunerSpec(BaseModel):
+class PrunerSpec(Strict):
     """Early termination. Steps are boosting rounds, trees or iterations (or folds with `cv`)."""
 
     kind: PrunerKind = "median"
@@ -70,7 +71,7 @@ class PrunerSpec(BaseModel):
         return optuna.pruners.HyperbandPruner(self.min_resource or 1, reduction_factor=self.reduction_factor)
 
 
-class StudySpec(BaseModel):
+class StudySpec(Strict):
     """How trials are chosen and judged; everything that makes two sweeps the same study."""
 
     sampler: Sampler = "tpe"

@@ -1,6 +1,7 @@
 """Blocks: local defaults, environment overrides, config files, the workspace's identity."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,35 @@ def test_a_recreated_workspace_gets_a_new_identity(tmp_path: Path, monkeypatch: 
     shutil.rmtree(tmp_path / "home")
     assert Datastore().resolve().workspace != first.workspace  # so no cached result points into the old one
     assert Datastore(url=str(tmp_path / "elsewhere")).resolve().workspace is None
+
+
+@pytest.mark.parametrize(
+    ("text", "section", "message"),
+    [
+        ("gate: {treshold: 0.9}\n", None, "unknown field 'gate.treshold'"),  # would have disabled the gate
+        ("mlflow: {trackinguri: http://127.0.0.1:5000}\n", None, "unknown field 'mlflow.trackinguri'"),
+        ("cluster: {n_worker: 4}\n", None, "unknown field 'cluster.n_worker'"),
+        ("drift: {drift_shar: 0.3}\n", None, "unknown field 'drift.drift_shar'"),
+        ("training: {data: x.csv, target: y, name: m, excldue: [id]}\n", "training", "unknown field 'excldue'"),
+        (
+            "training: {data: x.csv, target: y, name: m, model: {famly: linear}}\n",
+            "training",
+            "unknown field 'model.famly'",
+        ),
+        ("training: {data: x.csv, target: y, name: m, split: {seeed: 3}}\n", "training", "unknown field 'split.seeed'"),
+    ],
+)
+def test_every_misspelt_key_in_a_config_file_is_an_error_naming_it(
+    tmp_path: Path, text: str, section: str | None, message: str
+):
+    from mlpipe.blocks.config import run_config
+    from mlpipe.errors import validated
+    from mlpipe.flows.training import TrainingParams
+
+    path = tmp_path / "project.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        ConfigError, match=rf"project\.yaml: {re.escape(message)}|project\.yaml: unknown field {re.escape(message)}"
+    ):
+        settings = run_config(path, section)
+        validated(TrainingParams, settings.params, settings.source)

@@ -59,3 +59,22 @@ def test_sweep_with_an_invalid_space_fails_before_any_work_naming_the_parameter(
     last_line = result.stderr.strip().splitlines()[-1]
     assert "parameter 'xgboost.max_depth': low 9 is greater than high 3" in last_line, result.stderr[-2000:]
     assert not (tmp_path / ".mlpipe" / "datastore").exists()  # nothing was ingested
+
+
+def test_a_partition_that_climbs_out_of_the_output_touches_nothing(tmp_path: Path, demo_csv: Path):
+    victim = tmp_path / "x"  # what '2026-01-01/../../x' under out/ would reach
+    victim.mkdir()
+    (victim / "keep.txt").write_text("not scoring output")
+    args = ["--model", "any@champion", "--input", str(demo_csv), "--output", str(tmp_path / "out")]
+    result = run_cli("score", *args, "--partition", "2026-01-01/../../x", "--mode", "append", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "field 'partition'" in result.stderr and "is not a valid name" in result.stderr
+    assert (victim / "keep.txt").read_text() == "not scoring output"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_name_with_a_quote_fails_before_any_step(tmp_path: Path, demo_csv: Path):
+    result = run_cli("train", "--data", str(demo_csv), "--target", "default", "--name", "o'brien", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "field 'name'" in result.stderr and """"o'brien" is not a valid name""" in result.stderr
+    assert not (tmp_path / ".mlpipe" / "datastore").exists()  # nothing was ingested

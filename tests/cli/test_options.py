@@ -9,7 +9,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_bad_param_value_is_a_config_error():
-    with pytest.raises(ConfigError, match="'x=\\[': the value is not"):
+    with pytest.raises(ConfigError, match="'x=\\[': expected a single value"):
         parse_params(["x=["])
 
 
@@ -22,3 +22,13 @@ def test_param_values_are_typed():
     }
     with pytest.raises(ConfigError, match="'depth': expected KEY=VALUE"):
         parse_params(["depth"])
+
+
+def test_param_values_are_typed_as_a_user_means_them():
+    assert parse_params(["max_depth=none", "reg_alpha=1e-5", "gamma=null", "subsample=.5", "n_estimators=200"]) == {
+        "max_depth": None,
+        "reg_alpha": 1e-5,
+        "gamma": None,
+        "subsample": 0.5,
+        "n_estimators": 200,
+    }

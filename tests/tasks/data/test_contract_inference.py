@@ -74,3 +74,11 @@ def test_the_champions_contract_is_held_to_before_anything_is_inferred(
     assert "credit_score" not in inferred.feature_names
     with pytest.raises(ConfigError, match=r"target 'region' differs from the contract's target 'default'"):
         resolve_contract(dataset, "region", "credit", store, champion=champion)
+
+
+def test_excluding_a_column_the_data_does_not_have_is_an_error(
+    tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame
+):
+    dataset = ingest_frame(demo_frame, tmp_path / "loans.parquet", store)
+    with pytest.raises(ConfigError, match=r"excluded column\(s\) \['applicaton_id'\] are not in the data"):
+        resolve_contract(dataset, "default", "credit", store, exclude=["applicaton_id"])

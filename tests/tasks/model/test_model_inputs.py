@@ -46,3 +46,13 @@ def test_class_labels_come_from_the_contract_and_errors_name_them(demo_frame: pd
         encode_target(pd.Series([1, 2], name="default"), contract, "x#test")
     with pytest.raises(DataError, match=r"x#train: target 'default' class\(es\) \[1\] have no rows"):
         encode_target(pd.Series([0, 0], name="default"), contract, "x#train", every_class=True)
+
+
+def test_a_value_the_estimator_refuses_is_named_before_anything_runs():
+    with pytest.raises(ValidationError, match=r"model 'random_forest': min_samples_leaf=-1 is not accepted"):
+        ModelSpec(family="random_forest", params={"min_samples_leaf": -1})
+    with pytest.raises(ValidationError, match=r"model 'linear': C=-2.0 is not accepted"):
+        ModelSpec(family="linear", params={"C": -2.0})
+    assert ModelSpec(family="random_forest", params={"criterion": "gini"}).params == {
+        "criterion": "gini"
+    }  # a classifier's
