@@ -25,13 +25,20 @@ class Datastore(Block):
     url: str | None = Field(default=None, description="fsspec URL; default: <MLPIPE_HOME>/datastore")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="non-secret fsspec options")
     secret_name: str | None = Field(default=None, description="Prefect Secret block with JSON storage options")
-    workspace: str | None = Field(default=None, description="set by resolve() for the local default location")
+    workspace: str | None = Field(default=None, description="the local workspace's id, set by resolve()")
 
     def resolve(self) -> "Datastore":
-        """A copy with the default location (absolute, so workers agree) and its workspace id filled in."""
-        if self.url:
-            return self
-        return self.model_copy(update={"url": str(workspace_home() / "datastore"), "workspace": workspace_id()})
+        """A copy with the default location (absolute, so workers agree) and the workspace's id filled in.
+
+        The id is part of every cache key that takes the datastore, whatever its location: results
+        cached by a workspace that was deleted and recreated are never served to the new one.
+        """
+        return self.model_copy(
+            update={
+                "url": self.url or str(workspace_home() / "datastore"),
+                "workspace": self.workspace or workspace_id(),
+            }
+        )
 
     def options(self) -> dict[str, Any]:
         """Storage options, with the secret ones merged in when a secret is named."""

@@ -3,8 +3,9 @@
 Keys are built from what a task's result depends on: its inputs (small references whose
 content hashes stand for the data), the source of the module that does the work and of every
 project module it uses (so editing a task, or a helper it calls, invalidates that task and
-no other), and for ingestion the fingerprint of the file it reads (so a changed byte
-invalidates everything downstream).
+no other), the versions of the libraries that shape results (an upgrade recomputes), and for
+ingestion the fingerprint of the file it reads (so a changed byte invalidates everything
+downstream). The workspace's identity reaches every key through the resolved `Datastore`.
 """
 
 import hashlib
@@ -13,6 +14,8 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ParamSpec, TypeVar
@@ -101,8 +104,32 @@ class SourceFingerprint(CachePolicy):
         return hash_objects({"size": str(info.get("size")), **markers})
 
 
-CACHED = INPUTS + ModuleSource()
-"""The policy for deterministic tasks: same inputs, same code, same result."""
+RESULT_LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "xgboost", "great-expectations", "mlflow")
+"""Libraries whose version can change what a step produces (a model, a split, a validation verdict)."""
+
+
+@lru_cache(maxsize=1)
+def result_libraries() -> dict[str, str]:
+    """The installed version of each of `RESULT_LIBRARIES` in this process."""
+    return {name: version(name) for name in RESULT_LIBRARIES}
+
+
+@dataclass
+class LibraryVersions(CachePolicy):
+    """The versions of the libraries that shape results: an upgrade recomputes instead of serving old results."""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        return hash_objects(result_libraries())
+
+
+CACHED = INPUTS + ModuleSource() + LibraryVersions()
+"""The policy for deterministic tasks: same inputs, same code, same libraries, same result."""
 
 RETRIES = 3
 """How many times a transient failure is retried (with exponential backoff)."""

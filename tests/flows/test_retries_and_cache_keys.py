@@ -9,6 +9,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskR
 
 from mlpipe.blocks import DaskCluster, WorkspaceConfig
 from mlpipe.flows.training import TrainingParams, training
+from mlpipe.tasks import caching
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import TrainedModel
@@ -114,3 +115,20 @@ def test_editing_a_task_or_a_helper_it_uses_invalidates_only_what_depends_on_it(
     assert {t: helper_edited.task_states[t] for t in DATA_TASKS} == dict.fromkeys(DATA_TASKS, "Cached")
     assert helper_edited.task_states["train"] == "Completed"
     assert helper_edited.task_states["evaluate"] == "Completed"
+
+
+def test_an_upgraded_library_misses_the_cache(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+):
+    path = data_dir / "upgrade.parquet"
+    demo_frame.to_parquet(path, index=False)
+    base = {"data": str(path), "target": "default", "name": "upgrade-demo", "exclude": ["application_id"]}
+    assert run_training(workspace, **base).error is None
+    assert run_training(workspace, **base).task_states["train"] == "Cached"
+    installed = caching.result_libraries()
+    monkeypatch.setattr(caching, "result_libraries", lambda: {**installed, "xgboost": "99.0.0"})  # threads: in-process
+    upgraded = run_training(workspace, **base)
+    assert upgraded.error is None, upgraded.error
+    assert {t: upgraded.task_states[t] for t in (*DATA_TASKS, "train")} == dict.fromkeys(
+        (*DATA_TASKS, "train"), "Completed"
+    )
