@@ -23,6 +23,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 """The newest registered version, whether or not the gate passed it."""
 HISTORY_PREFIX = "mlpipe.alias_history."
+ROLLBACK_REASON = "rollback: "
+"""How the history records a move made by `rollback`: a decision of a person that the gate respects."""
 
 
 class AliasChange(BaseModel):
@@ -103,4 +105,25 @@ def rollback(name: str, tracking: MlflowConnection, to: str | None, reason: str,
     versions = {str(v.version) for v in tracking.client().search_model_versions(f"name = '{name}'")}
     if to not in versions:
         raise ConfigError(f"model '{name}' has no version {to} (versions: {', '.join(sorted(versions, key=int))})")
-    return set_champion(name, to, tracking, reason=f"rollback: {reason}", by=by)
+    return set_champion(name, to, tracking, reason=f"{ROLLBACK_REASON}{reason}", by=by)
+
+
+def rolled_back_from(name: str, version: str, tracking: MlflowConnection) -> AliasChange | None:
+    """The latest rollback that took `champion` away from `version`, if one ever did."""
+    undone = [
+        c for c in alias_history(name, tracking) if c.previous == version and c.reason.startswith(ROLLBACK_REASON)
+    ]
+    return undone[-1] if undone else None
+
+
+def find_version(model_name: str, run_id: str, tracking: MlflowConnection) -> str | None:
+    """The version already registered for this training run, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = tracking.client().search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return str(min(int(v.version) for v in found)) if found else None

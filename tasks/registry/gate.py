@@ -13,7 +13,7 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import DEFAULT_PRIMARY, LOWER_IS_BETTER, is_better, meets_threshold
 from mlpipe.tasks.model.evaluate import Evaluation, score
-from mlpipe.tasks.registry.aliases import find_champion
+from mlpipe.tasks.registry.aliases import find_champion, find_version, rolled_back_from
 
 
 class Champion(BaseModel):
@@ -106,9 +106,28 @@ def gate(
                 "reason": f"candidate is already champion v{current.version}",
             }
         )
+    undone = _rollback_of_candidate(model_name, evaluation.run_id, tracking)
+    if undone is not None:
+        return decide(metric, candidate, policy, None).model_copy(update={"passed": False, "reason": undone})
     champion_uri = f"models:/{model_name}/{current.version}"
     _, champion_metrics = score(champion_uri, read_snapshot(splits.test, store), contract, tracking)
     return decide(metric, candidate, policy, Champion(version=str(current.version), score=champion_metrics[metric]))
+
+
+def _rollback_of_candidate(model_name: str, run_id: str, tracking: MlflowConnection) -> str | None:
+    """Why the candidate may not be promoted again: a person rolled its version back (None if nobody did).
+
+    A cached re-run of the training that made a rolled-back version scores the same as before; the
+    gate would promote it again and undo the rollback. Only a person promotes it again, by hand.
+    """
+    version = find_version(model_name, run_id, tracking)
+    change = rolled_back_from(model_name, version, tracking) if version is not None else None
+    if change is None:
+        return None
+    return (
+        f"v{version} was rolled back by {change.by} at {change.at} ({change.reason}); it is promoted again only "
+        f"by hand: mlpipe rollback {model_name} --to {version}"
+    )
 
 
 gate_task = pipeline_task(gate, cache_policy=NO_CACHE)

@@ -76,6 +76,13 @@ def test_register_retried_after_it_succeeded_finds_the_same_version(workspace: W
         assert again.version == "1"
     assert [str(v.version) for v in model_versions(workspace, "idempotent-demo")] == ["1"]
 
+    client = tracking.client()
+    recorded = client.get_model_version("idempotent-demo", "1").tags
+    for key in ("mlpipe.gate", "mlpipe.dataset_hash", "mlpipe.code_version"):  # a crash right after register_model
+        client.delete_model_version_tag("idempotent-demo", "1", key)
+    register(model, evaluation, decision, outcome.summary.dataset, "idempotent-demo", tracking)
+    assert client.get_model_version("idempotent-demo", "1").tags == recorded  # completed, nothing overwritten
+
 
 @pytest.fixture
 def editable_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mlpipe.blocks import WorkspaceConfig
-from mlpipe.tasks.registry.aliases import alias_history, champion_version, set_champion
+from mlpipe.tasks.registry.aliases import alias_history, champion_version, rollback, set_champion
 from tests.pipeline import run_cli, run_training
 
 pytestmark = pytest.mark.flow
@@ -49,3 +49,23 @@ def test_rollback_moves_champion_back_and_records_who_why_and_when(
     unknown = run_cli("rollback", MODEL, "--to", "99", cwd=tmp_path, extra_env=env)
     assert unknown.returncode == 1 and "has no version 99" in unknown.stderr
     assert champion_version(MODEL, tracking) == first.summary.version
+
+
+def test_a_rolled_back_version_is_not_promoted_again_by_a_cached_rerun(workspace: WorkspaceConfig, demo_csv: Path):
+    name, exclude = "no-repromotion", ["application_id"]
+    weak = run_training(
+        workspace, data=str(demo_csv), target="default", name=name, exclude=exclude,
+        model={"params": {"n_estimators": 2, "max_depth": 1}},
+    )  # fmt: skip
+    strong = run_training(workspace, data=str(demo_csv), target="default", name=name, exclude=exclude)
+    assert weak.error is None and strong.error is None
+    tracking = workspace.resolve().mlflow
+    assert champion_version(name, tracking) == strong.summary.version  # the gate promoted the better one
+    rollback(name, tracking, to=weak.summary.version, reason="bad release", by="alice")
+
+    rerun = run_training(workspace, data=str(demo_csv), target="default", name=name, exclude=exclude)
+    assert rerun.error is None, rerun.error
+    assert rerun.task_states["train"] == "Cached" and rerun.summary.version == strong.summary.version
+    assert not rerun.summary.gate.passed
+    assert f"v{strong.summary.version} was rolled back by alice" in rerun.summary.gate.reason
+    assert champion_version(name, tracking) == weak.summary.version  # the rollback holds
