@@ -12,6 +12,8 @@ from mlpipe.tasks.contract import TaskType
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 DEFAULT_PRIMARY = {"classification": "roc_auc", "regression": "rmse"}
 PROBABILITY_PREFIX = "probability_"
+SCORED_BY = ("model_name", "model_version")
+"""The columns of a scoring output that name the model version behind each prediction."""
 
 
 def probability_column(label: Any) -> str:

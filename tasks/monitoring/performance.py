@@ -15,7 +15,7 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import DataError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.data.files import list_inputs
-from mlpipe.tasks.metrics import DEFAULT_PRIMARY, compute_metrics, meets_threshold, probability_column
+from mlpipe.tasks.metrics import DEFAULT_PRIMARY, SCORED_BY, compute_metrics, meets_threshold, probability_column
 from mlpipe.tasks.registry.aliases import CHAMPION
 from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_model
 
@@ -31,6 +31,8 @@ class PerformanceSummary(BaseModel):
     metrics: dict[str, float]
     labelled_rows: int
     unmatched_labels: int
+    ignored_predictions: int = 0
+    """Rows left out: predictions by another model version, and repeats of an id already scored."""
 
 
 def check_performance(
@@ -55,7 +57,7 @@ def check_performance(
     model = resolve_model(f"{model_name}@{CHAMPION}", tracking)
     with tracking.session():
         predictor = mlflow.pyfunc.load_model(model.uri).unwrap_python_model()
-    predicted, _ = read_rows(predictions, [id_column, "prediction", *_probability_names(predictor)])
+    predicted, _ = read_rows(predictions, [id_column, "prediction", *_probability_names(predictor), *SCORED_BY])
     truth, _ = read_rows(labels, [id_column, label_column, *([time_column] if time_column else [])])
     for frame, where, needed in (
         (predicted, predictions, [id_column, "prediction"]),
@@ -64,6 +66,7 @@ def check_performance(
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise DataError(f"{where}: column(s) {missing} missing")
+    predicted, ignored = champion_predictions(predicted, model, id_column)
     if since is not None and time_column:
         truth = truth[pd.to_datetime(truth[time_column], utc=True) >= since]
     joined = predicted.merge(truth, on=id_column, how="inner", suffixes=("", "_label"))
@@ -83,7 +86,23 @@ def check_performance(
         metrics=metrics,
         labelled_rows=len(joined),
         unmatched_labels=len(truth) - len(joined),
+        ignored_predictions=ignored,
     )
+
+
+def champion_predictions(predicted: pd.DataFrame, model: ResolvedModel, id_column: str) -> tuple[pd.DataFrame, int]:
+    """The rows this model version scored, one per id, and how many rows were left out.
+
+    A scoring output holds every night's partitions, possibly of several versions, and a night
+    scored again repeats its ids; each labelled id must count once, judged by the champion's
+    own predictions. Predictions that name no model version (a user's file) are all kept.
+    """
+    kept = predicted
+    if all(column in kept.columns for column in SCORED_BY):
+        name, version = (kept[column].astype(str) for column in SCORED_BY)
+        kept = kept[(name == model.name) & (version == model.version)]
+    kept = kept.drop_duplicates(subset=[id_column], keep="last")
+    return kept, len(predicted) - len(kept)
 
 
 def read_rows(location: str, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -97,9 +116,15 @@ def read_rows(location: str, columns: list[str]) -> tuple[pd.DataFrame, list[str
                 table = parquet.read(columns=[c for c in columns if c in parquet.schema_arrow.names])
             else:
                 table = pacsv.read_csv(handle)
-        tables.append(table.select([c for c in columns if c in table.column_names]))
+        tables.append(_decoded(table.select([c for c in columns if c in table.column_names])))
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     return frame, [file.url for file in files]
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded columns (scoring writes constants so) as plain values, so files of any writer concatenate."""
+    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    return pa.table(columns, names=table.column_names)
 
 
 def _probability_names(predictor: Any) -> list[str]:

@@ -20,6 +20,7 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import MlpipeError
 from mlpipe.tasks.data.columns import InputColumn, coerce, error_record
 from mlpipe.tasks.data.files import Batch, InputFile, read_blocks
+from mlpipe.tasks.metrics import SCORED_BY
 from mlpipe.tasks.registry.model_ref import ResolvedModel, load_model
 from mlpipe.tasks.storage import atomic_write, write_json, write_parquet
 
@@ -134,8 +135,8 @@ def _output(
     else:
         columns = {"source_file": _constant(source, rows), "source_row": pa.array(frame.index.to_numpy(np.int64))}
     columns.update({name: pa.Array.from_pandas(values) for name, values in predictions.items()})
-    columns["model_name"] = _constant(model.name, rows)
-    columns["model_version"] = _constant(model.version, rows)
+    for column, value in zip(SCORED_BY, (model.name, model.version), strict=True):
+        columns[column] = _constant(value, rows)
     return pa.table(columns)
 
 

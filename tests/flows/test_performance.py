@@ -1,8 +1,10 @@
 """Performance on late labels: predictions joined with labels by id, scored, and degraded runs announced."""
 
+import shutil
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
 
@@ -84,3 +86,33 @@ def test_labels_that_match_no_prediction_are_a_clear_error(
     fresh[["application_id", "default"]].assign(application_id=-1).to_parquet(tmp_path / "other.parquet", index=False)
     with pytest.raises(DataError, match=r"has a label in .*other\.parquet \(joined on 'application_id'\)"):
         check(workspace, folder, str(tmp_path / "other.parquet"), threshold=0.5)
+
+
+def test_ids_scored_twice_count_once_and_other_versions_predictions_are_left_out(
+    workspace: WorkspaceConfig, scored: tuple[Path, object], tmp_path: Path
+):
+    folder, fresh = scored
+    scores = tmp_path / "scores"
+    shutil.copytree(folder / "scores", scores)
+    (part,) = (scores / next(p.name for p in scores.iterdir() if p.name.startswith("run="))).glob("*.parquet")
+    table = pd.read_parquet(part)
+    (scores / "run=rescored").mkdir()
+    table.to_parquet(scores / "run=rescored" / "part-00000.parquet")  # the same night scored again
+    other = table.assign(model_version="999", prediction=1 - table["prediction"])  # a later version's guesses
+    (scores / "run=other").mkdir()
+    other.to_parquet(scores / "run=other" / "part-00000.parquet")
+    params = PerformanceParams(
+        model=MODEL,
+        predictions=str(scores),
+        labels=str(folder / "labels.parquet"),
+        id_column="application_id",
+        label_column="default",
+        metric="accuracy",
+        threshold=0.5,
+    )
+    summary = performance_check(params, workspace)
+    with workspace.resolve().mlflow.session():
+        expected = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(fresh)
+    assert summary.labelled_rows == 2_000 and summary.unmatched_labels == 0
+    assert summary.ignored_predictions == 2 * 2_000  # the repeats and the other version's
+    assert summary.value == pytest.approx(accuracy_score(fresh["default"], expected["prediction"]))
