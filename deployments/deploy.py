@@ -15,7 +15,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectNotFound
 from prefect.types.entrypoint import EntrypointType
-from pydantic import AfterValidator
+from pydantic import AfterValidator, ValidationError
 
 from mlpipe.errors import ConfigError
 from mlpipe.validation import check_name
@@ -24,25 +24,26 @@ WORK_POOL = "mlpipe"
 """The process work pool `mlpipe worker` serves."""
 
 
+def _schedulable(cron: str, timezone: str = "UTC") -> bool:
+    """Whether Prefect accepts this cron expression and time zone (its own validation, before any server call)."""
+    try:
+        CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError:
+        return False
+    return True
+
+
 def check_cron(expression: str) -> str:
     """`expression` if it is a cron schedule Prefect can run; a ValueError naming it otherwise."""
-    from pydantic import ValidationError
-
-    try:
-        CronSchedule(cron=expression)
-    except ValidationError:
-        raise ValueError(f"{expression!r} is not a cron expression (minute hour day month weekday)") from None
+    if not _schedulable(expression):
+        raise ValueError(f"{expression!r} is not a cron expression (minute hour day month weekday)")
     return expression
 
 
 def check_timezone(zone: str) -> str:
     """`zone` if it is an IANA time zone; a ValueError naming it otherwise."""
-    from pydantic import ValidationError
-
-    try:
-        CronSchedule(cron="0 0 * * *", timezone=zone)
-    except ValidationError:
-        raise ValueError(f"{zone!r} is not an IANA time zone (for example Europe/Paris)") from None
+    if not _schedulable("0 0 * * *", zone):
+        raise ValueError(f"{zone!r} is not an IANA time zone (for example Europe/Paris)")
     return zone
 
 
