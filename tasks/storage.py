@@ -83,3 +83,17 @@ def write_json(url: str, content: dict[str, Any]) -> None:
     """Write a JSON document atomically."""
     with atomic_write(url) as staged, staged.fs.open(staged.path, "w") as handle:
         json.dump(content, handle, indent=2, default=str)
+
+
+def create_exclusive(url: str, content: bytes) -> None:
+    """Create `url` holding `content`, failing if it exists: of two writers racing for one name, exactly one wins.
+
+    The primitive a lease is built on (mode `xb`: `O_EXCL` locally, a conditional put on stores that offer one).
+
+    Raises:
+        FileExistsError: `url` exists already.
+    """
+    fs, path = url_to_fs(url)
+    fs.makedirs(fs._parent(path), exist_ok=True)
+    with fs.open(path, "xb") as handle:
+        handle.write(content)
