@@ -1,11 +1,18 @@
 """Score one mini-batch on a Dask worker: read it block by block, predict, write one output part atomically.
 
 A part is written under a temporary name and renamed when complete, then a small `done`
-record is written the same way; a batch counts as finished only once that record exists. A
-worker that dies mid-batch leaves at most a temporary file, and the batch is simply run again.
+record is written the same way; a batch counts as finished only once that record exists and
+the parts it names are there. A worker that dies mid-batch leaves at most a temporary file,
+and the batch is simply run again.
+
+Only input that cannot be decoded (a malformed CSV row, a corrupt row group: `ArrowInvalid`)
+is a data error, recorded in the errors part like a cell that does not parse. Anything else —
+an I/O error, a full disk, the model failing — says nothing about the rows: the batch fails
+with no `done` record, the run fails, and a re-run of the same command scores it then.
 """
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,7 +42,11 @@ class BatchResult(BaseModel):
     rows_errored: int
     seconds: float
     error: str | None = None
-    """Why the whole batch failed (a corrupt row group, an unreadable file)."""
+    """Why the whole batch could not be decoded (a corrupt row group, a malformed CSV row)."""
+
+
+class BatchFailed(MlpipeError):
+    """A batch could not be scored for a reason other than its data (I/O, a full disk, the model): left pending."""
 
 
 class Staging(BaseModel):
@@ -56,11 +67,17 @@ class Staging(BaseModel):
         fs, root = url_to_fs(f"{self.url}/done")
         if not fs.exists(root):
             return {}
+        parts = {url_to_fs(self.path(kind, 0))[1].rsplit("/", 1)[0]: kind for kind in ("data", "errors")}
+        present = {
+            (kind, path.rsplit("/", 1)[-1]) for folder, kind in parts.items() for path in fs.ls(folder, detail=False)
+        }
         results = {}
         for path in fs.glob(f"{root}/part-*.json"):
             with fs.open(path, "r") as handle:
                 result = BatchResult.model_validate_json(handle.read())
-            results[result.index] = result
+            needed = [kind for kind, rows in (("data", result.rows_out), ("errors", result.rows_errored)) if rows]
+            if all((kind, f"part-{result.index:05d}.parquet") in present for kind in needed):
+                results[result.index] = result  # a record without its parts is not trusted: the batch runs again
         return results
 
 
@@ -72,7 +89,29 @@ def score_batch(
     passthrough: list[str],
     threads: int,
 ) -> BatchResult:
-    """Score `batch` into its output part; unparseable rows go to its errors part with the reason."""
+    """Score `batch` into its output part; unparseable rows go to its errors part with the reason.
+
+    Raises:
+        BatchFailed: anything but undecodable input (I/O, a full disk, the model); no `done` record is written.
+    """
+    try:
+        return _score(batch, model, tracking, staging, passthrough, threads)
+    except Exception as failure:
+        raise BatchFailed(
+            f"batch {batch.index} ({batch.file.url}, from row {batch.first_row}) failed: "
+            f"{type(failure).__name__}: {failure}. It is not recorded as done: run the same command again "
+            "to score it (finished batches are kept)"
+        ) from failure
+
+
+def _score(
+    batch: Batch,
+    model: ResolvedModel,
+    tracking: MlflowConnection,
+    staging: Staging,
+    passthrough: list[str],
+    threads: int,
+) -> BatchResult:
     started = time.perf_counter()
     predictor = load_model(model, tracking, threads)
     needed = [column.name for column in model.inputs] + [c for c in passthrough if c not in _names(model.inputs)]
@@ -82,7 +121,7 @@ def score_batch(
     try:
         with atomic_write(staging.path("data", batch.index)) as part, part.fs.open(part.path, "wb") as sink:
             writer: pq.ParquetWriter | None = None
-            for table, first_row in read_blocks(batch, needed):
+            for table, first_row in _decoded(batch, needed):
                 frame, bad = coerce(table, model.inputs, first_row, batch.file.url, text=batch.file.format == "csv")
                 errors.extend(bad)
                 rows_in += table.num_rows
@@ -97,8 +136,8 @@ def score_batch(
             if writer is not None:
                 writer.close()
             part.keep = writer is not None  # a batch with no scorable rows writes no part
-    except (OSError, pa.ArrowException, ValueError) as failure:
-        error = f"{type(failure).__name__}: {failure}"
+    except _Undecodable as failure:
+        error = str(failure)
         rows_in = batch.rows if batch.rows is not None else max(rows_in, 1)
         rows_out = 0
         errors = [error_record(batch.file.url, batch.first_row, rows_in, f"the batch could not be read: {error}")]
@@ -113,8 +152,25 @@ def score_batch(
         seconds=time.perf_counter() - started,
         error=error,
     )
-    write_json(staging.path("done", batch.index, "json"), result.model_dump())
+    write_json(staging.path("done", batch.index, "json"), result.model_dump())  # last: the parts are in place
     return result
+
+
+class _Undecodable(Exception):
+    """The batch's input could not be decoded: its rows are data errors, not a reason to fail the run."""
+
+
+def _decoded(batch: Batch, needed: list[str]) -> Iterator[tuple[pa.Table, int]]:
+    """`read_blocks`, with decoding failures (and only those) told apart from I/O errors."""
+    blocks = read_blocks(batch, needed)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as failure:
+            raise _Undecodable(f"{type(failure).__name__}: {failure}") from failure
+        yield block
 
 
 ERROR_SCHEMA = pa.schema(
