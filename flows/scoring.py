@@ -14,6 +14,7 @@ from typing import Any
 
 from distributed import as_completed
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
@@ -71,17 +72,26 @@ def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) 
     partition = params.partition or (f"{window_start:%Y-%m-%d}" if window_start else None)
     plan = plan_task.submit(model, source, params.mini_batch_size, params.passthrough, partition).result()
     layout = OutputLayout(url=params.output.rstrip("/"), partition=plan.partition)
-    existing = layout.check_free(plan.run_key, params.mode)
-    if existing is not None:
-        return ScoringSummary(manifest=existing, already_published=True)
-    staging = layout.staging(plan.run_key)
-    staging.prepare()
-    started = dt.datetime.now(dt.UTC)
-    clock = time.perf_counter()
-    results, resumed = run_batches(plan, params, staging, workspace)
-    seconds = time.perf_counter() - clock
-    manifest = build_manifest(plan, params.mode, params.passthrough, layout, results, resumed, started, seconds)
-    publish_task.submit(layout, staging, manifest).result()
+    leases = layout.leases(f"flow run {flow_run.id} ({flow_run.name}), run key {plan.run_key}", params.mode)
+    try:
+        existing = layout.check_free(plan.run_key, params.mode)
+        if existing is not None:
+            return ScoringSummary(manifest=existing, already_published=True)
+        if params.mode == "overwrite":
+            layout.owned_partitions()  # refuse a folder holding anything else before scoring, not after
+        staging = layout.staging(plan.run_key)
+        staging.prepare()
+        started = dt.datetime.now(dt.UTC)
+        clock = time.perf_counter()
+        results, resumed = run_batches(plan, params, staging, workspace)
+        seconds = time.perf_counter() - clock
+        manifest = build_manifest(plan, params.mode, params.passthrough, layout, results, resumed, started, seconds)
+        for lease in leases:
+            lease.check()
+        publish_task.submit(layout, staging, manifest).result()
+    finally:
+        for lease in reversed(leases):
+            lease.release()
     report(manifest)
     return ScoringSummary(manifest=manifest, already_published=False)
 
@@ -95,6 +105,8 @@ def run_batches(
 
     Raises:
         MlpipeError: errored rows and unreadable files exceed `error_threshold` (nothing is published).
+        BatchFailed: a batch failed for another reason than its data (I/O, a full disk, the model); it
+            stays pending for the re-run; the batches in flight are cancelled (any that finish are kept).
     """
     done = staging.finished()
     resumed = len(done)
@@ -116,9 +128,9 @@ def run_batches(
     reported = time.monotonic()
     for future in finished:
         inflight.discard(future)
-        result: BatchResult = future.result()
-        done[result.index] = result
         try:
+            result: BatchResult = future.result()
+            done[result.index] = result
             check_errors(done, problems, params.error_threshold)
         except MlpipeError:
             client.cancel(list(inflight))

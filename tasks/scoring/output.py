@@ -4,9 +4,12 @@
     OUTPUT/_errors/run=<partition>/…              rows and files that could not be scored, with the reason
     OUTPUT/_manifests/run=<partition>.json        the commit record: model, inputs, counts, timings
     OUTPUT/_staging/<run key>/                    a run in progress (or interrupted, to resume)
+    OUTPUT/_leases/run=<partition>.json           the run writing that partition now (`output.json`: an overwrite)
 
 A partition becomes visible in one rename once every batch is complete; the manifest is written
-last, so a partition without one is never mistaken for a finished run.
+last, so a partition without one is never mistaken for a finished run. A run holds its
+partition's lease from before it looks for a published run until it has published, so two runs
+into one partition cannot both publish; an overwrite also holds the whole output's lease.
 """
 
 import datetime as dt
@@ -21,6 +24,7 @@ from pydantic import BaseModel
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.data.files import InputFile
+from mlpipe.tasks.lease import Lease, LeaseHeld
 from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.model_ref import ResolvedModel
 from mlpipe.tasks.scoring.batch import BatchResult, Staging
@@ -30,6 +34,8 @@ from mlpipe.validation import Name
 
 Mode = Literal["append", "overwrite"]
 PARTITION = "run"
+OWN_FOLDERS = frozenset({"_errors", "_manifests", "_staging", "_leases", "_trash"})
+"""The folders scoring keeps beside its partitions."""
 
 
 class ScoringManifest(BaseModel):
@@ -76,6 +82,82 @@ class OutputLayout(BaseModel):
 
     def staging(self, run_key: str) -> Staging:
         return Staging(url=child(self.url, "_staging", run_key))
+
+    def leases(self, owner: str, mode: Mode) -> list[Lease]:
+        """Take this partition's lease (and, to overwrite, the whole output's), and see no other run conflicts.
+
+        An append takes its partition, then checks that no overwrite holds the output; an overwrite
+        takes the output, then checks that no append holds any partition: whichever order two runs
+        interleave in, at least one of them sees the other.
+
+        Raises:
+            LeaseHeld: another live run writes this partition, or an overwrite and an append would overlap.
+        """
+        whole = Lease(child(self.url, "_leases", "output.json"), owner)
+        own = Lease(child(self.url, "_leases", f"{PARTITION}={self.partition}.json"), owner)
+        taken: list[Lease] = []
+        try:
+            for lease in (whole, own) if mode == "overwrite" else (own,):
+                taken.append(lease.acquire())
+            others = [whole] if mode == "append" else self._partition_leases(exclude=own.url)
+            for other in others:
+                record = other.read()
+                if record is not None and not record.stale():
+                    raise LeaseHeld(
+                        f"{other.url} is held by {record.describe()}; an overwrite of {self.url} and a run into "
+                        "one of its partitions cannot run at once"
+                    )
+        except BaseException:
+            for lease in reversed(taken):
+                lease.release()
+            raise
+        return taken
+
+    def _partition_leases(self, exclude: str) -> list[Lease]:
+        fs, folder = url_to_fs(child(self.url, "_leases"))
+        names = [path.rsplit("/", 1)[-1] for path in fs.glob(f"{folder}/{PARTITION}=*.json")]
+        return [Lease(lease, "") for name in names if (lease := child(self.url, "_leases", name)) != exclude]
+
+    def owned_partitions(self) -> list[str]:
+        """The partitions an overwrite may replace: `run=*` folders this output's runs published (with a manifest).
+
+        Raises:
+            ConfigError: the folder holds anything else (other files or folders, a partition
+                without a manifest), named: an overwrite never deletes what scoring did not write.
+        """
+        fs, root = url_to_fs(self.url)
+        if not fs.exists(root):
+            return []
+        manifests = url_to_fs(child(self.url, "_manifests"))[1]
+        published = {
+            path.rsplit("/", 1)[-1].removeprefix(f"{PARTITION}=").removesuffix(".json")
+            for path in (fs.ls(manifests, detail=False) if fs.exists(manifests) else [])
+            if path.endswith(".json") and path.rsplit("/", 1)[-1].startswith(f"{PARTITION}=")
+        }
+        ours = published | {self.partition}  # this run's own partition, perhaps half published by a crash
+        expected = {f"{PARTITION}={name}" for name in ours}
+        errors = url_to_fs(child(self.url, "_errors"))[1]
+        foreign = [
+            path[len(root) + 1 :]
+            for path in fs.ls(root, detail=False)
+            if (name := path.rsplit("/", 1)[-1]) not in expected and name not in OWN_FOLDERS
+        ]
+        foreign += [
+            path[len(root) + 1 :]
+            for path in (fs.ls(errors, detail=False) if fs.exists(errors) else [])
+            if path.rsplit("/", 1)[-1] not in expected
+        ]
+        foreign += [
+            path[len(root) + 1 :]
+            for path in (fs.ls(manifests, detail=False) if fs.exists(manifests) else [])
+            if path.rsplit("/", 1)[-1].removesuffix(".json") not in expected
+        ]
+        if foreign:
+            raise ConfigError(
+                f"--mode overwrite replaces only scoring partitions, but {self.url} also holds "
+                f"{sorted(foreign)[:10]}; nothing was changed. Score into an empty folder, or move those away"
+            )
+        return sorted(published - {self.partition})
 
     def published(self) -> ScoringManifest | None:
         """The partition's manifest, if a run published it."""
@@ -141,13 +223,17 @@ def build_manifest(
 def publish(layout: OutputLayout, staging: Staging, manifest: ScoringManifest) -> None:
     """Move the staged partition into place, then write its manifest; safe to repeat after a crash.
 
-    `overwrite` first moves every other partition, error set and manifest aside, and deletes
-    them only once the new partition and its manifest are in place.
+    `overwrite` first moves every other partition this output's runs published (its data, errors
+    and manifest) aside, and deletes them only once the new partition and its manifest are in
+    place; it refuses an output that holds anything else.
+
+    Raises:
+        ConfigError: `overwrite` found files or folders scoring did not write (nothing is moved).
     """
     fs, root = url_to_fs(layout.url)
     trash = f"{root}/_trash/{manifest.run_key}"
     if manifest.mode == "overwrite":
-        _set_aside(fs, root, layout, trash)
+        _set_aside(fs, layout, layout.owned_partitions(), trash)
     for kind, target in (("data", layout.data), ("errors", layout.errors)):
         source = f"{url_to_fs(staging.url)[1]}/{kind}"
         target_path = url_to_fs(target)[1]
@@ -169,18 +255,16 @@ def publish(layout: OutputLayout, staging: Staging, manifest: ScoringManifest) -
             fs.rm(leftover, recursive=True)
 
 
-def _set_aside(fs: Any, root: str, layout: OutputLayout, trash: str) -> None:
-    keep = {url_to_fs(layout.data)[1], url_to_fs(layout.errors)[1], url_to_fs(layout.manifest)[1]}
-    candidates = [p for p in fs.ls(root, detail=False) if not p.rsplit("/", 1)[-1].startswith("_")]
-    for folder in ("_errors", "_manifests"):
-        if fs.exists(f"{root}/{folder}"):
-            candidates += fs.ls(f"{root}/{folder}", detail=False)
-    for path in candidates:
-        if path.rstrip("/") in keep:
-            continue
-        target = f"{trash}/{path[len(root) + 1 :]}"
-        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        fs.mv(path, target, recursive=True)
+def _set_aside(fs: Any, layout: OutputLayout, partitions: list[str], trash: str) -> None:
+    root = url_to_fs(layout.url)[1]
+    for partition in partitions:
+        other = OutputLayout(url=layout.url, partition=partition)
+        for url in (other.data, other.errors, other.manifest):
+            path = url_to_fs(url)[1]
+            if fs.exists(path):
+                target = f"{trash}/{path[len(root) + 1 :]}"
+                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                fs.mv(path, target, recursive=True)
 
 
 def report(manifest: ScoringManifest) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -27,6 +28,7 @@ from mlpipe.flows.common import resolve_window
 from mlpipe.flows.scoring import ScoringParams, ScoringSummary, batch_scoring
 from mlpipe.tasks.registry.model_ref import resolve_model
 from tests.pipeline import MLPIPE, cli_environment, run_cli, run_training, wait_for
+from tests.tasks.scoring.small_disk import SmallDisk
 
 pytestmark = pytest.mark.flow
 
@@ -328,3 +330,81 @@ def test_models_are_pinned_by_alias_version_or_uri_and_runs_publish_artifacts(
     assert by_key["scoring-artifacts-demo"].type == "progress" and by_key["scoring-artifacts-demo"].data == 100.0
     summary = str(by_key["scoring-artifacts-demo-summary"].data)
     assert "rows per second" in summary and str(tmp_path / "out" / "run=artifacts-demo") in summary
+
+
+def test_a_full_disk_leaves_its_batch_pending_and_the_rerun_scores_every_row_once(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    inputs = write_inputs(tmp_path / "in", files=2, rows=2_000, row_group=500, seed=60)
+    output = SmallDisk.mount(tmp_path / "out", capacity=FULL_AFTER_ABOUT_THREE_PARTS)
+    params = {
+        "input": str(tmp_path / "in"),
+        "output": output,
+        "mini_batch_size": 500,
+        "passthrough": ["application_id"],
+        "max_concurrency": 1,
+        "error_threshold": -1,  # even a run that tolerates bad rows must not take a full disk for one
+    }
+    with pytest.raises(MlpipeError, match=r"batch \d+ .*No space left on device.*run the same command again"):
+        score(workspace, **params)
+    staged = next((tmp_path / "out" / "_staging").iterdir())
+    done = sorted(staged.glob("done/part-*.json"))
+    assert 1 <= len(done) < 8, "the disk should fill mid-run"
+    assert [p.name for p in sorted(staged.glob("data/part-*"))] == [p.name.replace(".json", ".parquet") for p in done]
+    assert not list(staged.glob("errors/*"))  # a full disk is not a data error
+    assert not list((tmp_path / "out").glob("run=*")) and not (tmp_path / "out" / "_manifests").exists()
+
+    SmallDisk.mount(tmp_path / "out", capacity=1 << 40)  # space was freed
+    manifest = score(workspace, **params).manifest
+    assert (manifest.batches_resumed, manifest.rows_out, manifest.rows_errored) == (len(done), 4_000, 0)
+    scored = pd.read_parquet(tmp_path / "out")
+    assert len(scored) == len(inputs) and scored["application_id"].is_unique
+    assert set(scored["application_id"]) == set(inputs["application_id"])
+
+
+FULL_AFTER_ABOUT_THREE_PARTS = 60_000
+"""Bytes: a 500-row part with its done record takes about 15 kB."""
+
+
+def test_two_runs_into_one_partition_cannot_both_publish(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
+    first_rows = write_inputs(tmp_path / "night-1", files=1, rows=600, row_group=300, seed=40)
+    write_inputs(tmp_path / "night-2", files=1, rows=200, row_group=200, seed=41)
+    output = SmallDisk.mount(tmp_path / "out", capacity=1 << 40)
+    SmallDisk.gate.clear()  # the first run's batches wait on a slow disk until the second run has tried
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(
+            score,
+            workspace,
+            input=str(tmp_path / "night-1"),
+            output=output,
+            partition="p",
+            passthrough=["application_id"],
+        )
+        try:
+            wait_for(lambda: any((tmp_path / "out").glob("_staging/*/data/.*.tmp")), 120, "the first run mid-batch")
+            with pytest.raises(MlpipeError, match=r"_leases/run=p\.json is held by flow run .*run key"):
+                score(workspace, input=str(tmp_path / "night-2"), output=output, partition="p")
+        finally:
+            SmallDisk.gate.set()
+        assert first.result(timeout=120).manifest.rows_out == 600
+    scored = pd.read_parquet(tmp_path / "out")
+    assert sorted(scored["application_id"]) == sorted(first_rows["application_id"])
+    assert not list((tmp_path / "out" / "_leases").iterdir())  # released when the run ended
+
+
+def test_overwrite_refuses_an_output_folder_holding_anything_but_its_own_partitions(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    write_inputs(tmp_path / "night", files=1, rows=200, row_group=200, seed=50)
+    output = tmp_path / "out"
+    score(workspace, input=str(tmp_path / "night"), output=str(output), partition="n1")
+    (output / "notes.txt").write_text("not scoring's")
+    (output / "run=by-hand").mkdir()
+    (output / "run=by-hand" / "part-0.parquet").write_bytes(b"a partition no scoring run published")
+
+    found = r"overwrite replaces only scoring partitions, but .*out also holds \['notes\.txt', 'run=by-hand'\]"
+    with pytest.raises(ConfigError, match=found):
+        score(workspace, input=str(tmp_path / "night"), output=str(output), partition="n2", mode="overwrite")
+    assert (output / "notes.txt").read_text() == "not scoring's"
+    assert (output / "run=by-hand" / "part-0.parquet").exists() and (output / "run=n1").is_dir()
+    assert not (output / "run=n2").exists() and not list(output.glob("_staging/*"))
