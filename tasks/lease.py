@@ -154,11 +154,14 @@ class Lease:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 4):
-            current = self.read()
-            if current is None or current.token != self.record.token:
-                return  # taken over: `check()` tells the run before it commits
-            self.record.expires = time.time() + self.ttl
-            write_bytes(self.url, self._content())
+            try:
+                current = self.read()
+                if current is None or current.token != self.record.token:
+                    return  # taken over: `check()` tells the run before it commits
+                self.record.expires = time.time() + self.ttl
+                write_bytes(self.url, self._content())
+            except OSError:
+                continue  # a storage blip (a full disk): the next renewal may succeed, well before expiry
 
     def _content(self) -> bytes:
         return self.record.model_dump_json().encode()

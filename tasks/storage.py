@@ -94,6 +94,6 @@ def create_exclusive(url: str, content: bytes) -> None:
         FileExistsError: `url` exists already.
     """
     fs, path = url_to_fs(url)
-    fs.makedirs(fs._parent(path), exist_ok=True)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "xb") as handle:
         handle.write(content)
