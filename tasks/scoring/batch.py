@@ -13,6 +13,7 @@ with no `done` record, the run fails, and a re-run of the same command scores it
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -94,66 +95,49 @@ def score_batch(
     Raises:
         BatchFailed: anything but undecodable input (I/O, a full disk, the model); no `done` record is written.
     """
-    try:
-        return _score(batch, model, tracking, staging, passthrough, threads)
-    except Exception as failure:
-        raise BatchFailed(
-            f"batch {batch.index} ({batch.file.url}, from row {batch.first_row}) failed: "
-            f"{type(failure).__name__}: {failure}. It is not recorded as done: run the same command again "
-            "to score it (finished batches are kept)"
-        ) from failure
-
-
-def _score(
-    batch: Batch,
-    model: ResolvedModel,
-    tracking: MlflowConnection,
-    staging: Staging,
-    passthrough: list[str],
-    threads: int,
-) -> BatchResult:
-    started = time.perf_counter()
-    predictor = load_model(model, tracking, threads)
-    needed = [column.name for column in model.inputs] + [c for c in passthrough if c not in _names(model.inputs)]
-    errors: list[dict[str, Any]] = []
-    rows_in = rows_out = 0
-    error = None
-    try:
-        with atomic_write(staging.path("data", batch.index)) as part, part.fs.open(part.path, "wb") as sink:
-            writer: pq.ParquetWriter | None = None
-            for table, first_row in _decoded(batch, needed):
-                frame, bad = coerce(table, model.inputs, first_row, batch.file.url, text=batch.file.format == "csv")
-                errors.extend(bad)
-                rows_in += table.num_rows
-                if frame.empty:
-                    continue
-                with threadpool_limits(threads):
-                    predictions = predictor.predict(None, frame[[c.name for c in model.inputs]])
-                out = _output(frame, predictions, passthrough, batch.file.url, model)
-                writer = writer or pq.ParquetWriter(sink, out.schema)
-                writer.write_table(out)
-                rows_out += out.num_rows
-            if writer is not None:
-                writer.close()
-            part.keep = writer is not None  # a batch with no scorable rows writes no part
-    except _Undecodable as failure:
-        error = str(failure)
-        rows_in = batch.rows if batch.rows is not None else max(rows_in, 1)
-        rows_out = 0
-        errors = [error_record(batch.file.url, batch.first_row, rows_in, f"the batch could not be read: {error}")]
-    if errors:
-        write_parquet(pa.Table.from_pylist(errors, schema=ERROR_SCHEMA), staging.path("errors", batch.index))
-    result = BatchResult(
-        index=batch.index,
-        file=batch.file.url,
-        rows_in=rows_in,
-        rows_out=rows_out,
-        rows_errored=sum(e["rows"] for e in errors),
-        seconds=time.perf_counter() - started,
-        error=error,
-    )
-    write_json(staging.path("done", batch.index, "json"), result.model_dump())  # last: the parts are in place
-    return result
+    with _pending_on_failure(batch):
+        started = time.perf_counter()
+        predictor = load_model(model, tracking, threads)
+        needed = [column.name for column in model.inputs] + [c for c in passthrough if c not in _names(model.inputs)]
+        errors: list[dict[str, Any]] = []
+        rows_in = rows_out = 0
+        error = None
+        try:
+            with atomic_write(staging.path("data", batch.index)) as part, part.fs.open(part.path, "wb") as sink:
+                writer: pq.ParquetWriter | None = None
+                for table, first_row in _decoded(batch, needed):
+                    frame, bad = coerce(table, model.inputs, first_row, batch.file.url, text=batch.file.format == "csv")
+                    errors.extend(bad)
+                    rows_in += table.num_rows
+                    if frame.empty:
+                        continue
+                    with threadpool_limits(threads):
+                        predictions = predictor.predict(None, frame[[c.name for c in model.inputs]])
+                    out = _output(frame, predictions, passthrough, batch.file.url, model)
+                    writer = writer or pq.ParquetWriter(sink, out.schema)
+                    writer.write_table(out)
+                    rows_out += out.num_rows
+                if writer is not None:
+                    writer.close()
+                part.keep = writer is not None  # a batch with no scorable rows writes no part
+        except _Undecodable as failure:
+            error = str(failure)
+            rows_in = batch.rows if batch.rows is not None else max(rows_in, 1)
+            rows_out = 0
+            errors = [error_record(batch.file.url, batch.first_row, rows_in, f"the batch could not be read: {error}")]
+        if errors:
+            write_parquet(pa.Table.from_pylist(errors, schema=ERROR_SCHEMA), staging.path("errors", batch.index))
+        result = BatchResult(
+            index=batch.index,
+            file=batch.file.url,
+            rows_in=rows_in,
+            rows_out=rows_out,
+            rows_errored=sum(e["rows"] for e in errors),
+            seconds=time.perf_counter() - started,
+            error=error,
+        )
+        write_json(staging.path("done", batch.index, "json"), result.model_dump())  # last: the parts are in place
+        return result
 
 
 class _Undecodable(Exception):
@@ -171,6 +155,19 @@ def _decoded(batch: Batch, needed: list[str]) -> Iterator[tuple[pa.Table, int]]:
         except pa.ArrowInvalid as failure:
             raise _Undecodable(f"{type(failure).__name__}: {failure}") from failure
         yield block
+
+
+@contextmanager
+def _pending_on_failure(batch: Batch) -> Iterator[None]:
+    """Any failure but undecodable input becomes `BatchFailed`, naming the batch; no `done` record is written."""
+    try:
+        yield
+    except Exception as failure:
+        raise BatchFailed(
+            f"batch {batch.index} ({batch.file.url}, from row {batch.first_row}) failed: "
+            f"{type(failure).__name__}: {failure}. It is not recorded as done: run the same command again "
+            "to score it (finished batches are kept)"
+        ) from failure
 
 
 ERROR_SCHEMA = pa.schema(
