@@ -4,8 +4,9 @@ The cold path. Mini-batches (whole Parquet row groups, or one CSV file streamed)
 Dask tasks, at most `max_concurrency` in flight, so memory follows the batch size and not the
 input size and the per-batch cost is milliseconds; the steps around them are Prefect tasks.
 Each batch's output part is staged atomically; the partition is published in one rename once
-every batch is done. A re-run of the same model version on the same input resumes from the
-staged parts, or does nothing if that run was already published.
+every batch is done, by the one run holding the partition's lease. A re-run of the same model
+version on the same input resumes from the staged parts, or does nothing if that run was already
+published.
 """
 
 import datetime as dt

@@ -18,7 +18,10 @@ def score(
     error_threshold: Annotated[
         int | None, typer.Option(help="errored rows + unreadable files allowed (default 0; -1: any)")
     ] = None,
-    mode: Annotated[str | None, typer.Option(help="append | overwrite (default append)")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="append | overwrite: replace the partitions scoring published in OUTPUT (default append)"),
+    ] = None,
     passthrough: opt.Passthrough = None,
     partition: Annotated[str | None, typer.Option(help="output partition value (default: the run key)")] = None,
     config: Annotated[opt.ConfigFile, opt.config_option("mlflow/datastore/cluster/scoring")] = None,
