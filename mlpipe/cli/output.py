@@ -3,15 +3,50 @@
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
+
+from mlpipe.redaction import redact
 
 if TYPE_CHECKING:
     from mlpipe.flows.training import TrainingSummary
 
-out = Console()
-err = Console(stderr=True)
+
+class _Redacted:
+    """A stream that redacts (URI passwords, query strings, loaded secrets) what a console writes to it.
+
+    It looks the stream up on every write, so a test's or a user's redirection of sys.stdout is
+    followed. Consoles do not wrap lines (`soft_wrap`), so no URI is ever split before redaction.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def _stream(self) -> IO[str]:
+        stream: IO[str] = getattr(sys, self._name)
+        return stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", "utf-8")
+
+
+out = Console(file=_Redacted("stdout"), soft_wrap=True)  # type: ignore[arg-type]  # a text stream
+err = Console(file=_Redacted("stderr"), soft_wrap=True)  # type: ignore[arg-type]
 
 
 def run(action: Callable[[], None]) -> None:
