@@ -43,6 +43,7 @@ def redis_server(password: str, folder: Path) -> Iterator[str]:
 @contextmanager
 def mlflow_server(folder: Path) -> Iterator[str]:
     """An `mlflow server` on SQLite with its artifacts proxied; yields its URL (`http://127.0.0.1:PORT`)."""
+    folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     args = ["server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
