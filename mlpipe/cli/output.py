@@ -3,50 +3,31 @@
 import os
 import sys
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from mlpipe.redaction import redact
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from mlpipe.flows.training import TrainingSummary
 
 
-class _Redacted:
-    """A stream that redacts (URI passwords, query strings, loaded secrets) what a console writes to it.
+class _RedactingConsole(Console):
+    """A console that redacts every string it renders (URI passwords, query strings, loaded secrets).
 
-    It looks the stream up on every write, so a test's or a user's redirection of sys.stdout is
-    followed. Consoles do not wrap lines (`soft_wrap`), so no URI is ever split before redaction.
+    Strings are redacted when rich turns them into text, before markup, wrapping or table
+    layout, so a URI folded across lines or cut by a table cell is already masked.
     """
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    @property
-    def _stream(self) -> IO[str]:
-        stream: IO[str] = getattr(sys, self._name)
-        return stream
-
-    def write(self, text: str) -> int:
-        return self._stream.write(redact(text))
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def isatty(self) -> bool:
-        return self._stream.isatty()
-
-    def fileno(self) -> int:
-        return self._stream.fileno()
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self._stream, "encoding", "utf-8")
+    def render_str(self, text: str, **options: Any) -> "Text":
+        return super().render_str(redact(text), **options)
 
 
-out = Console(file=_Redacted("stdout"), soft_wrap=True)  # type: ignore[arg-type]  # a text stream
-err = Console(file=_Redacted("stderr"), soft_wrap=True)  # type: ignore[arg-type]
+out = _RedactingConsole()
+err = _RedactingConsole(stderr=True)
 
 
 def run(action: Callable[[], None]) -> None:

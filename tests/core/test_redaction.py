@@ -4,6 +4,7 @@ import logging
 
 import pytest
 
+from mlpipe.blocks import Datastore
 from mlpipe.redaction import install_log_redaction, password_of, redact, remember_secret, user_of, with_password
 
 pytestmark = pytest.mark.unit
@@ -64,3 +65,12 @@ def test_every_log_record_is_redacted_before_any_handler_sees_it():
     assert records[0] == "connecting to redis://:***@cache:6379/0"
     assert "postgresql://u:***@db/x" in records[1]
     assert not any("s3cret" in record for record in records)
+
+
+def test_a_dataset_source_label_never_holds_a_token(store: Datastore):
+    import pyarrow as pa
+
+    from mlpipe.tasks.datasets import write_snapshot
+
+    ref = write_snapshot(pa.table({"x": [1, 2]}), store, source="https://acct.blob.core.windows.net/c/f.csv?sig=s3cret")
+    assert ref.source == "https://acct.blob.core.windows.net/c/f.csv?sig=***"  # shown in tags, artifacts, output
