@@ -6,10 +6,12 @@ stay, so a message still says where it looked. Secret values mlpipe loaded from 
 `Secret` block are also replaced wherever they appear, in a URI or not.
 """
 
-import logging
 import re
 import threading
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # logging loads when redaction is installed: `mlpipe --help` starts without it
+    import logging
 
 MASK = "***"
 URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]*")
@@ -71,12 +73,14 @@ def install_log_redaction() -> None:
     A record factory rather than a handler filter: it covers every logger and every handler,
     including Prefect's handler that ships logs to its API and handlers added later.
     """
+    import logging
+
     with _install_lock:
         factory = logging.getLogRecordFactory()
         if getattr(factory, "redacting", False):
             return
 
-        def redacting_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        def redacting_factory(*args: object, **kwargs: object) -> "logging.LogRecord":
             record = factory(*args, **kwargs)
             try:
                 message = record.getMessage()
