@@ -25,6 +25,9 @@ class _RedactingConsole(Console):
     def render_str(self, text: str, **options: Any) -> "Text":
         return super().render_str(redact(text), **options)
 
+    def print_json(self, json: str | None = None, *, data: Any = None, **options: Any) -> None:
+        super().print_json(redact(json), data=redact(data), **options)
+
 
 out = _RedactingConsole()
 err = _RedactingConsole(stderr=True)
