@@ -81,3 +81,18 @@ def test_study_storage_password_comes_from_a_secret_or_the_environment(tmp_path:
         monkeypatch.delenv("MLPIPE_STUDY_STORAGE_PASSWORD")
         with pytest.raises(redis.exceptions.AuthenticationError):
             StudyStorage(url=url.replace("/0", "/2")).resolve().open()
+
+
+@pytest.mark.flow
+def test_an_mlflow_server_password_is_sent_as_basic_auth_never_in_the_uri(monkeypatch: pytest.MonkeyPatch):
+    from prefect.blocks.system import Secret
+
+    for variable in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(variable, "")  # restored after the test: the connection sets them for MLflow
+        monkeypatch.delenv(variable)
+    Secret(value=PASSWORD).save("mlflow-test-password", overwrite=True)
+    connection = MlflowConnection(tracking_uri="http://alice@127.0.0.1:9", secret_name="mlflow-test-password")
+    client = connection.resolve().client()
+    sent = client._tracking_client.store.get_host_creds()  # what MLflow's REST store authenticates each request with
+    assert (sent.username, sent.password) == ("alice", PASSWORD)
+    assert PASSWORD not in sent.host and PASSWORD not in client.tracking_uri
