@@ -1,6 +1,5 @@
 """Datastore: where datasets and snapshots live, as an fsspec URL."""
 
-import json
 from typing import Any
 
 import fsspec
@@ -8,6 +7,8 @@ from fsspec.core import url_to_fs
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.blocks.secrets import UriWithoutPassword, secret_value
+from mlpipe.errors import ConfigError
 from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home, workspace_id
 
@@ -22,7 +23,7 @@ class Datastore(Block):
     _block_type_name = "mlpipe Datastore"
     model_config = FORBID_UNKNOWN
 
-    url: str | None = Field(default=None, description="fsspec URL; default: <MLPIPE_HOME>/datastore")
+    url: UriWithoutPassword = Field(default=None, description="fsspec URL; default: <MLPIPE_HOME>/datastore")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="non-secret fsspec options")
     secret_name: str | None = Field(default=None, description="Prefect Secret block with JSON storage options")
     workspace: str | None = Field(default=None, description="the local workspace's id, set by resolve()")
@@ -44,10 +45,9 @@ class Datastore(Block):
         """Storage options, with the secret ones merged in when a secret is named."""
         if not self.secret_name:
             return dict(self.storage_options)
-        from prefect.blocks.system import Secret
-
-        secret: Any = Secret.load(self.secret_name).get()  # type: ignore[union-attr]  # sync call
-        extra = json.loads(secret) if isinstance(secret, str) else secret
+        extra = secret_value(self.secret_name)
+        if not isinstance(extra, dict):
+            raise ConfigError(f"Secret block {self.secret_name!r}: expected a JSON object of storage options")
         return {**self.storage_options, **extra}
 
     def filesystem(self) -> tuple[fsspec.AbstractFileSystem, str]:

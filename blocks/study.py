@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from mlpipe.blocks.secrets import UriWithoutPassword, from_environment, password
+from mlpipe.redaction import with_password
 from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
 _OPEN: dict[str, "BaseStorage"] = {}
 _OPEN_LOCK = threading.Lock()
+PASSWORD_VARIABLE = "MLPIPE_STUDY_STORAGE_PASSWORD"
 
 
 class StudyStorage(Block):
@@ -26,16 +29,21 @@ class StudyStorage(Block):
     * `postgresql://…`, `mysql://…`, `sqlite:///…`: optuna's relational storage.
 
     The study outlives the process that runs it, which is what lets a killed sweep resume.
+    A Redis or database password never sits in the URL: it comes from the Prefect `Secret` block
+    named by `secret_name`, else from `MLPIPE_STUDY_STORAGE_PASSWORD`, when the storage is opened.
     """
 
     _block_type_name = "mlpipe Study Storage"
     model_config = FORBID_UNKNOWN
 
-    url: str | None = Field(default=None, description="default: $MLPIPE_STUDY_STORAGE or a journal file")
+    url: UriWithoutPassword = Field(default=None, description="default: $MLPIPE_STUDY_STORAGE or a journal file")
+    secret_name: str | None = Field(
+        default=None, description="Prefect Secret block with the password; default: $MLPIPE_STUDY_STORAGE_PASSWORD"
+    )
 
     def resolve(self) -> "StudyStorage":
         """A copy with the default location filled in (absolute, so workers agree)."""
-        url = self.url or os.environ.get("MLPIPE_STUDY_STORAGE") or str(workspace_home() / "optuna.journal")
+        url = self.url or from_environment("MLPIPE_STUDY_STORAGE") or str(workspace_home() / "optuna.journal")
         return self.model_copy(update={"url": url})
 
     def open(self) -> "BaseStorage":
@@ -44,7 +52,8 @@ class StudyStorage(Block):
             raise ValueError("StudyStorage.resolve() must be called before use")
         with _OPEN_LOCK:
             if self.url not in _OPEN:
-                _OPEN[self.url] = _connect(self.url)
+                secret = password(self.secret_name, PASSWORD_VARIABLE) if "://" in self.url else None
+                _OPEN[self.url] = _connect(self.url if secret is None else with_password(self.url, None, secret))
             return _OPEN[self.url]
 
 

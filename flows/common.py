@@ -12,6 +12,7 @@ from pydantic import AfterValidator
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import MlpipeError
 from mlpipe.flows.runner import WorkspaceTaskRunner
+from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import available_cores
 
 P = ParamSpec("P")
@@ -34,6 +35,7 @@ def open_workspace(config: WorkspaceConfig | None) -> WorkspaceConfig:
     Called once at the start of a flow run; the resolved values are passed down to tasks so
     that workers on other machines need no configuration of their own.
     """
+    install_log_redaction()  # also in processes that did not start from the CLI (a deployment's worker)
     workspace = (config or WorkspaceConfig()).resolve()
     context = FlowRunContext.get()
     if context is not None and isinstance(context.task_runner, WorkspaceTaskRunner):

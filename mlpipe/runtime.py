@@ -2,6 +2,7 @@
 
 import os
 
+from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import workspace_home
 
 DEFAULTS = {
@@ -21,8 +22,10 @@ def configure_process() -> None:
     """Set defaults the user has not set, and keep Prefect's cached results in the workspace.
 
     Results live beside the MLflow store they refer to, so deleting a workspace also forgets
-    the cache entries that point into it. Worker processes inherit these variables.
+    the cache entries that point into it. Worker processes inherit these variables. Log records
+    are redacted (URI passwords and query strings) before any handler sees them.
     """
+    install_log_redaction()
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(workspace_home() / "prefect-results"))

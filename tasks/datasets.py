@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from mlpipe.blocks.datastore import Datastore
+from mlpipe.redaction import redact
 from mlpipe.tasks.storage import write_bytes
 
 
@@ -59,7 +60,7 @@ def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash:
         content_hash=content_hash,
         columns=pandas_dtypes(table.schema),
         rows=table.num_rows,
-        source=source,
+        source=redact(source),  # a label shown in tags, artifacts and output: never a token
     )
 
 

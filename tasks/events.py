@@ -33,7 +33,9 @@ def emit(event: str, name: str, version: str, payload: dict[str, Any]) -> None:
     """Emit `event` about a model version (sent to the Prefect API in the background)."""
     from prefect.events import emit_event
 
-    emit_event(event, resource=model_resource(name, version), payload=payload)
+    from mlpipe.redaction import redact
+
+    emit_event(event, resource=model_resource(name, version), payload=redact(payload))
 
 
 def announce(checked: str, alarm: str, raised: bool, name: str, version: str, payload: dict[str, Any]) -> None:

@@ -3,11 +3,12 @@
 import re
 
 from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.redaction import redact
 
 
 def run_link(tracking: MlflowConnection, experiment_id: str, run_id: str) -> str:
     """A browser link to the MLflow run, or the command that opens a UI on a local store."""
-    uri = tracking.tracking_uri or ""
+    uri = redact(tracking.tracking_uri or "")
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"mlflow ui --backend-store-uri {uri}  (then open run {run_id})"

@@ -3,15 +3,34 @@
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from mlpipe.redaction import redact
+
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from mlpipe.flows.training import TrainingSummary
 
-out = Console()
-err = Console(stderr=True)
+
+class _RedactingConsole(Console):
+    """A console that redacts every string it renders (URI passwords, query strings, loaded secrets).
+
+    Strings are redacted when rich turns them into text, before markup, wrapping or table
+    layout, so a URI folded across lines or cut by a table cell is already masked.
+    """
+
+    def render_str(self, text: str, **options: Any) -> "Text":
+        return super().render_str(redact(text), **options)
+
+    def print_json(self, json: str | None = None, *, data: Any = None, **options: Any) -> None:
+        super().print_json(redact(json), data=redact(data), **options)
+
+
+out = _RedactingConsole()
+err = _RedactingConsole(stderr=True)
 
 
 def run(action: Callable[[], None]) -> None:
