@@ -143,11 +143,16 @@ def test_ids_scored_twice_count_once_and_other_versions_partitions_are_not_read(
 def test_only_the_windows_partitions_are_read(workspace: WorkspaceConfig, scored: tuple[Path, object], tmp_path: Path):
     folder, _ = scored
     today = dt.datetime.now(dt.UTC).date()
-    yesterday, last_week = (f"{today - dt.timedelta(days=days):%Y-%m-%d}" for days in (1, 7))
+    yesterday, last_week, earlier = (f"{today - dt.timedelta(days=days):%Y-%m-%d}" for days in (1, 7, 8))
     scores = tmp_path / "scores"
     night(scores, folder / "scores", yesterday)
     night(scores, folder / "scores", last_week, corrupt=True)  # outside the window: never opened
+    night(scores, folder / "scores", earlier)  # outside the window: its rows (the same ids again) do not count
     params = performance_params(scores, folder / "labels.parquet", window_days=2)
     summary = performance_check(params, workspace)
     assert summary.partitions == [yesterday]
     assert summary.labelled_rows == 2_000 and summary.ignored_predictions == 0
+    stale = tmp_path / "stale"
+    night(stale, folder / "scores", last_week)
+    with pytest.raises(DataError, match=rf"no partition scored by {MODEL} v\d+ from .*published: \['{last_week} "):
+        performance_check(performance_params(stale, folder / "labels.parquet", window_days=2), workspace)
