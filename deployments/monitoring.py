@@ -75,6 +75,7 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
             label_column=plan.target,
             metric=plan.performance_metric,
             threshold=plan.performance_threshold,
+            window_days=plan.window_days,
         )
         ids["performance-check"] = _deploy(
             performance_check,

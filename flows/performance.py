@@ -26,7 +26,11 @@ class PerformanceParams(Strict):
     label_column: str = Field(description="the true label in the labels")
     metric: str | None = Field(default=None, description="default: roc_auc (classification) or rmse")
     threshold: float | None = Field(default=None, description="degraded when the metric is worse than this")
-    window_days: float | None = Field(default=None, gt=0, description="only labels this recent (needs time_column)")
+    window_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="only this recent: the scoring output's nights, and labels (with time_column)",
+    )
     time_column: str | None = Field(default=None, description="when each label was observed")
 
 
@@ -34,7 +38,8 @@ class PerformanceParams(Strict):
 def performance_check(params: PerformanceParams, config: WorkspaceConfig | None = None) -> PerformanceSummary:
     """Score the champion on labelled rows of the window; emit events."""
     workspace = open_workspace(config)
-    since = scheduled_time() - dt.timedelta(days=params.window_days) if params.window_days else None
+    until = scheduled_time()
+    since = until - dt.timedelta(days=params.window_days) if params.window_days else None
     summary = check_performance_task.submit(
         params.model,
         params.predictions,
@@ -46,6 +51,7 @@ def performance_check(params: PerformanceParams, config: WorkspaceConfig | None 
         since,
         params.time_column,
         workspace.mlflow,
+        until=until,
     ).result()
     payload = publish_performance(summary)
     model = summary.model

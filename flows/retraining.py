@@ -1,9 +1,10 @@
 """The retraining pipeline: recent window + history → challenger → compared with the champion on a recent holdout.
 
 The challenger keeps the champion's model family and hyperparameters and learns from the recent
-window's training rows plus the history; the holdout is the recent window's test split, so
-champion and challenger are judged on the same fresh rows by the training pipeline's own gate
-(threshold and margin from the `GatePolicy`). The decision is recorded on both versions and
+window's training rows plus the history (less any history rows the holdout also holds); the
+holdout is the recent window's test split, so champion and challenger are judged on the same
+fresh rows, unseen by both, by the training pipeline's own gate (threshold and margin from the
+`GatePolicy`). The decision is recorded on both versions and
 announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`.
 """
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.flows.common import WindowTemplate, open_workspace, pipeline_flow, resolve_window, scheduled_time
 from mlpipe.flows.training import DataParams, TrainingSummary, prepare_data, train_and_register
+from mlpipe.tasks.data.holdout import without_holdout_rows_task
 from mlpipe.tasks.data.split import SplitRefs, combine_task
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED, emit
 from mlpipe.tasks.registry.aliases import champion_version
@@ -37,6 +39,8 @@ class RetrainingSummary(BaseModel):
     training: TrainingSummary
     previous_champion: str | None
     promoted: bool
+    history_rows_removed: int = 0
+    """History rows left out of training because the recent holdout holds them too."""
 
 
 @pipeline_flow("retraining")
@@ -47,15 +51,22 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
     previous = champion_version(params.name, workspace.mlflow)
     spec = champion_spec_task.submit(params.name, workspace.mlflow).result()
     recent = prepare_data(params, workspace)
-    train = recent.splits.train
+    train, removed = recent.splits.train, 0
     if params.history:
         history = prepare_data(params.model_copy(update={"data": params.history}), workspace)
-        parts = [history.dataset, recent.splits.train]
+        kept = without_holdout_rows_task.submit(history.dataset, recent.splits.test, workspace.datastore).result()
+        parts, removed = [kept.dataset, recent.splits.train], kept.removed
         train = combine_task.submit(parts, workspace.datastore, f"{params.history}+{params.data}#train").result()
     splits = SplitRefs(train=train, validation=recent.splits.validation, test=recent.splits.test)
-    tags = {"mlpipe.retraining_reason": params.reason, "mlpipe.retraining_history": params.history or ""}
+    tags = {
+        "mlpipe.retraining_reason": params.reason,
+        "mlpipe.retraining_history": params.history or "",
+        "mlpipe.retraining_history_removed": str(removed),
+    }
     training = train_and_register(recent, splits, spec, params.name, workspace, tags)
     decision = RetrainingDecision.of(params.name, training.version, training.gate, previous, params.reason)
     record_retraining_task.submit(decision, workspace.mlflow).result()
     emit(MODEL_PROMOTED if decision.promoted else MODEL_REJECTED, params.name, training.version, decision.payload())
-    return RetrainingSummary(training=training, previous_champion=previous, promoted=decision.promoted)
+    return RetrainingSummary(
+        training=training, previous_champion=previous, promoted=decision.promoted, history_rows_removed=removed
+    )

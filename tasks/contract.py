@@ -3,6 +3,13 @@
 A contract is inferred from the first training data (tasks/data/contract_inference.py) and
 stored with the model, so a later retraining (or a user-supplied contract file) holds new data
 to the same promises.
+
+A contract separates what must hold from what was merely seen. Columns, kinds, null limits,
+the target's classes and the bounds and closed category sets a person declared in a contract
+file are promises: data that breaks one fails the run. The value ranges and category sets the
+training data happened to show are observations: data outside them is reported as a quality
+signal (and seen by the drift check), never refused, because drifted data is exactly what a
+retraining must be able to learn from.
 """
 
 import json
@@ -19,15 +26,29 @@ ColumnKind = Literal["numeric", "string", "boolean", "datetime"]
 TaskType = Literal["classification", "regression"]
 
 
+Value = bool | int | float | str
+
+
+class ObservedValues(Strict):
+    """What the training data showed in one column: reported when new data leaves it, never enforced."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    values: list[Value] | None = None
+    """The categories seen, for columns with few enough of them."""
+
+
 class ColumnContract(Strict):
-    """What one column promises."""
+    """What one column promises (kind, nulls, declared bounds and closed sets) and what training showed."""
 
     name: str
     kind: ColumnKind
     max_null_fraction: float = 0.0
     minimum: float | None = None
     maximum: float | None = None
-    allowed_values: list[bool | int | float | str] | None = None
+    allowed_values: list[Value] | None = None
+    """A closed set: any other value breaks the contract (declared in a contract file, or the target's classes)."""
+    observed: ObservedValues | None = None
 
 
 class DataContract(Strict):
@@ -37,6 +58,8 @@ class DataContract(Strict):
     task: TaskType
     time_column: str | None = None
     columns: list[ColumnContract]
+    declared_in: str | None = None
+    """The contract file its promises come from (set when loaded), named in validation errors."""
 
     @property
     def features(self) -> list[ColumnContract]:
@@ -58,7 +81,8 @@ class DataContract(Strict):
     def from_file(cls, path: str | Path) -> "DataContract":
         """Load a user-written contract (JSON or YAML)."""
         path = Path(path)
-        return validated(cls, load_yaml(path, "contract file"), f"contract file {path}")
+        contract = validated(cls, load_yaml(path, "contract file"), f"contract file {path}")
+        return contract.model_copy(update={"declared_in": str(path)})
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2)

@@ -7,11 +7,19 @@ from prefect.cache_policies import NO_CACHE
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import ConfigError, DataError
 from mlpipe.tasks.caching import pipeline_task
-from mlpipe.tasks.contract import ColumnContract, ColumnKind, DataContract, TaskType, column_kind, require_columns
+from mlpipe.tasks.contract import (
+    ColumnContract,
+    ColumnKind,
+    DataContract,
+    ObservedValues,
+    TaskType,
+    column_kind,
+    require_columns,
+)
 from mlpipe.tasks.datasets import DatasetRef, read_snapshot
 
 MAX_CATEGORIES = 50
-"""String columns with at most this many distinct values get an allowed-value set."""
+"""String columns with at most this many distinct values have their categories observed."""
 MAX_CLASSES = 20
 """An integer target with at most this many distinct values is taken as class labels."""
 NULL_SLACK = 0.10
@@ -57,24 +65,24 @@ def infer_contract(
 
 
 def _infer_column(series: pd.Series, kind: ColumnKind, is_target: bool, task: TaskType) -> ColumnContract:
+    """Kind and null limit (promises), the target's classes (a model's outputs), and the values seen."""
     nulls = float(series.isna().mean())
     if nulls == 1.0:
         raise DataError(f"column '{series.name}' is entirely null")
-    contract = ColumnContract(
+    labels = is_target and task == "classification"
+    distinct = series.dropna().unique()
+    observed = ObservedValues()
+    if kind == "numeric" and not labels:
+        observed.minimum, observed.maximum = float(series.min()), float(series.max())
+    if kind == "string" and len(distinct) <= MAX_CATEGORIES and not labels:
+        observed.values = sorted(distinct.tolist(), key=str)
+    return ColumnContract(
         name=str(series.name),
         kind=kind,
         max_null_fraction=0.0 if is_target else min(0.99, nulls + NULL_SLACK),
+        allowed_values=sorted(distinct.tolist(), key=str) if labels else None,
+        observed=observed if observed != ObservedValues() else None,
     )
-    if kind == "numeric" and not (is_target and task == "classification"):
-        low, high = float(series.min()), float(series.max())
-        span = max(high - low, abs(high), 1.0)
-        contract.minimum = 0.0 if low >= 0 else low - span
-        contract.maximum = high + span
-    distinct = series.dropna().unique()
-    labels = is_target and task == "classification"
-    if (kind == "string" and len(distinct) <= MAX_CATEGORIES) or labels:
-        contract.allowed_values = sorted(distinct.tolist(), key=str)
-    return contract
 
 
 def resolve_contract(

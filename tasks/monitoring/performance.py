@@ -1,6 +1,13 @@
-"""Live performance: join the predictions a model made with the labels that arrived later, and score them."""
+"""Live performance: join the predictions a model made with the labels that arrived later, and score them.
+
+From a scoring output, only the partitions the champion's version published within the window are
+opened (their manifests say which model scored them and when); other nights, other versions'
+partitions and unpublished folders are never read, so neither their rows nor a broken file
+there can change the verdict.
+"""
 
 import datetime as dt
+import posixpath
 from typing import Any
 
 import fsspec
@@ -8,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -18,6 +26,7 @@ from mlpipe.tasks.data.files import list_inputs
 from mlpipe.tasks.metrics import DEFAULT_PRIMARY, SCORED_BY, compute_metrics, meets_threshold, probability_column
 from mlpipe.tasks.registry.aliases import CHAMPION
 from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_model
+from mlpipe.tasks.storage import child
 
 
 class PerformanceSummary(BaseModel):
@@ -33,6 +42,28 @@ class PerformanceSummary(BaseModel):
     unmatched_labels: int
     ignored_predictions: int = 0
     """Rows left out: predictions by another model version, and repeats of an id already scored."""
+    partitions: list[str] = []
+    """The scoring output's partitions read (none for predictions that are not a scoring output)."""
+
+
+MANIFESTS = "_manifests"
+"""A scoring output's commit records: `_manifests/run=<partition>.json` publishes the folder `run=<partition>`."""
+
+
+class PublishedPartition(BaseModel):
+    """What a scoring manifest says about its partition: enough to choose which partitions to read."""
+
+    partition: str
+    model: ResolvedModel
+    started: dt.datetime
+
+    @property
+    def day(self) -> dt.date:
+        """The night it holds: its name when that is a date (nightly runs), else the day it was scored."""
+        try:
+            return dt.date.fromisoformat(self.partition)
+        except ValueError:
+            return self.started.date()
 
 
 def check_performance(
@@ -46,19 +77,25 @@ def check_performance(
     since: dt.datetime | None,
     time_column: str | None,
     tracking: MlflowConnection,
+    until: dt.datetime | None = None,
 ) -> PerformanceSummary:
     """Score the champion's predictions against labels joined by `id_column` (labels since `since`, if timed).
 
+    From a scoring output, only the champion version's partitions of the nights from `since` to
+    `until` are read.
+
     Raises:
-        DataError: a column is missing, or no prediction has a label.
+        DataError: a column is missing, no partition is in the window, or no prediction has a label.
     """
     import mlflow
 
     model = resolve_model(f"{model_name}@{CHAMPION}", tracking)
     with tracking.session():
         predictor = mlflow.pyfunc.load_model(model.uri).unwrap_python_model()
-    predicted, _ = read_rows(predictions, [id_column, "prediction", *_probability_names(predictor), *SCORED_BY])
-    truth, _ = read_rows(labels, [id_column, label_column, *([time_column] if time_column else [])])
+    partitions = window_partitions(predictions, model, since, until)
+    locations = [predictions] if partitions is None else [child(predictions, p) for p in partitions]
+    predicted, _ = read_rows(locations, [id_column, "prediction", *_probability_names(predictor), *SCORED_BY])
+    truth, _ = read_rows([labels], [id_column, label_column, *([time_column] if time_column else [])])
     for frame, where, needed in (
         (predicted, predictions, [id_column, "prediction"]),
         (truth, labels, [id_column, label_column]),
@@ -87,7 +124,41 @@ def check_performance(
         labelled_rows=len(joined),
         unmatched_labels=len(truth) - len(joined),
         ignored_predictions=ignored,
+        partitions=[name.split("=", 1)[1] for name in partitions or []],
     )
+
+
+def window_partitions(
+    predictions: str, model: ResolvedModel, since: dt.datetime | None, until: dt.datetime | None
+) -> list[str] | None:
+    """The partition folders of a scoring output that `model` published for nights from `since` to `until`.
+
+    None when `predictions` is not a scoring output (a file, or a folder without manifests): all of it is read.
+
+    Raises:
+        DataError: a scoring output with no partition of this version in the window.
+    """
+    fs, root = url_to_fs(predictions)
+    records = posixpath.join(root, MANIFESTS)
+    if not fs.isdir(records):
+        return None
+    chosen, seen = [], []
+    for path in sorted(fs.glob(posixpath.join(records, "*.json"))):
+        with fs.open(path, "r") as handle:
+            published = PublishedPartition.model_validate_json(handle.read())
+        seen.append(f"{published.partition} (v{published.model.version})")
+        same_model = (published.model.name, published.model.version) == (model.name, model.version)
+        after = since is None or published.day >= since.date()
+        before = until is None or published.day <= until.date()
+        if same_model and after and before:
+            chosen.append(posixpath.splitext(posixpath.basename(path))[0])
+    if not chosen:
+        window = f"from {since:%Y-%m-%d} " if since else ""
+        window += f"to {until:%Y-%m-%d}" if until else ""
+        raise DataError(
+            f"{predictions}: no partition scored by {model.name} v{model.version} {window}; published: {seen}"
+        )
+    return chosen
 
 
 def champion_predictions(predicted: pd.DataFrame, model: ResolvedModel, id_column: str) -> tuple[pd.DataFrame, int]:
@@ -105,9 +176,9 @@ def champion_predictions(predicted: pd.DataFrame, model: ResolvedModel, id_colum
     return kept, len(predicted) - len(kept)
 
 
-def read_rows(location: str, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The given columns of every Parquet/CSV file at `location` (file, directory or glob), and the file URLs."""
-    files = list_inputs(location)
+def read_rows(locations: list[str], columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The given columns of every Parquet/CSV file at `locations` (files, directories or globs), and the file URLs."""
+    files = [file for location in locations for file in list_inputs(location)]
     tables = []
     for file in files:
         with fsspec.open(file.url, "rb") as handle:

@@ -36,6 +36,7 @@ def test_checks_are_scheduled_and_retraining_is_triggered_by_events_for_this_mod
     assert drift.schedules[0].schedule.cron == "0 3 * * *" and drift.parameters["params"]["model"] == "loop-demo"
     assert performance.schedules[0].schedule.cron == "0 4 * * *"
     assert performance.parameters["params"]["threshold"] == 0.88
+    assert performance.parameters["params"]["window_days"] == 1.0  # only the last night's partitions are read
     assert not retraining.schedules
     assert retraining.global_concurrency_limit is not None and retraining.global_concurrency_limit.limit == 1
     assert retraining.concurrency_options.collision_strategy == "CANCEL_NEW"

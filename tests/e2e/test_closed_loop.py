@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
@@ -107,7 +108,7 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     fresh = tmp_path / "fresh.parquet"
     credit_default(rows=4_000, seed=90).to_parquet(original, index=False)
     credit_default(rows=4_000, seed=89).to_parquet(fresh, index=False)
-    credit_default(rows=4_000, seed=91, drift=1.0).to_parquet(drifted, index=False)
+    beyond_training(credit_default(rows=4_000, seed=91, drift=1.0)).to_parquet(drifted, index=False)
     first = run_training(workspace, data=str(original), target="default", name=MODEL, exclude=["application_id"])
     assert first.error is None, first.error
     tracking = workspace.resolve().mlflow
@@ -142,6 +143,15 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     assert run.parameters["params"]["reason"] == DRIFT_DETECTED  # started by the trigger, with the event's name
     champion = champion_version(MODEL, tracking)
     assert champion != first.summary.version  # the retrained model was better on the drifted holdout
+
+
+def beyond_training(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drift that leaves what training saw: debt-to-income up to 3x its largest training value, and new regions.
+
+    Inferred contracts once held such data as invalid, so the loop refused the very data it had to learn from.
+    """
+    region = frame["region"].where(frame.index % 4 != 0, "islands")  # a quarter in a region never seen
+    return frame.assign(debt_to_income=frame["debt_to_income"] * 3, region=region)
 
 
 def any_finished(runs: list) -> bool:

@@ -1,5 +1,7 @@
 """Performance on late labels: predictions joined with labels by id, scored, and degraded runs announced."""
 
+import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -88,31 +90,69 @@ def test_labels_that_match_no_prediction_are_a_clear_error(
         check(workspace, folder, str(tmp_path / "other.parquet"), threshold=0.5)
 
 
-def test_ids_scored_twice_count_once_and_other_versions_predictions_are_left_out(
+def night(scores: Path, source: Path, name: str, version: str | None = None, corrupt: bool = False) -> None:
+    """Publish partition `name` in `scores`: a copy of the scored night in `source`, under the champion or `version`.
+
+    `corrupt` writes bytes no reader can parse instead: reading that partition fails the check.
+    """
+    (manifest,) = (source / "_manifests").glob("run=*.json")
+    record = json.loads(manifest.read_text())
+    record["partition"] = name
+    record["model"]["version"] = version or record["model"]["version"]
+    (scores / "_manifests").mkdir(parents=True, exist_ok=True)
+    (scores / "_manifests" / f"run={name}.json").write_text(json.dumps(record))
+    (scores / f"run={name}").mkdir()
+    (part,) = (source / manifest.stem).glob("*.parquet")
+    table = pd.read_parquet(part)
+    if version:
+        table = table.assign(model_version=version, prediction=1 - table["prediction"])  # another version's guesses
+    target = scores / f"run={name}" / "part-00000.parquet"
+    target.write_bytes(b"not parquet") if corrupt else table.to_parquet(target)
+
+
+def performance_params(predictions: Path, labels: Path, **settings: object) -> PerformanceParams:
+    return PerformanceParams(
+        model=MODEL,
+        predictions=str(predictions),
+        labels=str(labels),
+        id_column="application_id",
+        label_column="default",
+        metric="accuracy",
+        threshold=0.5,
+        **settings,
+    )
+
+
+def test_ids_scored_twice_count_once_and_other_versions_partitions_are_not_read(
     workspace: WorkspaceConfig, scored: tuple[Path, object], tmp_path: Path
 ):
     folder, fresh = scored
     scores = tmp_path / "scores"
     shutil.copytree(folder / "scores", scores)
-    (part,) = (scores / next(p.name for p in scores.iterdir() if p.name.startswith("run="))).glob("*.parquet")
-    table = pd.read_parquet(part)
-    (scores / "run=rescored").mkdir()
-    table.to_parquet(scores / "run=rescored" / "part-00000.parquet")  # the same night scored again
-    other = table.assign(model_version="999", prediction=1 - table["prediction"])  # a later version's guesses
-    (scores / "run=other").mkdir()
-    other.to_parquet(scores / "run=other" / "part-00000.parquet")
-    params = PerformanceParams(
-        model=MODEL,
-        predictions=str(scores),
-        labels=str(folder / "labels.parquet"),
-        id_column="application_id",
-        label_column="default",
-        metric="accuracy",
-        threshold=0.5,
-    )
-    summary = performance_check(params, workspace)
+    night(scores, folder / "scores", "rescored")  # the same night scored again
+    night(scores, folder / "scores", "other", version="999", corrupt=True)  # a later version's night
+    summary = performance_check(performance_params(scores, folder / "labels.parquet"), workspace)
     with workspace.resolve().mlflow.session():
         expected = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion").predict(fresh)
     assert summary.labelled_rows == 2_000 and summary.unmatched_labels == 0
-    assert summary.ignored_predictions == 2 * 2_000  # the repeats and the other version's
+    assert summary.ignored_predictions == 2_000  # the repeats
+    assert "other" not in summary.partitions and "rescored" in summary.partitions
     assert summary.value == pytest.approx(accuracy_score(fresh["default"], expected["prediction"]))
+
+
+def test_only_the_windows_partitions_are_read(workspace: WorkspaceConfig, scored: tuple[Path, object], tmp_path: Path):
+    folder, _ = scored
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday, last_week, earlier = (f"{today - dt.timedelta(days=days):%Y-%m-%d}" for days in (1, 7, 8))
+    scores = tmp_path / "scores"
+    night(scores, folder / "scores", yesterday)
+    night(scores, folder / "scores", last_week, corrupt=True)  # outside the window: never opened
+    night(scores, folder / "scores", earlier)  # outside the window: its rows (the same ids again) do not count
+    params = performance_params(scores, folder / "labels.parquet", window_days=2)
+    summary = performance_check(params, workspace)
+    assert summary.partitions == [yesterday]
+    assert summary.labelled_rows == 2_000 and summary.ignored_predictions == 0
+    stale = tmp_path / "stale"
+    night(stale, folder / "scores", last_week)
+    with pytest.raises(DataError, match=rf"no partition scored by {MODEL} v\d+ from .*published: \['{last_week} "):
+        performance_check(performance_params(stale, folder / "labels.parquet", window_days=2), workspace)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -10,6 +11,7 @@ from prefect.client.schemas.sorting import ArtifactSort
 from mlpipe.blocks import GatePolicy, WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.flows.retraining import RetrainingParams, retraining
+from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED
 from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.aliases import alias_history, champion_version
@@ -66,3 +68,31 @@ def test_challenger_on_drifted_data_is_promoted_and_one_on_shuffled_labels_rejec
         )
     assert f"v{worse.training.version} rejected against v{better.training.version}" in decisions[0].data
     assert f"v{better.training.version} promoted against v{first.summary.version}" in decisions[1].data
+
+
+def test_history_rows_that_are_in_the_recent_holdout_are_removed_and_counted(
+    workspace: WorkspaceConfig, tmp_path: Path
+):
+    """A history file that already holds the recent window must not teach the challenger its own exam."""
+    model = "retrain-overlap"
+    original = credit_default(rows=2_000, seed=83)
+    recent = credit_default(rows=2_000, seed=84, drift=1.0)
+    original.to_parquet(tmp_path / "original.parquet", index=False)
+    recent.to_parquet(tmp_path / "recent.parquet", index=False)
+    pd.concat([original, recent]).to_parquet(tmp_path / "everything.parquet", index=False)  # history incl. recent
+    common = {"target": "default", "name": model, "exclude": ["application_id"]}
+    first = run_training(workspace, data=str(tmp_path / "original.parquet"), **common)
+    assert first.error is None, first.error
+
+    summary = retraining(
+        RetrainingParams(data=str(tmp_path / "recent.parquet"), history=str(tmp_path / "everything.parquet"), **common),
+        workspace,
+    )
+    store = workspace.resolve().datastore
+    splits = summary.training.splits
+    holdout = set(read_snapshot(splits.test, store)["application_id"])
+    trained_on = set(read_snapshot(splits.train, store)["application_id"])
+    assert holdout and not holdout & trained_on
+    assert summary.history_rows_removed == len(holdout)
+    tags = workspace.resolve().mlflow.client().get_run(summary.training.run_id).data.tags
+    assert tags["mlpipe.retraining_history_removed"] == str(len(holdout))

@@ -25,9 +25,16 @@ def test_contract_skips_ids_and_timestamps(demo_frame: pd.DataFrame):
     contract = infer_contract(demo_frame, "default", time_column="applied_at", exclude=["application_id"])
     assert contract.time_column == "applied_at" and "applied_at" not in contract.feature_names
     assert "application_id" not in contract.feature_names
-    assert contract.column("region").allowed_values == ["central", "east", "north", "south", "west"]
-    assert contract.column("default").allowed_values == [0, 1]
-    assert contract.column("age").minimum == 0.0
+    assert contract.column("default").allowed_values == [0, 1]  # the classes: a model's outputs
+
+
+def test_inferred_ranges_and_category_sets_are_observations_not_limits(demo_frame: pd.DataFrame):
+    contract = infer_contract(demo_frame, "default", exclude=["application_id"])
+    region, age = contract.column("region"), contract.column("age")
+    assert region.allowed_values is None and age.minimum is None and age.maximum is None
+    assert region.observed is not None and region.observed.values == ["central", "east", "north", "south", "west"]
+    assert age.observed is not None
+    assert (age.observed.minimum, age.observed.maximum) == (demo_frame["age"].min(), demo_frame["age"].max())
 
 
 def test_user_contract_file_is_loaded_and_checked(tmp_path: Path, demo_frame: pd.DataFrame):
@@ -36,7 +43,7 @@ def test_user_contract_file_is_loaded_and_checked(tmp_path: Path, demo_frame: pd
     contract = infer_contract(demo_frame, "default", exclude=["application_id"])
     path = tmp_path / "contract.json"
     path.write_text(contract.to_json())
-    assert DataContract.from_file(path) == contract
+    assert DataContract.from_file(path) == contract.model_copy(update={"declared_in": str(path)})
     path.write_text('{"target": "default", "task": "clustering", "columns": []}')
     with pytest.raises(ConfigError, match=r"contract\.json: field 'task'"):
         DataContract.from_file(path)

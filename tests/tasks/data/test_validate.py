@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError, ValidationFailed
+from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.data.contract_inference import infer_contract
-from mlpipe.tasks.data.validate import validate
+from mlpipe.tasks.data.validate import check_frame, validate
 from tests.pipeline import ingest_frame
 
 pytestmark = pytest.mark.unit
@@ -29,13 +31,55 @@ def test_validation_names_every_broken_column(tmp_path: Path, store: Datastore, 
     assert "column 'credit_score': entirely null" in message
 
 
-def test_validation_flags_out_of_range_and_nulls(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
+def test_validation_flags_nulls_beyond_the_contracts_limit(tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame):
     contract = infer_contract(demo_frame, target="default", exclude=["application_id"])
     broken = demo_frame.copy()
-    broken.loc[: len(broken) // 2, "age"] = -5  # a negative age: the inferred range starts at 0
     broken.loc[: len(broken) // 2, "employment_years"] = float("nan")
     with pytest.raises(ValidationFailed) as raised:
-        validate(ingest_frame(broken, tmp_path / "range.parquet", store), contract, store)
+        validate(ingest_frame(broken, tmp_path / "nulls.parquet", store), contract, store)
+    assert "column 'employment_years': expect_column_values_to_not_be_null" in str(raised.value)
+
+
+def test_values_outside_the_training_range_and_new_categories_are_reported_not_enforced(
+    tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame
+):
+    """Drifted data is what retraining exists to learn from: inferred limits are observations, not promises."""
+    contract = infer_contract(demo_frame, target="default", exclude=["application_id"])
+    drifted = demo_frame.assign(
+        age=demo_frame["age"] * 3,  # most values beyond the oldest applicant seen in training
+        income=-demo_frame["income"],  # below the training minimum (and below zero)
+        region=demo_frame["region"].where(demo_frame.index % 3 != 0, "atlantis"),  # a third in a new region
+    )
+    dataset = ingest_frame(drifted, tmp_path / "drifted.parquet", store)
+    assert validate(dataset, contract, store) == dataset
+    check = check_frame(drifted, contract, "drifted.parquet")
+    assert check.failures == []
+    signals = "; ".join(check.signals)
+    assert "column 'age': expect_column_values_to_be_between" in signals
+    assert "column 'income': expect_column_values_to_be_between" in signals
+    assert "column 'region': expect_column_values_to_be_in_set" in signals and "atlantis" in signals
+    assert "loan_amount" not in signals  # an undrifted column raises no signal
+
+
+def test_declared_limits_in_a_contract_file_are_enforced_naming_file_column_and_expectation(
+    tmp_path: Path, store: Datastore, demo_frame: pd.DataFrame
+):
+    contract = infer_contract(demo_frame, target="default", exclude=["application_id"])
+    declared = contract.model_dump()
+    for column in declared["columns"]:
+        if column["name"] == "age":
+            column.update(minimum=18, maximum=100)
+        if column["name"] == "region":
+            column.update(allowed_values=["central", "east", "north", "south", "west"])  # a closed set
+    path = tmp_path / "loans-contract.yaml"
+    path.write_text(yaml.safe_dump(declared))
+    contract = DataContract.from_file(path)
+    broken = demo_frame.copy()
+    broken.loc[:9, "age"] = -5  # ten impossible ages
+    broken.loc[:9, "region"] = "atlantis"  # ten rows outside the declared set (well under 1 %)
+    with pytest.raises(ValidationFailed) as raised:
+        validate(ingest_frame(broken, tmp_path / "loans.parquet", store), contract, store)
     message = str(raised.value)
-    assert "column 'age': expect_column_values_to_be_between" in message
-    assert "column 'employment_years': expect_column_values_to_not_be_null" in message
+    assert "loans.parquet" in message and "loans-contract.yaml" in message
+    assert "column 'age': expect_column_values_to_be_between {'min_value': 18.0, 'max_value': 100.0}" in message
+    assert "column 'region': expect_column_values_to_be_in_set" in message
