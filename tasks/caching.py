@@ -39,7 +39,7 @@ PROJECT_PACKAGE = "mlpipe"
 
 @dataclass
 class ModuleSource(CachePolicy):
-    """Hash of the module that defines the task's function and of the project modules it uses."""
+    """Hash of the module that defines the task's function and of the project modules it uses, as they were loaded."""
 
     def compute_key(
         self,
@@ -54,8 +54,41 @@ class ModuleSource(CachePolicy):
         digest = hashlib.sha256()
         for used in sorted(project_modules(module), key=lambda m: m.__name__):
             digest.update(used.__name__.encode())
-            digest.update(Path(used.__file__ or "").read_bytes())
+            digest.update(loaded_source(used).encode())
         return digest.hexdigest()
+
+
+_LOADED_SOURCE: dict[str, str] = {}
+"""Module name → hash of its source as this process loaded it (a file edited since runs old code here)."""
+
+
+def loaded_source(module: ModuleType) -> str:
+    """The hash of `module`'s source when this process first looked, which is when it was imported.
+
+    A task module is hashed as its definition ends (`pipeline_task`), its helpers then too, having
+    been imported just before. Reading the file at key time instead would key a result made by
+    the old code with an edit this process never ran, and serve it to the processes that do.
+    """
+    if module.__name__ not in _LOADED_SOURCE:
+        _LOADED_SOURCE[module.__name__] = _source_hash(module)
+    return _LOADED_SOURCE[module.__name__]
+
+
+def _remember_loaded(module: ModuleType | None) -> None:
+    """Hash a task module as it finishes loading (again after a re-import), and the helpers it uses."""
+    if module is None or module.__file__ is None:
+        return
+    _LOADED_SOURCE[module.__name__] = _source_hash(module)
+    for used in project_modules(module):
+        loaded_source(used)
+
+
+def _source_hash(module: ModuleType) -> str:
+    """SHA-256 of the module's file, read through its loader (so a zipped or installed package works too)."""
+    path = module.__file__ or ""
+    get_data = getattr(getattr(module, "__loader__", None), "get_data", None)
+    content = get_data(path) if get_data is not None else Path(path).read_bytes()
+    return hashlib.sha256(content).hexdigest()
 
 
 def project_modules(module: ModuleType) -> set[ModuleType]:
@@ -75,14 +108,25 @@ def project_modules(module: ModuleType) -> set[ModuleType]:
 
 
 CHANGE_MARKERS = (
-    "mtime", "LastModified", "last_modified", "Last-Modified",  # local, s3, gcs/azure, http
-    "ETag", "etag", "md5", "Content-MD5", "crc32c", "Digest",
+    "mtime", "created", "ino",  # local: modification time, change time (st_ctime: set by the kernel only), inode
+    "ETag", "VersionId", "LastModified",  # s3
+    "generation", "md5Hash", "crc32c", "etag", "updated",  # gcs
+    "version_id", "last_modified",  # azure (etag above)
+    "Content-MD5", "Digest", "Last-Modified",  # http (ETag above)
+    "md5",
 )  # fmt: skip
+"""Fields of `fs.info` that change when a file's content does; README "Caching" lists them per store."""
 
 
 @dataclass(kw_only=True)
 class SourceFingerprint(CachePolicy):
-    """Size, modification time and checksum (where the store has one) of the file in `parameter`."""
+    """Size, times and checksum or version id (where the store has one) of the file in `parameter`.
+
+    A local file is known by its size, modification time, change time and inode: the change time
+    moves on every write and cannot be set back (`touch -d`, `cp -p` and restores set only the
+    modification time), and a stat costs nothing, where hashing the content would read the whole
+    file once more on every run.
+    """
 
     parameter: str = "source"
 
@@ -138,13 +182,15 @@ RETRIES = 3
 def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Task[P, R]:
     """The `@task` wrapper of a pipeline step: caching (`NO_CACHE` for steps that read live state,
     such as the current champion) and retries with exponential backoff for transient failures only."""
-    return task(
+    wrapped = task(
         name=fn.__name__.replace("_", "-"),
         cache_policy=cache_policy,
         retries=RETRIES,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
         retry_condition_fn=retry_transient,
     )(fn)
+    _remember_loaded(inspect.getmodule(fn))
+    return wrapped
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
