@@ -13,8 +13,9 @@ from mlpipe.tasks import caching
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import TrainedModel
+from mlpipe.tasks.registry.champion import champion_contract
 from mlpipe.tasks.registry.gate import GateDecision
-from mlpipe.tasks.registry.register import register
+from mlpipe.tasks.registry.register import promote, register
 from tests import source_tree
 from tests.flaky_http import flaky_file_server
 from tests.pipeline import DATA_TASKS, model_versions, run_training
@@ -71,16 +72,33 @@ def test_register_retried_after_it_succeeded_finds_the_same_version(workspace: W
     )
     evaluation = Evaluation(run_id=model.run_id, test_hash="x", metrics=outcome.summary.metrics)
     decision = GateDecision(passed=True, metric="roc_auc", candidate=0.9, threshold=None, margin=0.0, reason="test")
+
+    contract = champion_contract("idempotent-demo", tracking)
+    assert contract is not None
+
+    def register_and_promote() -> str:
+        registration = register(model, evaluation, outcome.summary.dataset, "idempotent-demo", tracking)
+        promote(
+            registration,
+            decision,
+            evaluation=evaluation,
+            splits=outcome.summary.splits,
+            contract=contract,
+            policy=workspace.gate,
+            tracking=tracking,
+            store=workspace.resolve().datastore,
+        )
+        return registration.version
+
     for _ in range(2):  # what a retry after a lost response does
-        again = register(model, evaluation, decision, outcome.summary.dataset, "idempotent-demo", tracking)
-        assert again.version == "1"
+        assert register_and_promote() == "1"
     assert [str(v.version) for v in model_versions(workspace, "idempotent-demo")] == ["1"]
 
     client = tracking.client()
     recorded = client.get_model_version("idempotent-demo", "1").tags
     for key in ("mlpipe.gate", "mlpipe.dataset_hash", "mlpipe.code_version"):  # a crash right after register_model
         client.delete_model_version_tag("idempotent-demo", "1", key)
-    register(model, evaluation, decision, outcome.summary.dataset, "idempotent-demo", tracking)
+    register_and_promote()
     assert client.get_model_version("idempotent-demo", "1").tags == recorded  # completed, nothing overwritten
 
 
