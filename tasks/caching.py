@@ -6,26 +6,28 @@ project module it uses (so editing a task, or a helper it calls, invalidates tha
 no other), the versions of the libraries that shape results (an upgrade recomputes), and for
 ingestion the fingerprint of the file it reads (so a changed byte invalidates everything
 downstream). The workspace's identity reaches every key through the resolved `Datastore`.
+A hit is served only while what it points at (snapshots, MLflow runs) still exists.
 """
 
 import hashlib
 import inspect
 import sys
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from fsspec.core import url_to_fs
 from prefect import Task, task
-from prefect.cache_policies import INPUTS, CachePolicy
+from prefect.cache_policies import INPUTS, NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel
 
 from mlpipe.errors import MlpipeError
 
@@ -172,6 +174,69 @@ class LibraryVersions(CachePolicy):
         return hash_objects(result_libraries())
 
 
+@runtime_checkable
+class HasOutputs(Protocol):
+    """A result that points at something stored elsewhere (a snapshot, an MLflow run), which can disappear."""
+
+    def outputs_present(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether what the result points at still exists (`inputs`: the task's, e.g. its datastore)."""
+        ...
+
+
+def outputs_present(result: Any, inputs: Mapping[str, Any]) -> bool:
+    """Whether everything `result` points at, at any depth (models, lists, mappings), still exists."""
+    if isinstance(result, HasOutputs) and not result.outputs_present(inputs):
+        return False
+    if isinstance(result, BaseModel):
+        return all(outputs_present(getattr(result, field), inputs) for field in type(result).model_fields)
+    if isinstance(result, (list, tuple)):
+        return all(outputs_present(item, inputs) for item in result)
+    if isinstance(result, Mapping):
+        return all(outputs_present(item, inputs) for item in result.values())
+    return True
+
+
+GENERATIONS = 20
+"""How many times one task's outputs may vanish and be recomputed before its results stop being cached."""
+
+
+@dataclass
+class PresentOutputs(CachePolicy):
+    """`policy`'s key, unless the result cached under it points at outputs that are gone: then a miss.
+
+    Prefect serves a record whatever became of the files and runs it names. Here a record whose
+    snapshot was deleted, or whose MLflow run was deleted, moves the key on by one generation,
+    so the task runs again and its new result is cached under the next key (which later runs
+    find, after checking it the same way).
+    """
+
+    policy: CachePolicy = field(default_factory=lambda: CACHED)
+
+    def __post_init__(self) -> None:
+        self.key_storage = self.policy.key_storage
+        self.isolation_level = self.policy.isolation_level
+        self.lock_manager = self.policy.lock_manager
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        if key is None:
+            return None
+        store = task_ctx.result_store
+        for generation in range(GENERATIONS):
+            candidate = key if generation == 0 else hash_objects(key, generation)
+            if candidate is None or not store.exists(candidate):
+                return candidate
+            if outputs_present(store.read(candidate).result, inputs):
+                return candidate
+        return uuid.uuid4().hex
+
+
 CACHED = INPUTS + ModuleSource() + LibraryVersions()
 """The policy for deterministic tasks: same inputs, same code, same libraries, same result."""
 
@@ -181,10 +246,11 @@ RETRIES = 3
 
 def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Task[P, R]:
     """The `@task` wrapper of a pipeline step: caching (`NO_CACHE` for steps that read live state,
-    such as the current champion) and retries with exponential backoff for transient failures only."""
+    such as the current champion; a cached result whose outputs are gone is a miss) and retries
+    with exponential backoff for transient failures only."""
     wrapped = task(
         name=fn.__name__.replace("_", "-"),
-        cache_policy=cache_policy,
+        cache_policy=cache_policy if cache_policy is NO_CACHE else PresentOutputs(cache_policy),
         retries=RETRIES,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
         retry_condition_fn=retry_transient,

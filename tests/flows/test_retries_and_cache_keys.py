@@ -1,5 +1,6 @@
 """Transient failures are retried safely; cache keys follow code and data, not luck."""
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +8,7 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
-from mlpipe.blocks import DaskCluster, WorkspaceConfig
+from mlpipe.blocks import DaskCluster, Datastore, WorkspaceConfig
 from mlpipe.flows.training import TrainingParams, training
 from mlpipe.tasks import caching
 from mlpipe.tasks.model.evaluate import Evaluation
@@ -18,7 +19,7 @@ from mlpipe.tasks.registry.gate import GateDecision
 from mlpipe.tasks.registry.register import promote, register
 from tests import source_tree
 from tests.flaky_http import flaky_file_server
-from tests.pipeline import DATA_TASKS, model_versions, run_training
+from tests.pipeline import DATA_TASKS, leftovers, model_versions, run_training
 
 pytestmark = pytest.mark.flow
 
@@ -157,3 +158,37 @@ def test_an_upgraded_library_misses_the_cache(
     assert {t: upgraded.task_states[t] for t in (*DATA_TASKS, "train")} == dict.fromkeys(
         (*DATA_TASKS, "train"), "Completed"
     )
+
+
+def test_a_cache_hit_whose_outputs_are_gone_is_recomputed(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame, tmp_path: Path
+):
+    own = workspace.model_copy(update={"datastore": Datastore(url=str(tmp_path / "store"))})
+    path = data_dir / "outputs-gone.parquet"
+    demo_frame.to_parquet(path, index=False)
+    name = "outputs-gone"
+    base = {"data": str(path), "target": "default", "name": name, "exclude": ["application_id"]}
+    first = run_training(own, **base)
+    assert first.error is None, first.error
+    snapshots = leftovers(own.resolve().datastore)
+
+    shutil.rmtree(tmp_path / "store" / "datasets")  # a person cleaning up disk
+    rebuilt = run_training(own, **base)
+    assert rebuilt.error is None, rebuilt.error  # not FileNotFoundError from a step that trusted the cache
+    assert rebuilt.task_states["ingest"] == rebuilt.task_states["split"] == "Completed"  # they wrote the snapshots
+    assert rebuilt.task_states["validate"] == "Cached"  # its result is ingest's snapshot, written again
+    assert rebuilt.task_states["train"] == "Cached"  # its run is still there
+    assert leftovers(own.resolve().datastore) == snapshots  # the same content-addressed snapshots, written again
+
+    client = own.resolve().mlflow.client()
+    client.delete_run(first.summary.run_id)
+    retrained = run_training(own, **base)
+    assert retrained.error is None, retrained.error
+    assert retrained.task_states["train"] == "Completed" and retrained.summary.run_id != first.summary.run_id
+
+    client.delete_model_version(name, retrained.summary.version)
+    registered = run_training(own, **base)
+    assert registered.error is None, registered.error
+    assert registered.task_states["train"] == "Cached" and registered.summary.run_id == retrained.summary.run_id
+    assert registered.summary.version != retrained.summary.version
+    assert client.get_model_version(name, registered.summary.version).run_id == retrained.summary.run_id
