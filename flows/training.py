@@ -1,4 +1,4 @@
-"""The training pipeline: ingest → validate → split → train → evaluate → gate → register."""
+"""The training pipeline: ingest → validate → split → train → evaluate → gate → register → promote."""
 
 from pydantic import BaseModel, Field
 

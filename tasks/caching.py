@@ -14,7 +14,7 @@ import inspect
 import sys
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -200,7 +200,7 @@ GENERATIONS = 20
 """How many times one task's outputs may vanish and be recomputed before its results stop being cached."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PresentOutputs(CachePolicy):
     """`policy`'s key, unless the result cached under it points at outputs that are gone: then a miss.
 
@@ -210,7 +210,7 @@ class PresentOutputs(CachePolicy):
     find, after checking it the same way).
     """
 
-    policy: CachePolicy = field(default_factory=lambda: CACHED)
+    policy: CachePolicy
 
     def __post_init__(self) -> None:
         self.key_storage = self.policy.key_storage
@@ -250,7 +250,7 @@ def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Tas
     with exponential backoff for transient failures only."""
     wrapped = task(
         name=fn.__name__.replace("_", "-"),
-        cache_policy=cache_policy if cache_policy is NO_CACHE else PresentOutputs(cache_policy),
+        cache_policy=cache_policy if cache_policy is NO_CACHE else PresentOutputs(policy=cache_policy),
         retries=RETRIES,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
         retry_condition_fn=retry_transient,
