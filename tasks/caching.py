@@ -117,7 +117,7 @@ CHANGE_MARKERS = (
     "Content-MD5", "Digest", "Last-Modified",  # http (ETag above)
     "md5",
 )  # fmt: skip
-"""Fields of `fs.info` that change when a file's content does; README "Caching" lists them per store."""
+"""Fields of `fs.info` that change when a file's content does; the README lists them per store."""
 
 
 @dataclass(kw_only=True)
