@@ -1,4 +1,4 @@
-"""The training pipeline: ingest → validate → split → train → evaluate → gate → register."""
+"""The training pipeline: ingest → validate → split → train → evaluate → gate → register → promote."""
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +16,7 @@ from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import train_task
 from mlpipe.tasks.registry.champion import champion_contract_task
 from mlpipe.tasks.registry.gate import GateDecision, gate_task
-from mlpipe.tasks.registry.register import register_task
+from mlpipe.tasks.registry.register import promote_task, register_task
 from mlpipe.tasks.registry.report import publish_task
 from mlpipe.validation import Name, Strict
 
@@ -94,13 +94,24 @@ def train_and_register(
     workspace: WorkspaceConfig,
     tags: dict[str, str] | None = None,
 ) -> TrainingSummary:
-    """Train → evaluate → gate → register → publish; `tags` link the model to what chose it (a sweep)."""
+    """Train → evaluate → gate → register → promote → publish; `tags` link the model to what chose it (a sweep)."""
     store, tracking = workspace.datastore, workspace.mlflow
     contract = data.contract
     model = train_task.submit(splits, contract, spec, name, tracking, store, tags or {}).result()
     evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
     decision = gate_task.submit(evaluation, splits, contract, name, workspace.gate, tracking, store).result()
-    registration = register_task.submit(model, evaluation, decision, data.dataset, name, tracking).result()
+    registration = register_task.submit(model, evaluation, data.dataset, name, tracking).result()
+    promotion = promote_task.submit(
+        registration,
+        decision,
+        evaluation=evaluation,
+        splits=splits,
+        contract=contract,
+        policy=workspace.gate,
+        tracking=tracking,
+        store=store,
+    ).result()
+    registration, decision = promotion.registration, promotion.decision
     publish_task.submit(model, evaluation, decision, registration, tracking).result()
     return TrainingSummary(
         model_name=name,

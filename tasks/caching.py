@@ -6,26 +6,28 @@ project module it uses (so editing a task, or a helper it calls, invalidates tha
 no other), the versions of the libraries that shape results (an upgrade recomputes), and for
 ingestion the fingerprint of the file it reads (so a changed byte invalidates everything
 downstream). The workspace's identity reaches every key through the resolved `Datastore`.
+A hit is served only while what it points at (snapshots, MLflow runs) still exists.
 """
 
 import hashlib
 import inspect
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from fsspec.core import url_to_fs
 from prefect import Task, task
-from prefect.cache_policies import INPUTS, CachePolicy
+from prefect.cache_policies import INPUTS, NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel
 
 from mlpipe.errors import MlpipeError
 
@@ -39,7 +41,7 @@ PROJECT_PACKAGE = "mlpipe"
 
 @dataclass
 class ModuleSource(CachePolicy):
-    """Hash of the module that defines the task's function and of the project modules it uses."""
+    """Hash of the module that defines the task's function and of the project modules it uses, as they were loaded."""
 
     def compute_key(
         self,
@@ -54,8 +56,41 @@ class ModuleSource(CachePolicy):
         digest = hashlib.sha256()
         for used in sorted(project_modules(module), key=lambda m: m.__name__):
             digest.update(used.__name__.encode())
-            digest.update(Path(used.__file__ or "").read_bytes())
+            digest.update(loaded_source(used).encode())
         return digest.hexdigest()
+
+
+_LOADED_SOURCE: dict[str, str] = {}
+"""Module name → hash of its source as this process loaded it (a file edited since runs old code here)."""
+
+
+def loaded_source(module: ModuleType) -> str:
+    """The hash of `module`'s source when this process first looked, which is when it was imported.
+
+    A task module is hashed as its definition ends (`pipeline_task`), its helpers then too, having
+    been imported just before. Reading the file at key time instead would key a result made by
+    the old code with an edit this process never ran, and serve it to the processes that do.
+    """
+    if module.__name__ not in _LOADED_SOURCE:
+        _LOADED_SOURCE[module.__name__] = _source_hash(module)
+    return _LOADED_SOURCE[module.__name__]
+
+
+def _remember_loaded(module: ModuleType | None) -> None:
+    """Hash a task module as it finishes loading (again after a re-import), and the helpers it uses."""
+    if module is None or module.__file__ is None:
+        return
+    _LOADED_SOURCE[module.__name__] = _source_hash(module)
+    for used in project_modules(module):
+        loaded_source(used)
+
+
+def _source_hash(module: ModuleType) -> str:
+    """SHA-256 of the module's file, read through its loader (so a zipped or installed package works too)."""
+    path = module.__file__ or ""
+    get_data = getattr(getattr(module, "__loader__", None), "get_data", None)
+    content = get_data(path) if get_data is not None else Path(path).read_bytes()
+    return hashlib.sha256(content).hexdigest()
 
 
 def project_modules(module: ModuleType) -> set[ModuleType]:
@@ -75,14 +110,25 @@ def project_modules(module: ModuleType) -> set[ModuleType]:
 
 
 CHANGE_MARKERS = (
-    "mtime", "LastModified", "last_modified", "Last-Modified",  # local, s3, gcs/azure, http
-    "ETag", "etag", "md5", "Content-MD5", "crc32c", "Digest",
+    "mtime", "created", "ino",  # local: modification time, change time (st_ctime: set by the kernel only), inode
+    "ETag", "VersionId", "LastModified",  # s3
+    "generation", "md5Hash", "crc32c", "etag", "updated",  # gcs
+    "version_id", "last_modified",  # azure (etag above)
+    "Content-MD5", "Digest", "Last-Modified",  # http (ETag above)
+    "md5",
 )  # fmt: skip
+"""Fields of `fs.info` that change when a file's content does; the README lists them per store."""
 
 
 @dataclass(kw_only=True)
 class SourceFingerprint(CachePolicy):
-    """Size, modification time and checksum (where the store has one) of the file in `parameter`."""
+    """Size, times and checksum or version id (where the store has one) of the file in `parameter`.
+
+    A local file is known by its size, modification time, change time and inode: the change time
+    moves on every write and cannot be set back (`touch -d`, `cp -p` and restores set only the
+    modification time), and a stat costs nothing, where hashing the content would read the whole
+    file once more on every run.
+    """
 
     parameter: str = "source"
 
@@ -128,6 +174,69 @@ class LibraryVersions(CachePolicy):
         return hash_objects(result_libraries())
 
 
+@runtime_checkable
+class HasOutputs(Protocol):
+    """A result that points at something stored elsewhere (a snapshot, an MLflow run), which can disappear."""
+
+    def outputs_present(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether what the result points at still exists (`inputs`: the task's, e.g. its datastore)."""
+        ...
+
+
+def outputs_present(result: Any, inputs: Mapping[str, Any]) -> bool:
+    """Whether everything `result` points at, at any depth (models, lists, mappings), still exists."""
+    if isinstance(result, HasOutputs) and not result.outputs_present(inputs):
+        return False
+    if isinstance(result, BaseModel):
+        return all(outputs_present(getattr(result, field), inputs) for field in type(result).model_fields)
+    if isinstance(result, (list, tuple)):
+        return all(outputs_present(item, inputs) for item in result)
+    if isinstance(result, Mapping):
+        return all(outputs_present(item, inputs) for item in result.values())
+    return True
+
+
+GENERATIONS = 20
+"""How many times one task's outputs may vanish and be recomputed before its results stop being cached."""
+
+
+@dataclass(kw_only=True)
+class PresentOutputs(CachePolicy):
+    """`policy`'s key, unless the result cached under it points at outputs that are gone: then a miss.
+
+    Prefect serves a record whatever became of the files and runs it names. Here a record whose
+    snapshot was deleted, or whose MLflow run was deleted, moves the key on by one generation,
+    so the task runs again and its new result is cached under the next key (which later runs
+    find, after checking it the same way).
+    """
+
+    policy: CachePolicy
+
+    def __post_init__(self) -> None:
+        self.key_storage = self.policy.key_storage
+        self.isolation_level = self.policy.isolation_level
+        self.lock_manager = self.policy.lock_manager
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        key = self.policy.compute_key(task_ctx, inputs, flow_parameters, **kwargs)
+        if key is None:
+            return None
+        store = task_ctx.result_store
+        for generation in range(GENERATIONS):
+            candidate = key if generation == 0 else hash_objects(key, generation)
+            if candidate is None or not store.exists(candidate):
+                return candidate
+            if outputs_present(store.read(candidate).result, inputs):
+                return candidate
+        return uuid.uuid4().hex
+
+
 CACHED = INPUTS + ModuleSource() + LibraryVersions()
 """The policy for deterministic tasks: same inputs, same code, same libraries, same result."""
 
@@ -137,14 +246,17 @@ RETRIES = 3
 
 def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Task[P, R]:
     """The `@task` wrapper of a pipeline step: caching (`NO_CACHE` for steps that read live state,
-    such as the current champion) and retries with exponential backoff for transient failures only."""
-    return task(
+    such as the current champion; a cached result whose outputs are gone is a miss) and retries
+    with exponential backoff for transient failures only."""
+    wrapped = task(
         name=fn.__name__.replace("_", "-"),
-        cache_policy=cache_policy,
+        cache_policy=cache_policy if cache_policy is NO_CACHE else PresentOutputs(policy=cache_policy),
         retries=RETRIES,
         retry_delay_seconds=exponential_backoff(backoff_factor=1),
         retry_condition_fn=retry_transient,
     )(fn)
+    _remember_loaded(inspect.getmodule(fn))
+    return wrapped
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

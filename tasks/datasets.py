@@ -2,10 +2,13 @@
 
 import hashlib
 import io
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
 from pydantic import BaseModel, ConfigDict
 
 from mlpipe.blocks.datastore import Datastore
@@ -31,6 +34,15 @@ class DatasetRef(BaseModel):
     @property
     def short_hash(self) -> str:
         return self.content_hash[:12]
+
+    def outputs_present(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether the snapshot is still in the datastore the task wrote it to (a cached ref must not outlive it)."""
+        store = next((value for value in inputs.values() if isinstance(value, Datastore)), None)
+        if store is None:
+            fs, path = url_to_fs(self.uri)
+            return bool(fs.exists(path))
+        fs, _ = store.filesystem()
+        return bool(fs.exists(snapshot_path(store, self.content_hash)))
 
 
 def snapshot_path(store: Datastore, content_hash: str) -> str:

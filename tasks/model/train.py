@@ -2,6 +2,7 @@
 
 import time
 import warnings
+from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Any
 
@@ -44,6 +45,20 @@ class TrainedModel(BaseModel):
     model_uri: str
     task: TaskType
     spec: ModelSpec
+
+    def outputs_present(self, inputs: Mapping[str, Any]) -> bool:
+        """Whether the training run is still in the tracking store the task logged it to (not deleted)."""
+        from mlflow.exceptions import MlflowException
+
+        tracking = next((value for value in inputs.values() if isinstance(value, MlflowConnection)), None)
+        if tracking is None:
+            return True
+        try:
+            return tracking.client().get_run(self.run_id).info.lifecycle_stage == "active"
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                return False
+            raise
 
 
 def train(

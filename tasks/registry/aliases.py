@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
+from mlpipe.tasks.registry.lock import champion_lock
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -41,10 +42,42 @@ class AliasChange(BaseModel):
 def set_champion(
     name: str, version: str, tracking: MlflowConnection, reason: str, by: str | None = None
 ) -> AliasChange:
-    """Point `champion` at `version` and record the move on that version."""
+    """Point `champion` at `version`, whichever version holds it now (a person's decision), and record the move."""
+    with champion_lock(name, tracking):
+        return _move_champion(name, version, tracking, reason, by)
+
+
+def compare_and_set_champion(
+    name: str, version: str, expected: str | None, tracking: MlflowConnection, reason: str, by: str | None = None
+) -> AliasChange | None:
+    """Point `champion` at `version` only while it is still `expected` (the version the gate compared with).
+
+    Returns None, moving nothing, when another writer moved the champion since: the caller judges
+    the candidate again against the new champion. Holding the champion already is success: the
+    retry of a promotion that moved the alias completes its record.
+    """
+    with champion_lock(name, tracking):
+        if champion_version(name, tracking) not in (expected, version):
+            return None
+        return _move_champion(name, version, tracking, reason, by)
+
+
+def _move_champion(name: str, version: str, tracking: MlflowConnection, reason: str, by: str | None) -> AliasChange:
+    """Move the alias and record the move once, under the champion lock.
+
+    The record is written after the alias moves, so an attempt that fails between the two leaves
+    the alias on `version` with its move unrecorded: a retry finds the newest record on another
+    version and records the move from that one, the version the alias left.
+    """
     client = tracking.client()
     previous = champion_version(name, tracking)
-    client.set_registered_model_alias(name, CHAMPION, version)
+    if previous == version:
+        history = alias_history(name, tracking)
+        if history and history[-1].version == version:
+            return history[-1]  # moved and recorded already
+        previous = history[-1].version if history else None
+    else:
+        client.set_registered_model_alias(name, CHAMPION, version)
     now = dt.datetime.now(dt.UTC)
     change = AliasChange(
         alias=CHAMPION,

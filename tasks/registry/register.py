@@ -4,14 +4,21 @@ import mlflow
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.blocks.gate import GatePolicy
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.lineage import LINEAGE_KEYS, SWEEP_KEYS
 from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.train import TrainedModel
-from mlpipe.tasks.registry.aliases import CHALLENGER, champion_version, find_version, set_champion
-from mlpipe.tasks.registry.gate import GateDecision
+from mlpipe.tasks.registry.aliases import CHALLENGER, compare_and_set_champion, find_version
+from mlpipe.tasks.registry.gate import GateDecision, gate
+
+PROMOTION_ATTEMPTS = 5
+"""How many times a candidate is judged again because other writers kept moving the champion meanwhile."""
 
 
 class Registration(BaseModel):
@@ -23,15 +30,21 @@ class Registration(BaseModel):
     run_id: str
 
 
+class Promotion(BaseModel):
+    """The gate's last word on a registered version (judged again if the champion moved) and its aliases after it."""
+
+    decision: GateDecision
+    registration: Registration
+
+
 def register(
     model: TrainedModel,
     evaluation: Evaluation,
-    decision: GateDecision,
     dataset: DatasetRef,
     model_name: str,
     tracking: MlflowConnection,
 ) -> Registration:
-    """Register `model` (or find the version already registered for its run) and move the aliases.
+    """Register `model` (or find the version already registered for its run), record its lineage, make it challenger.
 
     Keyed by the training run: a retry after a lost response, or a re-run whose training was
     cached, finds the existing version instead of creating a second one.
@@ -41,28 +54,77 @@ def register(
     if version is None:
         with tracking.session():
             version = str(mlflow.register_model(model.model_uri, model_name).version)
-    # Lineage describes the run that trained the model, whichever flow run registered it. Written
-    # on every attempt, never overwritten: a retry after a crash right after `register_model`
-    # completes the record, and a re-run keeps the first decision.
+    # Lineage describes the run that trained the model, whichever flow run registered it.
     run_tags = client.get_run(model.run_id).data.tags
-    tags = {
-        "mlpipe.dataset_hash": dataset.content_hash,
-        "mlpipe.dataset_source": dataset.source,
-        **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
-        **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
-        "mlpipe.gate": "passed" if decision.passed else "rejected",
-        "mlpipe.gate_reason": decision.reason,
-        **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
-    }
-    recorded = client.get_model_version(model_name, version).tags
-    for key, value in tags.items():
-        if key not in recorded:
-            client.set_model_version_tag(model_name, version, key, value)
+    record_tags(
+        model_name,
+        version,
+        {
+            "mlpipe.dataset_hash": dataset.content_hash,
+            "mlpipe.dataset_source": dataset.source,
+            **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
+            **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
+            **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
+        },
+        tracking,
+    )
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    if decision.passed and champion_version(model_name, tracking) != version:
-        set_champion(model_name, version, tracking, reason=f"gate: {decision.reason}", by="mlpipe gate")
     aliases = client.get_model_version(model_name, version).aliases
     return Registration(name=model_name, version=version, aliases=sorted(aliases), run_id=model.run_id)
 
 
+def promote(
+    registration: Registration,
+    decision: GateDecision,
+    *,
+    evaluation: Evaluation,
+    splits: SplitRefs,
+    contract: DataContract,
+    policy: GatePolicy,
+    tracking: MlflowConnection,
+    store: Datastore,
+) -> Promotion:
+    """Make the version champion if the gate passed it, by compare-and-set against the champion it was judged with.
+
+    When another run moved the champion after the gate compared (two trainings at once, a
+    rollback), the candidate is judged again against the new champion, so the better model wins
+    whatever the order. The decision that stood is recorded on the version (never overwritten).
+
+    Raises:
+        TimeoutError: the champion kept moving while the candidate was judged (retried).
+    """
+    name, version = registration.name, registration.version
+    for _ in range(PROMOTION_ATTEMPTS):
+        if not decision.passed:
+            break
+        reason = f"gate: {decision.reason}"
+        if compare_and_set_champion(name, version, decision.champion_version, tracking, reason, by="mlpipe gate"):
+            break
+        decision = gate(evaluation, splits, contract, name, policy, tracking, store)
+    else:
+        raise TimeoutError(f"model '{name}': the champion moved {PROMOTION_ATTEMPTS} times while v{version} was judged")
+    record_tags(
+        name,
+        version,
+        {"mlpipe.gate": "passed" if decision.passed else "rejected", "mlpipe.gate_reason": decision.reason},
+        tracking,
+    )
+    aliases = sorted(tracking.client().get_model_version(name, version).aliases)
+    return Promotion(decision=decision, registration=registration.model_copy(update={"aliases": aliases}))
+
+
+def record_tags(name: str, version: str, tags: dict[str, str], tracking: MlflowConnection) -> None:
+    """Write the tags the version lacks, never overwriting one.
+
+    Written on every attempt: a retry after a crash between `register_model` and tagging completes
+    the record, and a re-run keeps the first record.
+    """
+    client = tracking.client()
+    recorded = client.get_model_version(name, version).tags
+    for key, value in tags.items():
+        if key not in recorded:
+            client.set_model_version_tag(name, version, key, value)
+
+
 register_task = pipeline_task(register, cache_policy=NO_CACHE)
+promote_task = pipeline_task(promote, cache_policy=NO_CACHE)

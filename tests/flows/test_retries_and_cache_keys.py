@@ -1,5 +1,6 @@
 """Transient failures are retried safely; cache keys follow code and data, not luck."""
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -7,17 +8,18 @@ import pytest
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
 
-from mlpipe.blocks import DaskCluster, WorkspaceConfig
+from mlpipe.blocks import DaskCluster, Datastore, WorkspaceConfig
 from mlpipe.flows.training import TrainingParams, training
 from mlpipe.tasks import caching
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import TrainedModel
+from mlpipe.tasks.registry.champion import champion_contract
 from mlpipe.tasks.registry.gate import GateDecision
-from mlpipe.tasks.registry.register import register
+from mlpipe.tasks.registry.register import promote, register
 from tests import source_tree
 from tests.flaky_http import flaky_file_server
-from tests.pipeline import DATA_TASKS, model_versions, run_training
+from tests.pipeline import DATA_TASKS, leftovers, model_versions, run_training
 
 pytestmark = pytest.mark.flow
 
@@ -71,16 +73,33 @@ def test_register_retried_after_it_succeeded_finds_the_same_version(workspace: W
     )
     evaluation = Evaluation(run_id=model.run_id, test_hash="x", metrics=outcome.summary.metrics)
     decision = GateDecision(passed=True, metric="roc_auc", candidate=0.9, threshold=None, margin=0.0, reason="test")
+
+    contract = champion_contract("idempotent-demo", tracking)
+    assert contract is not None
+
+    def register_and_promote() -> str:
+        registration = register(model, evaluation, outcome.summary.dataset, "idempotent-demo", tracking)
+        promote(
+            registration,
+            decision,
+            evaluation=evaluation,
+            splits=outcome.summary.splits,
+            contract=contract,
+            policy=workspace.gate,
+            tracking=tracking,
+            store=workspace.resolve().datastore,
+        )
+        return registration.version
+
     for _ in range(2):  # what a retry after a lost response does
-        again = register(model, evaluation, decision, outcome.summary.dataset, "idempotent-demo", tracking)
-        assert again.version == "1"
+        assert register_and_promote() == "1"
     assert [str(v.version) for v in model_versions(workspace, "idempotent-demo")] == ["1"]
 
     client = tracking.client()
     recorded = client.get_model_version("idempotent-demo", "1").tags
     for key in ("mlpipe.gate", "mlpipe.dataset_hash", "mlpipe.code_version"):  # a crash right after register_model
         client.delete_model_version_tag("idempotent-demo", "1", key)
-    register(model, evaluation, decision, outcome.summary.dataset, "idempotent-demo", tracking)
+    register_and_promote()
     assert client.get_model_version("idempotent-demo", "1").tags == recorded  # completed, nothing overwritten
 
 
@@ -139,3 +158,37 @@ def test_an_upgraded_library_misses_the_cache(
     assert {t: upgraded.task_states[t] for t in (*DATA_TASKS, "train")} == dict.fromkeys(
         (*DATA_TASKS, "train"), "Completed"
     )
+
+
+def test_a_cache_hit_whose_outputs_are_gone_is_recomputed(
+    workspace: WorkspaceConfig, data_dir: Path, demo_frame: pd.DataFrame, tmp_path: Path
+):
+    own = workspace.model_copy(update={"datastore": Datastore(url=str(tmp_path / "store"))})
+    path = data_dir / "outputs-gone.parquet"
+    demo_frame.to_parquet(path, index=False)
+    name = "outputs-gone"
+    base = {"data": str(path), "target": "default", "name": name, "exclude": ["application_id"]}
+    first = run_training(own, **base)
+    assert first.error is None, first.error
+    snapshots = leftovers(own.resolve().datastore)
+
+    shutil.rmtree(tmp_path / "store" / "datasets")  # a person cleaning up disk
+    rebuilt = run_training(own, **base)
+    assert rebuilt.error is None, rebuilt.error  # not FileNotFoundError from a step that trusted the cache
+    assert rebuilt.task_states["ingest"] == rebuilt.task_states["split"] == "Completed"  # they wrote the snapshots
+    assert rebuilt.task_states["validate"] == "Cached"  # its result is ingest's snapshot, written again
+    assert rebuilt.task_states["train"] == "Cached"  # its run is still there
+    assert leftovers(own.resolve().datastore) == snapshots  # the same content-addressed snapshots, written again
+
+    client = own.resolve().mlflow.client()
+    client.delete_run(first.summary.run_id)
+    retrained = run_training(own, **base)
+    assert retrained.error is None, retrained.error
+    assert retrained.task_states["train"] == "Completed" and retrained.summary.run_id != first.summary.run_id
+
+    client.delete_model_version(name, retrained.summary.version)
+    registered = run_training(own, **base)
+    assert registered.error is None, registered.error
+    assert registered.task_states["train"] == "Cached" and registered.summary.run_id == retrained.summary.run_id
+    assert registered.summary.version != retrained.summary.version
+    assert client.get_model_version(name, registered.summary.version).run_id == retrained.summary.run_id

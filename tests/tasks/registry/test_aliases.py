@@ -1,13 +1,16 @@
 """The champion alias: every move recorded (gate promotions and rollbacks), and rollback from the command line."""
 
 import getpass
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from mlpipe.blocks import WorkspaceConfig
+from mlpipe.blocks import MlflowConnection, WorkspaceConfig
 from mlpipe.tasks.registry.aliases import alias_history, champion_version, rollback, set_champion
-from tests.pipeline import run_cli, run_training
+from mlpipe.tasks.registry.lock import champion_lock
+from tests.pipeline import max_overlap, run_cli, run_training
 
 pytestmark = pytest.mark.flow
 
@@ -69,3 +72,21 @@ def test_a_rolled_back_version_is_not_promoted_again_by_a_cached_rerun(workspace
     assert not rerun.summary.gate.passed
     assert f"v{strong.summary.version} was rolled back by alice" in rerun.summary.gate.reason
     assert champion_version(name, tracking) == weak.summary.version  # the rollback holds
+
+
+def test_writers_of_a_registry_on_a_server_take_turns_through_the_prefect_server():
+    tracking = MlflowConnection(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")  # never reached
+    held: list[tuple[float, float]] = []
+
+    def writer() -> None:
+        with champion_lock("turns", tracking):
+            started = time.monotonic()
+            time.sleep(0.3)
+            held.append((started, time.monotonic()))
+
+    threads = [threading.Thread(target=writer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(held) == 3 and max_overlap(held) == 1
