@@ -28,6 +28,8 @@ STOP_SECONDS = 8.0
 """The most a stop takes, inside the 10 s Docker and compose allow before they kill."""
 _CRASH_SECONDS = 2.0
 """Out of STOP_SECONDS: how long flow runs have to record their crash before they are killed."""
+_KILL_SECONDS = 0.5
+"""Out of STOP_SECONDS: how long killed processes have to disappear."""
 _API_SECONDS = 1.0
 """Out of STOP_SECONDS: how long marking killed runs as crashed may take."""
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -65,10 +67,10 @@ def stop_worker(worker: subprocess.Popen[bytes], tree: "ProcessTree", stop_secon
     """Stop the worker and its flow runs within `stop_seconds`: gently, then as crashes, then by force."""
     deadline = time.monotonic() + stop_seconds
     worker.send_signal(signal.SIGTERM)
-    tree.wait_for(worker, until=deadline - _CRASH_SECONDS - _API_SECONDS)
+    tree.wait_for(worker, until=deadline - _CRASH_SECONDS - _KILL_SECONDS - _API_SECONDS)
     for process in tree.flow_runs():
         _signal(process, signal.SIGTERM)
-    tree.wait_for(worker, until=deadline - _API_SECONDS)
+    tree.wait_for(worker, until=deadline - _KILL_SECONDS - _API_SECONDS)
     tree.kill_left_behind()
     worker.wait()
     mark_crashed(set(tree.run_ids.values()), timeout=max(0.1, deadline - time.monotonic()))
@@ -107,12 +109,12 @@ class ProcessTree:
 
     def alive(self) -> list[psutil.Process]:
         """Remembered descendants still running (the same processes, not reused ids)."""
-        return [process for process in self.known.values() if process.is_running()]
+        return [process for process in self.known.values() if _running(process)]
 
     def flow_runs(self) -> list[psutil.Process]:
         """The flow-run processes still running."""
         self.refresh()
-        return [process for process in self.run_ids if process.is_running()]
+        return [process for process in self.run_ids if _running(process)]
 
     def wait_for(self, worker: subprocess.Popen[bytes], until: float) -> None:
         """Until `until` or until the worker and all it started are gone."""
@@ -129,7 +131,7 @@ class ProcessTree:
             os.killpg(self.root.pid, signal.SIGKILL)
         for process in self.alive():
             _signal(process, signal.SIGKILL)
-        psutil.wait_procs(self.alive(), timeout=1)
+        psutil.wait_procs(self.alive(), timeout=_KILL_SECONDS)
 
 
 def _run_id(process: psutil.Process | None) -> str | None:
@@ -138,6 +140,14 @@ def _run_id(process: psutil.Process | None) -> str | None:
         return process.environ().get("PREFECT__FLOW_RUN_ID") if process else None
     except psutil.Error:
         return None
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie (a killed process whose parent has not collected it yet)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _parent(process: psutil.Process) -> psutil.Process | None:
@@ -153,9 +163,18 @@ def _signal(process: psutil.Process, number: int) -> None:
 
 
 def mark_crashed(run_ids: set[UUID], timeout: float) -> None:
-    """Mark runs whose process was killed as Crashed, unless they reached a final state or the API is gone."""
-    if not run_ids:
-        return
+    """Mark runs whose process was killed as Crashed, within `timeout`, unless final already or the API is gone.
+
+    A server that is shutting down can accept a connection and never answer, so the calls run in
+    a thread the stop does not wait for beyond `timeout`.
+    """
+    if run_ids:
+        marking = threading.Thread(target=_mark_crashed, args=(run_ids, timeout), daemon=True)
+        marking.start()
+        marking.join(timeout)
+
+
+def _mark_crashed(run_ids: set[UUID], timeout: float) -> None:
     import httpx
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings

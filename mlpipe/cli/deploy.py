@@ -1,5 +1,6 @@
 """`mlpipe deploy` and `mlpipe worker`: register unattended runs on a Prefect server, and run them."""
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -81,6 +82,10 @@ def worker(
         from mlpipe.deployments.worker import STOP_SECONDS, supervise, worker_command
 
         ensure_work_pool(pool)
-        sys.exit(supervise(worker_command(pool, limit), stop_seconds or STOP_SECONDS))
+        code = supervise(worker_command(pool, limit), stop_seconds or STOP_SECONDS)
+        # Exit now: Prefect's exit hooks in this process may wait on a server that stopped with us.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     run(serve)
