@@ -25,6 +25,10 @@ class DaskCluster(Block):
     threads_per_worker: int | None = Field(default=None, ge=1, description="threads in each local worker")
     memory_limit: str | None = Field(default=None, description="per local worker, e.g. '4GiB'; default: auto")
     processes: bool = Field(default=False, description="local workers as processes (default: threads)")
+    dashboard_address: str = Field(
+        default="127.0.0.1:8787",
+        description="where a local dashboard listens (another port if taken); '0.0.0.0:8787': every interface",
+    )
     adaptive_minimum: int | None = Field(default=None, ge=0, description="adaptive scaling: fewest workers")
     adaptive_maximum: int | None = Field(default=None, ge=1, description="adaptive scaling: most workers")
 
@@ -33,8 +37,18 @@ class DaskCluster(Block):
         return self.model_copy(update={"address": self.address or os.environ.get("DASK_SCHEDULER_ADDRESS")})
 
     def local_cluster_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `distributed.LocalCluster`, leaving Dask's own defaults alone."""
-        kwargs: dict[str, Any] = {"processes": self.processes}
+        """Keyword arguments for `distributed.LocalCluster`, leaving Dask's own defaults alone but one.
+
+        Dask's dashboard (and a threaded worker's diagnostics server) listen on every interface by
+        default; a laptop's or a server's pipeline runs should not be reachable from the network,
+        so both listen where `dashboard_address` says, the loopback interface unless told otherwise.
+        """
+        host = self.dashboard_address.rpartition(":")[0]
+        kwargs: dict[str, Any] = {
+            "processes": self.processes,
+            "dashboard_address": self.dashboard_address,
+            "worker_dashboard_address": f"{host}:0",
+        }
         for name in ("n_workers", "threads_per_worker", "memory_limit"):
             value = getattr(self, name)
             if value is not None:

@@ -4,7 +4,10 @@ A flow's decorator is evaluated at import, before any configuration is read, so 
 created unconfigured and told its cluster when the run starts (`flows.common.open_workspace`).
 """
 
+from typing import Any
+
 import distributed
+from distributed.utils import format_dashboard_link
 from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
@@ -38,7 +41,7 @@ class WorkspaceTaskRunner(DaskTaskRunner):
         if settings.address:
             self.address = settings.address
             return
-        self.resolved_cluster_class = distributed.LocalCluster  # type: ignore[assignment]
+        self.resolved_cluster_class = LocalDaskCluster  # type: ignore[assignment]
         self.cluster_kwargs = settings.local_cluster_kwargs()
         if settings.processes:
             self.cluster_kwargs["env"] = {"PREFECT_API_URL": _current_api_url()}
@@ -49,6 +52,25 @@ class WorkspaceTaskRunner(DaskTaskRunner):
         if self._client is None and not self.configured and not _inside_dask_worker():
             self.use(DaskCluster().resolve())
         return DaskTaskRunner.client.fget(self)  # type: ignore[attr-defined]
+
+
+class LocalDaskCluster(distributed.LocalCluster):
+    """A LocalCluster whose dashboard link is the address its dashboard listens on.
+
+    Dask builds the link from the scheduler's address, which for a threaded cluster is the host's
+    network address: with the dashboard on 127.0.0.1 that link would not open.
+    """
+
+    def __init__(self, *, dashboard_address: str, **kwargs: Any) -> None:
+        self.dashboard_host = dashboard_address.rpartition(":")[0]
+        super().__init__(dashboard_address=dashboard_address, **kwargs)
+
+    @property
+    def dashboard_link(self) -> str:
+        link = str(super().dashboard_link)
+        if not link or self.dashboard_host in ("", "0.0.0.0", "::", "[::]"):
+            return link
+        return str(format_dashboard_link(self.dashboard_host, self.scheduler_info["services"]["dashboard"]))
 
 
 def _inside_dask_worker() -> bool:

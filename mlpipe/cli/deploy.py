@@ -67,14 +67,25 @@ def deploy_scoring(
 def worker(
     pool: opt.Pool = "mlpipe",
     limit: Annotated[int | None, typer.Option(help="flow runs at once (default: no limit)")] = None,
+    stop_seconds: Annotated[
+        float | None, typer.Option(min=4, help="on SIGTERM/Ctrl-C: seconds until runs still going crash [default: 8]")
+    ] = None,
 ) -> None:
-    """Run the deployments: a Prefect process worker on the pool, for the server in PREFECT_API_URL."""
+    """Run the deployments: a Prefect process worker on the pool, for the server in PREFECT_API_URL.
+
+    SIGTERM or Ctrl-C stops it within --stop-seconds: a flow run that ends by then ends normally,
+    one still going is marked Crashed and its processes are killed, none is left behind.
+    """
 
     def serve() -> None:
         from mlpipe.deployments.deploy import ensure_work_pool
+        from mlpipe.deployments.worker import STOP_SECONDS, supervise, worker_command
 
         ensure_work_pool(pool)
-        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
-        os.execv(sys.executable, command + (["--limit", str(limit)] if limit else []))
+        code = supervise(worker_command(pool, limit), stop_seconds or STOP_SECONDS)
+        # Exit now: Prefect's exit hooks in this process may wait on a server that stopped with us.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     run(serve)

@@ -38,7 +38,13 @@ def test_standard_environment_variables_override_defaults(monkeypatch: pytest.Mo
 
 def test_cluster_settings_become_local_cluster_arguments():
     cluster = DaskCluster(n_workers=2, threads_per_worker=1, adaptive_maximum=4)
-    assert cluster.local_cluster_kwargs() == {"processes": False, "n_workers": 2, "threads_per_worker": 1}
+    assert cluster.local_cluster_kwargs() == {
+        "processes": False,
+        "dashboard_address": "127.0.0.1:8787",
+        "worker_dashboard_address": "127.0.0.1:0",
+        "n_workers": 2,
+        "threads_per_worker": 1,
+    }
     assert cluster.adapt_kwargs() == {"maximum": 4}
 
 
