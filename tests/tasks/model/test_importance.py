@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
 from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.model.families import ModelSpec, build_estimator
-from mlpipe.tasks.model.importance import permutation_importance_of
+from mlpipe.tasks.model.importance import _shuffled, permutation_importance_of
 from mlpipe.tasks.model.preprocessing import build_preprocessor, input_blocks
 from mlpipe.tasks.model.pyfunc import TabularModel
 from mlpipe.tasks.model.train import encode_target
@@ -50,6 +51,19 @@ def test_shuffling_a_columns_block_of_outputs_is_shuffling_the_column(demo_frame
     order = np.random.default_rng(1).permutation(len(rows))
     for name in ("income", "purpose", "has_cosigner"):
         after = dense(preprocessor.transform(rows.assign(**{name: rows[name].to_numpy()[order]})))
-        expected = before.copy()
-        expected[:, blocks[name]] = before[order, blocks[name]]
-        np.testing.assert_array_equal(after, expected)
+        for stored in (before, sparse.csc_matrix(before)):  # as the estimator was given it: dense or sparse
+            np.testing.assert_array_equal(dense(_shuffled(stored, blocks[name], order)), after)
+
+
+def test_a_regression_on_sparse_one_hot_input_ranks_what_drives_it():
+    rng = np.random.default_rng(5)
+    rows = pd.DataFrame({"size": rng.normal(0, 1, 3_000), "shop": rng.choice([f"s{i}" for i in range(40)], 3_000)})
+    rows["noise"] = rng.normal(0, 1, 3_000)
+    rows["price"] = 3 * rows["size"] + rng.normal(0, 0.1, 3_000)
+    contract = infer_contract(rows, "price")
+    pipeline = Pipeline([("preprocess", build_preprocessor(contract, "linear")), ("model", Ridge())])
+    pipeline.fit(rows, rows["price"])
+    assert sparse.issparse(pipeline[0].transform(rows.head(5)))  # 43 one-hot columns: mostly zeros
+    importance = permutation_importance_of(TabularModel(pipeline, "regression", None), rows, contract, 3, "rows")
+    assert importance.loss == "squared error" and importance.rows == 2_000  # capped
+    assert importance.importances["size"] > 10 > 0.1 > max(importance.importances[n] for n in ("shop", "noise"))
