@@ -87,7 +87,11 @@ def _headline(summary: DriftSummary) -> str:
 def verdict(summary: DriftSummary) -> str:
     """The verdict in words with the evidence for each rule: for the artifact, the CLI and logs."""
     data = summary.data
-    said = f"drift detected by {', '.join(RULE_WORDS[rule] for rule in data.rules)}" if data.drifted else "no drift"
+    said = (
+        f"drift detected by {', '.join(RULE_WORDS[rule] for rule in data.rules)}"
+        if data.drifted
+        else "no dataset drift"
+    )
     return (
         f"{said} ({len(data.drifted_features)} of {len(data.features)} features drifted, "
         f"weighted share {data.weighted_share:.2f}; "

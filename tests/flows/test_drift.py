@@ -67,20 +67,20 @@ def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceCon
 def test_drift_cli_prints_json(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
     current = tmp_path / "fresh.csv"
     credit_default(rows=2_000, seed=52).to_csv(current, index=False)
-    env_workspace = workspace.resolve().mlflow.tracking_uri
+    env_workspace = {"MLFLOW_TRACKING_URI": workspace.resolve().mlflow.tracking_uri or ""}
     result = run_cli(
-        "drift",
-        "--model",
-        MODEL,
-        "--current",
-        str(current),
-        "--json",
-        cwd=tmp_path,
-        extra_env={"MLFLOW_TRACKING_URI": env_workspace or ""},
+        "drift", "--model", MODEL, "--current", str(current), "--json", cwd=tmp_path, extra_env=env_workspace
     )
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout)
     assert printed["drifted"] is False and printed["model"]["name"] == MODEL
+    assert printed["data"]["rules"] == [] and printed["data"]["weighting"].startswith("permutation importance")
+
+    table = run_cli("drift", "--model", MODEL, "--current", str(current), cwd=tmp_path, extra_env=env_workspace)
+    assert table.returncode == 0, table.stderr[-3000:]
+    said = " ".join(table.stdout.split())
+    assert "no dataset drift (0 of 15 features drifted, weighted share 0.00" in said
+    assert "weights: permutation importance (log loss" in said
 
 
 def test_partitions_on_dask_give_the_single_file_result_and_bad_cells_are_reported(
