@@ -139,10 +139,25 @@ def profile_partition(
     return profile
 
 
+def check_policy(policy: DriftPolicy, model: ResolvedModel) -> None:
+    """A critical feature the model does not take would never fire: a typo, named before any data is read.
+
+    Raises:
+        ConfigError: a `critical` feature that is not one of the model's inputs.
+    """
+    inputs = [column.name for column in model.inputs]
+    unknown = [name for name in policy.critical if name not in inputs]
+    if unknown:
+        raise ConfigError(
+            f"drift.critical: {unknown} are not inputs of model '{model.reference}'; expected names from {inputs}"
+        )
+
+
 def reference_profile(
     model: ResolvedModel, location: str, policy: DriftPolicy, tracking: MlflowConnection
 ) -> tuple[Baseline, Profile, DataPlan]:
-    """Read the reference whole, score it, fix the bins on it and count it into them."""
+    """Check the policy against the model; read the reference whole, score it, fix its bins and count it into them."""
+    check_policy(policy, model)
     plan = plan_data(location, model)
     frames = [frame for partition in plan.partitions for frame, _ in read_partition(partition, model)]
     reference = pd.concat(frames, ignore_index=True)

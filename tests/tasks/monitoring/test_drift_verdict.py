@@ -101,3 +101,18 @@ def test_without_stored_importance_every_feature_weighs_the_same_and_the_report_
     # A feature the stored importance does not know (a column added later) weighs nothing but is still tested.
     partial = importance_weights(["f00", "new"], {"f00": 0.2}, "permutation importance (log loss)")
     assert partial.weights == {"f00": 1.0, "new": 0.0}
+
+
+def test_a_critical_feature_the_model_does_not_take_is_named_before_any_data_is_read():
+    from mlpipe.errors import ConfigError
+    from mlpipe.tasks.data.columns import InputColumn
+    from mlpipe.tasks.monitoring.drift_check import check_policy
+    from mlpipe.tasks.registry.model_ref import ResolvedModel
+
+    inputs = [InputColumn(name=name, type="double") for name in ("income", "age")]
+    model = ResolvedModel(
+        reference="credit@champion", uri="models:/credit/3", name="credit", version="3", run_id=None, inputs=inputs
+    )
+    check_policy(DriftPolicy(critical=["income"]), model)
+    with pytest.raises(ConfigError, match=r"drift\.critical: \['incme'\] .*'credit@champion'.*\['income', 'age'\]"):
+        check_policy(DriftPolicy(critical=["incme", "age"]), model)
