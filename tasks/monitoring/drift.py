@@ -61,6 +61,7 @@ class DatasetDrift(BaseModel):
     weighted_share: float
     """Share of the model's importance held by the features that drifted: the share the policy's threshold is for."""
     weighting: str
+    """What the weights are based on: the importance's method, or why every feature weighs the same."""
     drifted: bool
     rules: list[Rule]
     drifted_features: list[str]
