@@ -15,6 +15,9 @@ class DriftPolicy(Block):
     p-value is meaningful. Large samples get effect sizes on binned distributions (normalised
     Wasserstein or PSI for numbers, Jensen–Shannon or PSI for categories): at a million rows every
     p-value is tiny, so a significance test would flag differences no model notices.
+
+    The dataset drifts when the drifted features hold `drift_share` of the model's feature
+    importance, when the model's scores drift (`prediction_drift`), or when a `critical` feature drifts.
     """
 
     _block_type_name = "mlpipe Drift Policy"
@@ -30,5 +33,12 @@ class DriftPolicy(Block):
     psi_threshold: float = Field(default=0.2, gt=0, description="population stability index")
     jensen_shannon_threshold: float = Field(default=0.1, gt=0, description="Jensen–Shannon distance (base 2)")
     bins: int = Field(default=20, ge=2, description="reference quantile bins for numeric features")
-    drift_share: float = Field(default=0.5, gt=0, le=1, description="dataset drift at this share of drifted features")
+    drift_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="dataset drift when the drifted features hold this share of the model's feature importance "
+        "(equal weights for a model with none stored)",
+    )
+    prediction_drift: bool = Field(default=True, description="drift of the model's scores alone is dataset drift")
     critical: list[str] = Field(default_factory=list, description="features whose drift alone is dataset drift")

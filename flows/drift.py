@@ -1,6 +1,7 @@
 """The drift check: the model's training data versus new data → per-feature tests, verdict, report, events.
 
 Every check emits `mlpipe.drift.checked`; a drifted dataset also emits `mlpipe.drift.detected`.
+Both carry the rules that fired (importance-weighted share, prediction drift, a critical feature).
 The model is the events' resource (labels `mlpipe.model.name` and `mlpipe.model.version`), so an
 automation can react to drift of one model without knowing any id.
 """

@@ -23,7 +23,7 @@ def drift(
         from mlpipe.blocks.config import run_config
         from mlpipe.errors import validated
         from mlpipe.flows.drift import DriftParams, drift_check
-        from mlpipe.tasks.monitoring.report import feature_table
+        from mlpipe.tasks.monitoring.report import feature_table, verdict
 
         settings = run_config(config, options={"model": model, "current": current, "reference": reference})
         summary = drift_check(validated(DriftParams, settings.params, settings.source), settings.workspace)
@@ -31,14 +31,16 @@ def drift(
             out.print_json(summary.model_dump_json())
             return
         table = Table(title=f"drift: {summary.model.name} v{summary.model.version}")
-        for column in ("feature", "test", "statistic", "threshold", "drifted"):
+        rows = feature_table(summary)
+        for column in rows[0]:
             table.add_column(column)
-        for row in feature_table(summary):
-            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+        for row in rows:
+            table.add_row(*(f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v) for v in row.values()))
         out.print(table)
         for signal in summary.quality:
             out.print(f"quality: {signal.feature}: {signal.signal}: {signal.detail}", soft_wrap=True)
-        verdict = "[red]drift detected[/]" if summary.drifted else "[green]no dataset drift[/]"
-        out.print(f"{verdict}: {summary.data.drift_share:.0%} of features drifted; MLflow run {summary.mlflow_run_id}")
+        colour = "red" if summary.drifted else "green"
+        out.print(f"[{colour}]{verdict(summary)}[/]; MLflow run {summary.mlflow_run_id}", soft_wrap=True)
+        out.print(f"weights: {summary.data.weighting}", soft_wrap=True)
 
     run(check)

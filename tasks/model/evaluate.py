@@ -1,4 +1,4 @@
-"""Evaluate: score the logged model on the test split, log metrics, plots and predictions to MLflow."""
+"""Evaluate: score the logged model on the test split; log metrics, plots, predictions and feature importance."""
 
 import io
 import tempfile
@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.entities import Metric
+from mlflow.pyfunc import PyFuncModel
 from pydantic import BaseModel
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
@@ -20,6 +21,7 @@ from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
+from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
 from mlpipe.tasks.model.train import TrainedModel
 
 PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
@@ -37,8 +39,15 @@ def score(
     model_uri: str, rows: pd.DataFrame, contract: DataContract, tracking: MlflowConnection
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Predict raw rows through the logged pyfunc model and score against the target."""
+    return _score(_load(model_uri, tracking), rows, contract)
+
+
+def _load(model_uri: str, tracking: MlflowConnection) -> PyFuncModel:
     with tracking.session():
-        model = mlflow.pyfunc.load_model(model_uri)
+        return mlflow.pyfunc.load_model(model_uri)
+
+
+def _score(model: PyFuncModel, rows: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame, dict[str, float]]:
     predictions = model.predict(rows[contract.feature_names])
     classes = model.unwrap_python_model().classes
     return predictions, compute_metrics(contract.task, rows[contract.target], predictions, classes)
@@ -47,9 +56,15 @@ def score(
 def evaluate(
     model: TrainedModel, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
 ) -> Evaluation:
-    """Scores on the test split, exactly as the registered pyfunc model will produce them."""
+    """Scores on the test split, exactly as the registered pyfunc model will produce them, and the
+    importance of each input column on it, stored with the model for drift checks to weigh features by.
+    """
     rows = read_snapshot(splits.test, store)
-    predictions, metrics = score(model.model_uri, rows, contract, tracking)
+    logged = _load(model.model_uri, tracking)
+    predictions, metrics = _score(logged, rows, contract)
+    importance = permutation_importance_of(
+        logged.unwrap_python_model(), rows, contract, model.spec.seed, splits.test.source
+    )
     # Logged through the client, not by reopening the run: a failure here must not mark the
     # finished training run as failed, and a retry overwrites the same metric steps.
     client = tracking.client()
@@ -63,6 +78,7 @@ def evaluate(
     buffer = io.BytesIO()
     predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
     _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
+    log_importance(importance, model.run_id, tracking)
     return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics)
 
 

@@ -75,3 +75,23 @@ def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransfor
         remainder="drop",
         sparse_threshold=0.0 if family == "hist_gradient_boosting" else 0.3,
     )
+
+
+def input_blocks(preprocessor: ColumnTransformer) -> dict[str, slice]:
+    """The output columns each input column becomes, in a fitted preprocessor from `build_preprocessor`.
+
+    Every step here works column by column (impute, scale, one-hot), so each input column owns one
+    contiguous block of outputs and shuffling that block's rows is shuffling the input column.
+    """
+    blocks: dict[str, slice] = {}
+    for name, transformer, columns in preprocessor.transformers_:
+        if name == "remainder" or not len(columns):
+            continue
+        start = preprocessor.output_indices_[name].start
+        widths = (
+            [len(c) + 2 for c in transformer.categories_] if isinstance(transformer, OneHotTop) else [1] * len(columns)
+        )
+        for column, width in zip(columns, widths, strict=True):
+            blocks[column] = slice(start, start + width)
+            start += width
+    return blocks

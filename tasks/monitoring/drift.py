@@ -1,10 +1,15 @@
 """Drift statistics: one test per feature, chosen by kind and sample size, and the dataset's verdict.
 
+The verdict weighs each feature by the model's importance for it (stored at training), so ten
+shifted features the model leans on count, and ten it ignores do not; the model's own scores
+drifting, or a feature the policy names critical drifting, is drift whatever the share.
+
 Large samples are compared as histograms over the reference's quantile bins (numbers) or its
 categories, computed from `Profile`s: one pass over the current data, partition by partition,
 whose counts add up (see tasks/monitoring/profiles.py).
 """
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -17,6 +22,8 @@ from mlpipe.blocks.drift import DriftPolicy
 from mlpipe.tasks.monitoring.profiles import Baseline, ColumnProfile, NumericBins
 
 Test = Literal["ks", "chi_square", "wasserstein", "psi", "jensen_shannon"]
+Rule = Literal["weighted_share", "prediction", "critical"]
+"""Why a dataset drifted: the importance-weighted share reached the policy's, the scores drifted, a critical feature."""
 EPSILON = 1e-4
 """Floor for empty bins in PSI, so a category that disappears gives a large but finite value."""
 
@@ -32,15 +39,33 @@ class FeatureDrift(BaseModel):
     drifted: bool
     reference_rows: int
     current_rows: int
+    weight: float | None = None
+    """The feature's share of the model's importance (None for the prediction score)."""
+    contribution: float | None = None
+    """What the feature adds to the weighted drift share: its weight if it drifted, else 0."""
+
+
+class FeatureWeights(BaseModel):
+    """How much each feature's drift counts toward the dataset's verdict (summing to 1), and on what basis."""
+
+    weights: dict[str, float]
+    basis: str
 
 
 class DatasetDrift(BaseModel):
-    """Every feature's result and whether the dataset as a whole drifted."""
+    """Every feature's result and whether the dataset as a whole drifted, with the rules that said so."""
 
     features: list[FeatureDrift]
     drift_share: float
+    """Share of the features that drifted, each counted once."""
+    weighted_share: float
+    """Share of the model's importance held by the features that drifted: the share the policy's threshold is for."""
+    weighting: str
+    """What the weights are based on: the importance's method, or why every feature weighs the same."""
     drifted: bool
+    rules: list[Rule]
     drifted_features: list[str]
+    critical_drifted: list[str]
 
 
 def feature_drift(name: str, reference: pd.Series, current: pd.Series, policy: DriftPolicy) -> FeatureDrift:
@@ -76,16 +101,64 @@ def column_drift(
     )
 
 
-def dataset_drift(features: list[FeatureDrift], policy: DriftPolicy) -> DatasetDrift:
-    """Drifted when the share of drifted features reaches the policy's, or any critical feature drifted."""
-    drifted = [f.feature for f in features if f.drifted]
-    share = len(drifted) / len(features) if features else 0.0
-    critical = any(name in policy.critical for name in drifted)
+def importance_weights(names: list[str], importances: Mapping[str, float] | None, method: str) -> FeatureWeights:
+    """Weights proportional to the model's importance of each feature, or equal ones when it gives no ranking.
+
+    A negative permutation importance is noise (shuffling the column happened to help), so it
+    counts as 0. With nothing stored (a model registered before importances were recorded) or
+    nothing positive, every feature weighs the same, and the basis says why.
+    """
+    kept = {name: max(float((importances or {}).get(name, 0.0)), 0.0) for name in names}
+    total = sum(kept.values())
+    if importances is not None and total > 0:
+        return FeatureWeights(weights={name: value / total for name, value in kept.items()}, basis=method)
+    why = (
+        "no stored feature importance (a model registered before importances were recorded)"
+        if importances is None
+        else "no feature has a positive importance"
+    )
+    equal = 1 / len(names) if names else 0.0
+    return FeatureWeights(weights=dict.fromkeys(names, equal), basis=f"equal weights: {why}")
+
+
+def dataset_drift(
+    features: list[FeatureDrift],
+    policy: DriftPolicy,
+    weights: FeatureWeights | None = None,
+    prediction: FeatureDrift | None = None,
+) -> DatasetDrift:
+    """Drifted when the importance-weighted share of drifted features reaches the policy's, the model's
+    scores drift (unless the policy turns that off), or a critical feature drifts; says which of these fired.
+
+    Without `weights`, every feature weighs the same.
+    """
+    weights = weights or importance_weights([f.feature for f in features], None, "")
+    weighed = []
+    for feature in features:
+        weight = weights.weights.get(feature.feature, 0.0)
+        weighed.append(
+            feature.model_copy(update={"weight": weight, "contribution": weight if feature.drifted else 0.0})
+        )
+    drifted = [f.feature for f in weighed if f.drifted]
+    # Rounded so that 15 of 30 equal weights is 0.5, not 0.49999999999999994.
+    weighted_share = round(sum(f.contribution or 0.0 for f in weighed), 12)
+    critical = [name for name in drifted if name in policy.critical]
+    fired: list[Rule] = []
+    if weighted_share >= policy.drift_share:
+        fired.append("weighted_share")
+    if policy.prediction_drift and prediction is not None and prediction.drifted:
+        fired.append("prediction")
+    if critical:
+        fired.append("critical")
     return DatasetDrift(
-        features=features,
-        drift_share=share,
-        drifted=share >= policy.drift_share or critical,
+        features=weighed,
+        drift_share=len(drifted) / len(features) if features else 0.0,
+        weighted_share=weighted_share,
+        weighting=weights.basis,
+        drifted=bool(fired),
+        rules=fired,
         drifted_features=drifted,
+        critical_drifted=critical,
     )
 
 

@@ -25,7 +25,15 @@ from mlpipe.tasks.data.columns import check_schema, coerce
 from mlpipe.tasks.data.files import Batch, InputFile, list_inputs, read_blocks, read_layout
 from mlpipe.tasks.links import run_link
 from mlpipe.tasks.metrics import probability_columns
-from mlpipe.tasks.monitoring.drift import DatasetDrift, FeatureDrift, column_drift, dataset_drift
+from mlpipe.tasks.model.importance import load_importance
+from mlpipe.tasks.monitoring.drift import (
+    DatasetDrift,
+    FeatureDrift,
+    FeatureWeights,
+    column_drift,
+    dataset_drift,
+    importance_weights,
+)
 from mlpipe.tasks.monitoring.profiles import Baseline, Profile
 from mlpipe.tasks.registry.model_ref import ResolvedModel, load_model
 from mlpipe.workspace import available_cores
@@ -131,10 +139,25 @@ def profile_partition(
     return profile
 
 
+def check_policy(policy: DriftPolicy, model: ResolvedModel) -> None:
+    """A critical feature the model does not take would never fire: a typo, named before any data is read.
+
+    Raises:
+        ConfigError: a `critical` feature that is not one of the model's inputs.
+    """
+    inputs = [column.name for column in model.inputs]
+    unknown = [name for name in policy.critical if name not in inputs]
+    if unknown:
+        raise ConfigError(
+            f"drift.critical: {unknown} are not inputs of model '{model.reference}'; expected names from {inputs}"
+        )
+
+
 def reference_profile(
     model: ResolvedModel, location: str, policy: DriftPolicy, tracking: MlflowConnection
 ) -> tuple[Baseline, Profile, DataPlan]:
-    """Read the reference whole, score it, fix the bins on it and count it into them."""
+    """Check the policy against the model; read the reference whole, score it, fix its bins and count it into them."""
+    check_policy(policy, model)
     plan = plan_data(location, model)
     frames = [frame for partition in plan.partitions for frame, _ in read_partition(partition, model)]
     reference = pd.concat(frames, ignore_index=True)
@@ -217,8 +240,9 @@ def histograms(baseline: Baseline, reference: Profile, current: Profile, results
             (shares / shares.sum().replace(0, 1)).sort_values("reference", ascending=False).head(12).plot.bar(
                 ax=axis, alpha=0.7
             )
+        weight = "" if result.weight is None else f", weight {result.weight:.2f}"
         axis.set_title(
-            f"{result.feature}: {result.test} {result.statistic:.3g}",
+            f"{result.feature}: {result.test} {result.statistic:.3g}{weight}",
             color="red" if result.drifted else "black",
             fontsize=9,
         )
@@ -246,8 +270,8 @@ def report_drift(
     prediction = column_drift(
         PREDICTION, baseline, reference_profile.columns[PREDICTION], current_profile.columns[PREDICTION], policy
     )
-    data = dataset_drift(results, policy)
-    figure = histograms(baseline, reference_profile, current_profile, results)
+    data = dataset_drift(results, policy, model_weights(model, tracking), prediction)
+    figure = histograms(baseline, reference_profile, current_profile, data.features)
     experiment_id, run_id = _log(model, data, prediction, figure, tracking)
     return DriftSummary(
         model=model,
@@ -264,6 +288,15 @@ def report_drift(
     )
 
 
+def model_weights(model: ResolvedModel, tracking: MlflowConnection) -> FeatureWeights:
+    """Each input's weight in the verdict: the importance stored with the model's run, or equal weights without one."""
+    importance = load_importance(model.run_id, tracking)
+    names = [column.name for column in model.inputs]
+    if importance is None:
+        return importance_weights(names, None, "")
+    return importance_weights(names, importance.importances, importance.describe())
+
+
 def _log(
     model: ResolvedModel,
     data: DatasetDrift,
@@ -271,16 +304,27 @@ def _log(
     figure: Figure,
     tracking: MlflowConnection,
 ) -> tuple[str, str]:
-    """A run in the model's experiment: drift share, each statistic, the histograms and the full result."""
+    """A run in the model's experiment: drift shares, each statistic, the histograms and the full result
+    (`drift/features.json`: each feature's test, weight and contribution, and the rules that fired)."""
     from mlflow.entities import Metric
 
     client = tracking.client()
     run = client.create_run(
         tracking.experiment_id(model.name or "drift"),
         run_name=f"drift-check-{model.name}-v{model.version}",
-        tags={"mlpipe.kind": "drift-check", "mlpipe.model_name": model.name, "mlpipe.model_version": model.version},
+        tags={
+            "mlpipe.kind": "drift-check",
+            "mlpipe.model_name": model.name,
+            "mlpipe.model_version": model.version,
+            "mlpipe.drift.rules": ",".join(data.rules) or "none",
+            "mlpipe.drift.weighting": data.weighting,
+        },
     )
-    metrics = [Metric("drift_share", data.drift_share, 0, 0), Metric("dataset_drifted", float(data.drifted), 0, 0)]
+    metrics = [
+        Metric("drift_share", data.drift_share, 0, 0),
+        Metric("weighted_drift_share", data.weighted_share, 0, 0),
+        Metric("dataset_drifted", float(data.drifted), 0, 0),
+    ]
     metrics += [Metric(f"drift_{r.feature.replace(' ', '_')}", r.statistic, 0, 0) for r in [*data.features, prediction]]
     client.log_batch(run.info.run_id, metrics=metrics)
     client.log_figure(run.info.run_id, figure, "drift/histograms.png")

@@ -5,19 +5,35 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from mlpipe.tasks.links import artifact_key
+from mlpipe.tasks.monitoring.drift import Rule
 from mlpipe.tasks.monitoring.drift_check import DriftSummary
 from mlpipe.tasks.monitoring.performance import PerformanceSummary
 
+RULE_WORDS: dict[Rule, str] = {
+    "weighted_share": "the importance-weighted share of drifted features",
+    "prediction": "prediction drift",
+    "critical": "a critical feature",
+}
+
 
 def publish_drift(summary: DriftSummary) -> dict[str, Any]:
-    """The per-feature table and the data-quality findings as artifacts; returns the events' payload."""
+    """The per-feature table and the data-quality findings as artifacts; returns the events' payload.
+
+    The payload names the rules that fired (`weighted_share`, `prediction`, `critical`; none when
+    nothing drifted), so an automation or a person reading the event knows why without the report.
+    """
     key = artifact_key(f"{summary.model.name}-drift")
     create_table_artifact(key=key, table=feature_table(summary), description=_headline(summary))
     create_markdown_artifact(key=f"{key}-quality", markdown=_quality_markdown(summary))
     return {
         "drifted": summary.drifted,
+        "rules": summary.data.rules,
+        "weighted_share": summary.data.weighted_share,
+        "weighting": summary.data.weighting,
         "drift_share": summary.data.drift_share,
         "drifted_features": summary.data.drifted_features,
+        "contributions": {f.feature: f.contribution for f in summary.data.features if f.drifted},
+        "critical_drifted": summary.data.critical_drifted,
         "prediction_drifted": summary.prediction.drifted,
         "mlflow_run_id": summary.mlflow_run_id,
         "report": summary.report,
@@ -26,7 +42,11 @@ def publish_drift(summary: DriftSummary) -> dict[str, Any]:
 
 
 def feature_table(summary: DriftSummary) -> list[dict[str, Any]]:
-    """One row per feature (and the prediction) for the Prefect artifact and the CLI."""
+    """One row per feature (and the prediction) for the Prefect artifact and the CLI.
+
+    `weight` is the feature's share of the model's importance and `contribution` what its drift adds
+    to the weighted drift share (the prediction score has neither: its drift is a rule of its own).
+    """
     return [
         {
             "feature": r.feature,
@@ -34,6 +54,8 @@ def feature_table(summary: DriftSummary) -> list[dict[str, Any]]:
             "statistic": round(r.statistic, 6),
             "threshold": r.threshold,
             "drifted": r.drifted,
+            "weight": None if r.weight is None else round(r.weight, 4),
+            "contribution": None if r.contribution is None else round(r.contribution, 4),
         }
         for r in [*summary.data.features, summary.prediction]
     ]
@@ -56,11 +78,24 @@ def publish_performance(summary: PerformanceSummary) -> dict[str, Any]:
 
 
 def _headline(summary: DriftSummary) -> str:
-    verdict = "drift detected" if summary.drifted else "no dataset drift"
     return (
-        f"{summary.model.name} v{summary.model.version}: {verdict} "
-        f"({len(summary.data.drifted_features)} of {len(summary.data.features)} features, "
-        f"share {summary.data.drift_share:.2f}); {summary.current_rows:,} rows vs {summary.reference_rows:,}"
+        f"{summary.model.name} v{summary.model.version}: {verdict(summary)}; "
+        f"{summary.current_rows:,} rows vs {summary.reference_rows:,}; weights: {summary.data.weighting}"
+    )
+
+
+def verdict(summary: DriftSummary) -> str:
+    """The verdict in words with the evidence for each rule: for the artifact, the CLI and logs."""
+    data = summary.data
+    said = (
+        f"drift detected by {', '.join(RULE_WORDS[rule] for rule in data.rules)}"
+        if data.drifted
+        else "no dataset drift"
+    )
+    return (
+        f"{said} ({len(data.drifted_features)} of {len(data.features)} features drifted, "
+        f"weighted share {data.weighted_share:.2f}; "
+        f"prediction score {'drifted' if summary.prediction.drifted else 'stable'})"
     )
 
 

@@ -1,15 +1,20 @@
 """The drift check against the champion's training data: verdicts, evidence, and the events it emits."""
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
-from mlpipe.blocks import WorkspaceConfig
+from mlpipe.blocks import DriftPolicy, WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.errors import DataError
 from mlpipe.flows.drift import DriftParams, drift_check
 from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED
+from mlpipe.tasks.model.importance import load_importance
+from mlpipe.tasks.monitoring.drift_check import DriftSummary
 from tests.pipeline import model_events, run_cli, run_training
 
 pytestmark = pytest.mark.flow
@@ -62,20 +67,20 @@ def test_drifted_data_is_detected_reported_and_announced(workspace: WorkspaceCon
 def test_drift_cli_prints_json(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
     current = tmp_path / "fresh.csv"
     credit_default(rows=2_000, seed=52).to_csv(current, index=False)
-    env_workspace = workspace.resolve().mlflow.tracking_uri
+    env_workspace = {"MLFLOW_TRACKING_URI": workspace.resolve().mlflow.tracking_uri or ""}
     result = run_cli(
-        "drift",
-        "--model",
-        MODEL,
-        "--current",
-        str(current),
-        "--json",
-        cwd=tmp_path,
-        extra_env={"MLFLOW_TRACKING_URI": env_workspace or ""},
+        "drift", "--model", MODEL, "--current", str(current), "--json", cwd=tmp_path, extra_env=env_workspace
     )
     assert result.returncode == 0, result.stderr[-3000:]
     printed = json.loads(result.stdout)
     assert printed["drifted"] is False and printed["model"]["name"] == MODEL
+    assert printed["data"]["rules"] == [] and printed["data"]["weighting"].startswith("permutation importance")
+
+    table = run_cli("drift", "--model", MODEL, "--current", str(current), cwd=tmp_path, extra_env=env_workspace)
+    assert table.returncode == 0, table.stderr[-3000:]
+    said = " ".join(table.stdout.split())
+    assert "no dataset drift (0 of 15 features drifted, weighted share 0.00" in said
+    assert "weights: permutation importance (log loss" in said
 
 
 def test_partitions_on_dask_give_the_single_file_result_and_bad_cells_are_reported(
@@ -126,3 +131,65 @@ def test_current_window_comes_from_the_run_time_and_a_missing_column_is_named(
     credit_default(rows=500, seed=55).drop(columns=["income"]).to_parquet(broken, index=False)
     with pytest.raises(DataError, match=r"income.*no-income\.parquet|no-income\.parquet.*income"):
         drift_check(DriftParams(model=MODEL, current=str(broken)), workspace)
+
+
+def shifted(frame: pd.DataFrame, columns: list[str], stds: float = 1.5) -> pd.DataFrame:
+    """The frame with `columns` moved up by `stds` of their own standard deviation."""
+    return frame.assign(**{name: frame[name] + stds * frame[name].std() for name in columns})
+
+
+def event_of(summary: DriftSummary, name: str, version: str) -> Any:
+    """The event this check emitted (earlier checks of the module emitted others for the same version)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for event in model_events(MODEL, name, version, wait=0):
+            if event.payload.get("mlflow_run_id") == summary.mlflow_run_id:
+                return event
+        time.sleep(0.5)
+    raise AssertionError(f"no {name} event for drift run {summary.mlflow_run_id}")
+
+
+def test_features_weigh_by_the_importance_stored_at_training(workspace: WorkspaceConfig, champion: str, tmp_path: Path):
+    tracking = workspace.resolve().mlflow
+    run_id = tracking.client().get_model_version(MODEL, champion).run_id
+    importance = load_importance(run_id, tracking)
+    assert importance is not None and importance.rows > 0, "training stored no feature importance"
+    fresh = credit_default(rows=3_000, seed=56)
+    total = sum(max(value, 0.0) for value in importance.importances.values())
+    weight = {name: max(value, 0.0) / total for name, value in importance.importances.items()}
+    numbers = sorted((n for n in weight if pd.api.types.is_float_dtype(fresh[n])), key=weight.__getitem__, reverse=True)
+    important = [name for index, name in enumerate(numbers) if sum(weight[n] for n in numbers[:index]) < 0.6]
+    unimportant = numbers[-4:]
+    assert len(important) <= 4 and not set(important) & set(unimportant)  # at most 4 of 15 features by count
+    assert sum(weight[n] for n in unimportant) < 0.2
+
+    current = tmp_path / "important.parquet"
+    shifted(fresh, important).to_parquet(current, index=False)
+    summary = drift_check(DriftParams(model=MODEL, current=str(current)), workspace)
+    assert set(summary.data.drifted_features) == set(important)
+    assert summary.data.drift_share < 0.5 <= summary.data.weighted_share
+    assert summary.drifted and "weighted_share" in summary.data.rules
+    assert summary.data.weighting.startswith("permutation importance (log loss")
+    weights = {f.feature: f.weight for f in summary.data.features}
+    assert sum(weights.values()) == pytest.approx(1.0) and weights[important[0]] > weights[unimportant[0]]
+    detected = event_of(summary, DRIFT_DETECTED, champion)
+    assert "weighted_share" in detected.payload["rules"]
+    assert set(detected.payload["contributions"]) == set(important)
+    report = tracking.client().download_artifacts(summary.mlflow_run_id, "drift/features.json", str(tmp_path))
+    logged = json.loads(Path(report).read_text())
+    assert logged["rules"] == summary.data.rules and logged["weighting"] == summary.data.weighting
+    assert {f["feature"]: f["contribution"] for f in logged["features"]} == {
+        name: weights[name] if name in important else 0.0 for name in weights
+    }
+    assert load_importance(summary.mlflow_run_id, tracking) is None  # a run without one: equal weights
+
+    current = tmp_path / "unimportant.parquet"
+    shifted(fresh, unimportant).to_parquet(current, index=False)
+    summary = drift_check(DriftParams(model=MODEL, current=str(current)), workspace)
+    assert set(summary.data.drifted_features) == set(unimportant) and summary.data.weighted_share < 0.2
+    # Whether the scores moved is the prediction rule's to say (income's spread moves them a little).
+    assert summary.data.rules == (["prediction"] if summary.prediction.drifted else [])
+    quiet = workspace.model_copy(update={"drift": DriftPolicy(prediction_drift=False)})
+    summary = drift_check(DriftParams(model=MODEL, current=str(current)), quiet)
+    assert not summary.drifted and summary.data.rules == []
+    assert event_of(summary, DRIFT_CHECKED, champion).payload["rules"] == []
