@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -9,7 +11,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from mlpipe.blocks.datastore import Datastore
-from mlpipe.tasks.storage import write_bytes
+from mlpipe.tasks.storage import hidden_temporary
 
 
 class DatasetRef(BaseModel):
@@ -39,28 +41,77 @@ def snapshot_path(store: Datastore, content_hash: str) -> str:
 
 
 def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash: str | None = None) -> DatasetRef:
-    """Write `table` once under its content hash, atomically.
+    """Write `table` once under its content hash, atomically (see `write_snapshot_batches`)."""
+    return write_snapshot_batches([table], table.schema, store, source, lambda: content_hash)
 
-    The hash is the SHA-256 of the Parquet bytes unless the caller hashed the original bytes
-    already. A snapshot that exists is left untouched (same hash, same content), so re-runs and
-    retries are idempotent and a crash never leaves a half-written file under the real name.
+
+def write_snapshot_batches(
+    batches: Iterable[pa.Table | pa.RecordBatch],
+    schema: pa.Schema,
+    store: Datastore,
+    source: str,
+    content_hash: Callable[[], str | None] = lambda: None,
+) -> DatasetRef:
+    """Write `batches` (each a row group) once under their content hash, atomically, holding one batch at a time.
+
+    The hash is the SHA-256 of the Parquet bytes, computed as they are written, unless `content_hash`
+    returns one once the batches are consumed (ingest hashes the source's bytes as it reads them).
+    The file is written under a hidden temporary name and renamed onto its hash; a snapshot that
+    exists is left untouched (same hash, same content), so re-runs and retries are idempotent and
+    an error (a bad block, a full disk) never leaves a file under a real name.
     """
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    content = buffer.getvalue()
-    content_hash = content_hash or hashlib.sha256(content).hexdigest()
     fs, root = store.filesystem()
-    path = snapshot_path(store, content_hash)
-    if not fs.exists(path):
-        fs.makedirs(f"{root}/datasets", exist_ok=True)
-        write_bytes(path, content, fs)
+    fs.makedirs(f"{root}/datasets", exist_ok=True)
+    staged = hidden_temporary(f"{root}/datasets/snapshot.parquet")
+    try:
+        with fs.open(staged, "wb") as handle:
+            sink = _HashingSink(handle)
+            with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+                rows = 0
+                for batch in batches:
+                    writer.write(batch)
+                    rows += batch.num_rows
+        digest = content_hash() or sink.hexdigest()
+        path = snapshot_path(store, digest)
+        if not fs.exists(path):
+            fs.mv(staged, path)
+    finally:
+        if fs.exists(staged):
+            fs.rm(staged)
     return DatasetRef(
-        uri=fs.unstrip_protocol(path),
-        content_hash=content_hash,
-        columns=pandas_dtypes(table.schema),
-        rows=table.num_rows,
-        source=source,
+        uri=fs.unstrip_protocol(path), content_hash=digest, columns=pandas_dtypes(schema), rows=rows, source=source
     )
+
+
+class _HashingSink:
+    """A writable file that hashes what passes through it (Parquet writers need only write, tell and flush)."""
+
+    closed = False
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._digest = hashlib.sha256()
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        self._written += len(data)
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        """The caller closes the underlying file."""
+
+    def writable(self) -> bool:
+        return True
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 def read_table(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pa.Table:
