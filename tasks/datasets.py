@@ -1,8 +1,7 @@
 """Immutable, content-addressed Parquet snapshots and the references that point at them."""
 
 import hashlib
-import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import pandas as pd
@@ -68,9 +67,9 @@ def write_snapshot_batches(
             sink = _HashingSink(handle)
             with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
                 rows = 0
-                for batch in batches:
-                    writer.write(batch)
-                    rows += batch.num_rows
+                for group in _row_groups_of(batches):
+                    writer.write_table(group)
+                    rows += group.num_rows
         digest = content_hash() or sink.hexdigest()
         path = snapshot_path(store, digest)
         if not fs.exists(path):
@@ -81,6 +80,24 @@ def write_snapshot_batches(
     return DatasetRef(
         uri=fs.unstrip_protocol(path), content_hash=digest, columns=pandas_dtypes(schema), rows=rows, source=source
     )
+
+
+ROW_GROUP_BYTES = 64 << 20
+"""Batches are gathered into row groups of about this much Arrow memory: few enough to read fast, small to hold."""
+
+
+def _row_groups_of(batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.Table]:
+    """The batches gathered into row groups of about `ROW_GROUP_BYTES` (the same groups for the same batches)."""
+    gathered: list[pa.Table] = []
+    size = 0
+    for batch in batches:
+        gathered.append(batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch]))
+        size += batch.nbytes
+        if size >= ROW_GROUP_BYTES:
+            yield pa.concat_tables(gathered)
+            gathered, size = [], 0
+    if gathered:
+        yield pa.concat_tables(gathered)
 
 
 class _HashingSink:
@@ -115,10 +132,26 @@ class _HashingSink:
 
 
 def read_table(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pa.Table:
-    """Load a snapshot as an Arrow table."""
+    """Load a snapshot (or some of its columns) as an Arrow table."""
     fs, _ = store.filesystem()
     with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
-        return pq.read_table(io.BytesIO(handle.read()), columns=columns)
+        return pq.read_table(handle, columns=columns)
+
+
+def read_schema(ref: DatasetRef, store: Datastore) -> pa.Schema:
+    """A snapshot's Arrow schema, from its footer."""
+    fs, _ = store.filesystem()
+    with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
+        return pq.read_schema(handle)
+
+
+def row_groups(ref: DatasetRef, store: Datastore) -> Iterator[pa.Table]:
+    """A snapshot's row groups in order, one at a time: how steps go through data that need not be held whole."""
+    fs, _ = store.filesystem()
+    with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        for group in range(parquet.num_row_groups):
+            yield parquet.read_row_group(group)
 
 
 def read_snapshot(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pd.DataFrame:

@@ -20,13 +20,15 @@ from fsspec.core import url_to_fs
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import DataError
 from mlpipe.tasks.caching import CACHED, SourceFingerprint, pipeline_task
-from mlpipe.tasks.data.files import CSV_BLOCK_BYTES
 from mlpipe.tasks.datasets import DatasetRef, write_snapshot_batches
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 COMPRESSIONS = {"gz": "gzip", "bz2": "bz2", "zst": "zstd"}
 HASH_CHUNK_BYTES = 16 << 20
+CSV_BLOCK_BYTES = 1 << 20
+"""CSV is parsed in blocks of this size (Arrow's default). Arrow reads several blocks ahead, so larger blocks
+cost memory many times over (16 MB blocks held 270 MB); row groups are gathered from the blocks when written."""
 
 WIDER_TYPES = [
     pa.null(),

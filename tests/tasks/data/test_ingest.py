@@ -10,6 +10,7 @@ import pytest
 
 from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError
+from mlpipe.tasks import datasets
 from mlpipe.tasks.data import ingest as ingest_module
 from mlpipe.tasks.data.ingest import ingest
 from tests.pipeline import leftovers
@@ -74,6 +75,7 @@ def _late_changes(rows: int) -> str:
 
 def test_streamed_csv_has_the_rows_and_types_of_a_whole_file_read(tmp_path: Path, store: Datastore, monkeypatch):
     monkeypatch.setattr(ingest_module, "CSV_BLOCK_BYTES", 1 << 10)  # many blocks: the late values are blocks away
+    monkeypatch.setattr(datasets, "ROW_GROUP_BYTES", 1 << 12)
     path = tmp_path / "late.csv"
     path.write_text(_late_changes(2_000))
     ref = ingest(str(path), store)
