@@ -59,10 +59,8 @@ def test_gc_keeps_what_registered_versions_use_and_removes_the_rest(tmp_path: Pa
         "cached result": "stale",
         "scoring staging": "abandoned-run",
     }
-    assert (
-        found.bytes
-        == Path(orphan.uri.removeprefix("file://")).stat().st_size + (results / "stale").stat().st_size + 100
-    )
+    orphan_file = Path(orphan.uri.removeprefix("file://"))
+    assert found.bytes == orphan_file.stat().st_size + (results / "stale").stat().st_size + 100
     collect(found)
     assert not orphan_file.exists() and not staging.exists()
     assert all(Path(ref.uri.removeprefix("file://")).exists() for ref in used)
