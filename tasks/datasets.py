@@ -82,7 +82,7 @@ def write_snapshot_batches(
     )
 
 
-ROW_GROUP_BYTES = 64 << 20
+ROW_GROUP_BYTES = 16 << 20
 """Batches are gathered into row groups of about this much Arrow memory: few enough to read fast, small to hold."""
 
 
