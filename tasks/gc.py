@@ -68,7 +68,8 @@ def referenced_snapshots(tracking: MlflowConnection) -> tuple[set[str], set[str]
         run = client.get_run(version.run_id)
         if "mlpipe.train_split_hash" in run.data.tags:
             hashes.add(run.data.tags["mlpipe.train_split_hash"])
-        digests.update(str(given.dataset.digest) for given in run.inputs.dataset_inputs if given.dataset.digest)
+        inputs = run.inputs.dataset_inputs if run.inputs else []
+        digests.update(str(given.dataset.digest) for given in inputs if given.dataset.digest)
     return hashes, digests
 
 
@@ -88,7 +89,9 @@ def plan(
         if _mtime(info) >= cutoff or (referenced and not name.startswith(".")):
             kept.add(content_hash)
         else:
-            items.append(Garbage(kind="snapshot", path=fs.unstrip_protocol(path), bytes=int(info.get("size") or 0)))
+            items.append(
+                Garbage(kind="snapshot", path=fs.unstrip_protocol(path), bytes=int(str(info.get("size") or 0)))
+            )
     items += _stale_results(results, f"{root}/datasets", kept, cutoff)
     for output in staging_outputs:
         items += _abandoned_staging(output, cutoff)
@@ -113,6 +116,10 @@ def _mtime(info: dict[str, object]) -> float:
     """Modification time as seconds since the epoch, from what the store reports (0 when it reports none)."""
     value = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or 0
     return value.timestamp() if hasattr(value, "timestamp") else float(str(value))
+
+
+def _size(info: dict[str, object]) -> int:
+    return int(str(info.get("size") or 0))
 
 
 def _stale_results(results: Path, snapshots: str, kept: set[str], cutoff: float) -> list[Garbage]:
@@ -148,6 +155,6 @@ def _abandoned_staging(output: str, cutoff: float) -> list[Garbage]:
         files = dict(_files(fs, folder))
         newest = max((_mtime(info) for info in files.values()), default=_mtime(fs.info(folder)))
         if newest < cutoff:
-            size = sum(int(str(info.get("size") or 0)) for info in files.values())
+            size = sum(_size(info) for info in files.values())
             abandoned.append(Garbage(kind="scoring staging", path=fs.unstrip_protocol(folder), bytes=size))
     return abandoned

@@ -151,7 +151,7 @@ def _write_csv(source: str, store: Datastore, column_types: dict[str, pa.DataTyp
         return write_snapshot_batches(_with_rows(reader, source), reader.schema, store, source, hashing.hexdigest)
 
 
-def _decompressed(handle: BinaryIO, source: str) -> pa.NativeFile:
+def _decompressed(handle: "BinaryIO | _HashingReader", source: str) -> pa.NativeFile:
     suffix = source.lower().split("?")[0].rpartition(".")[2]
     return pa.input_stream(handle, compression=COMPRESSIONS.get(suffix))
 
