@@ -64,7 +64,7 @@ def write_snapshot_batches(
     staged = hidden_temporary(f"{root}/datasets/snapshot.parquet")
     try:
         with fs.open(staged, "wb") as handle:
-            sink = _HashingSink(handle)
+            sink = HashingFile(handle)
             with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
                 rows = 0
                 for group in _row_groups_of(batches):
@@ -100,23 +100,31 @@ def _row_groups_of(batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.
         yield pa.concat_tables(gathered)
 
 
-class _HashingSink:
-    """A writable file that hashes what passes through it (Parquet writers need only write, tell and flush)."""
+class HashingFile:
+    """A file that hashes the bytes passing through it, read or written, so data is hashed in the one pass that
+    parses or writes it (Arrow's readers and Parquet writers need only read, or write, tell and flush)."""
 
     closed = False
 
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
         self._digest = hashlib.sha256()
-        self._written = 0
+        self.passed = 0
+        """Bytes read or written so far."""
+
+    def _count(self, data: bytes) -> bytes:
+        self._digest.update(data)
+        self.passed += len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        return self._count(self._handle.read(size))
 
     def write(self, data: bytes) -> int:
-        self._digest.update(data)
-        self._written += len(data)
-        return self._handle.write(data)
+        return self._handle.write(self._count(data))
 
     def tell(self) -> int:
-        return self._written
+        return self.passed
 
     def flush(self) -> None:
         self._handle.flush()
@@ -124,8 +132,14 @@ class _HashingSink:
     def close(self) -> None:
         """The caller closes the underlying file."""
 
+    def readable(self) -> bool:
+        return True
+
     def writable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return False
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()

@@ -5,10 +5,9 @@ by row group, each written as a row group of the snapshot while its bytes are ha
 """
 
 import csv
-import hashlib
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
@@ -20,7 +19,7 @@ from fsspec.core import url_to_fs
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import DataError
 from mlpipe.tasks.caching import CACHED, SourceFingerprint, pipeline_task
-from mlpipe.tasks.datasets import DatasetRef, write_snapshot_batches
+from mlpipe.tasks.datasets import DatasetRef, HashingFile, write_snapshot_batches
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -91,36 +90,15 @@ def _is_csv(source: str) -> bool:
     raise DataError(f"{source}: unknown file type '.{suffix}', expected one of {CSV_SUFFIXES + PARQUET_SUFFIXES}")
 
 
-class _HashingReader:
-    """A readable file that hashes the bytes read through it: the source is read once, for rows and hash."""
+def _whole_file_hash(hashing: HashingFile) -> Callable[[], str]:
+    """The hash of the whole file, once the parser is done: reads what it left unread (nothing, normally)."""
 
-    closed = False
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self._digest = hashlib.sha256()
-        self.bytes_read = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self._digest.update(data)
-        self.bytes_read += len(data)
-        return data
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        """The caller closes the underlying file."""
-
-    def hexdigest(self) -> str:
-        """The hash of the whole file: reads what the parser left unread."""
-        while self.read(HASH_CHUNK_BYTES):
+    def digest() -> str:
+        while hashing.read(HASH_CHUNK_BYTES):
             pass
-        return self._digest.hexdigest()
+        return hashing.hexdigest()
+
+    return digest
 
 
 def _ingest_csv(source: str, store: Datastore) -> DatasetRef:
@@ -137,7 +115,7 @@ def _ingest_csv(source: str, store: Datastore) -> DatasetRef:
 
 def _write_csv(source: str, store: Datastore, column_types: dict[str, pa.DataType]) -> DatasetRef:
     with open_source(source) as handle:
-        hashing = _HashingReader(handle)
+        hashing = HashingFile(handle)
         try:
             reader = pacsv.open_csv(
                 _decompressed(hashing, source),
@@ -145,13 +123,15 @@ def _write_csv(source: str, store: Datastore, column_types: dict[str, pa.DataTyp
                 convert_options=pacsv.ConvertOptions(column_types=column_types),
             )
         except pa.ArrowInvalid:
-            if hashing.bytes_read == 0:
+            if hashing.passed == 0:
                 raise DataError(f"{source}: file is empty") from None
             raise
-        return write_snapshot_batches(_with_rows(reader, source), reader.schema, store, source, hashing.hexdigest)
+        return write_snapshot_batches(
+            _with_rows(reader, source), reader.schema, store, source, _whole_file_hash(hashing)
+        )
 
 
-def _decompressed(handle: "BinaryIO | _HashingReader", source: str) -> pa.NativeFile:
+def _decompressed(handle: BinaryIO | HashingFile, source: str) -> pa.NativeFile:
     suffix = source.lower().split("?")[0].rpartition(".")[2]
     return pa.input_stream(handle, compression=COMPRESSIONS.get(suffix))
 
@@ -192,11 +172,8 @@ def _with_rows(batches: Iterable[pa.RecordBatch | pa.Table], source: str) -> Ite
 
 def _ingest_parquet(source: str, store: Datastore) -> DatasetRef:
     with open_source(source) as handle:
-        digest, size = hashlib.sha256(), 0
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-        if size == 0:
+        digest = _whole_file_hash(HashingFile(handle))()  # Parquet is read from its footer: hashed in a pass first
+        if handle.tell() == 0:
             raise DataError(f"{source}: file is empty")
         handle.seek(0)
         try:
@@ -204,7 +181,7 @@ def _ingest_parquet(source: str, store: Datastore) -> DatasetRef:
         except (pa.ArrowInvalid, OSError) as error:
             raise DataError(f"{source}: not a valid Parquet file ({error})") from None
         groups = _with_rows(_row_groups(parquet, source), source)
-        return write_snapshot_batches(groups, parquet.schema_arrow, store, source, digest.hexdigest)
+        return write_snapshot_batches(groups, parquet.schema_arrow, store, source, lambda: digest)
 
 
 def _row_groups(parquet: pq.ParquetFile, source: str) -> Iterator[pa.Table]:
