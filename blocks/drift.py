@@ -33,6 +33,9 @@ class DriftPolicy(Block):
     psi_threshold: float = Field(default=0.2, gt=0, description="population stability index")
     jensen_shannon_threshold: float = Field(default=0.1, gt=0, description="Jensen–Shannon distance (base 2)")
     bins: int = Field(default=20, ge=2, description="reference quantile bins for numeric features")
+    top_categories: int = Field(
+        default=100, ge=1, description="categories counted one by one per feature; the rest count as one 'other'"
+    )
     drift_share: float = Field(
         default=0.5,
         gt=0,

@@ -10,6 +10,7 @@ import typer
 from mlpipe.cli.demo import demo, generate
 from mlpipe.cli.deploy import deploy_app, worker
 from mlpipe.cli.drift import drift
+from mlpipe.cli.gc import gc
 from mlpipe.cli.rollback import rollback
 from mlpipe.cli.score import score
 from mlpipe.cli.sweep import automl, sweep
@@ -24,7 +25,7 @@ def _main() -> None:
     configure_process()
 
 
-for command in (train, demo, generate, sweep, automl, score, drift, rollback):
+for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc):
     app.command()(command)
 app.add_typer(deploy_app, name="deploy")
 app.command()(worker)

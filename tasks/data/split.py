@@ -1,6 +1,7 @@
 """Split: train / validation / test snapshots, deterministic from the seed and the dataset hash."""
 
 import hashlib
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,7 @@ from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import DataError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract
-from mlpipe.tasks.datasets import DatasetRef, read_table, write_snapshot
+from mlpipe.tasks.datasets import DatasetRef, read_schema, read_table, row_groups, write_snapshot_batches
 from mlpipe.validation import Strict
 
 
@@ -31,6 +32,10 @@ class SplitSpec(Strict):
         return self
 
 
+Rows = np.ndarray
+"""Row positions in the dataset."""
+
+
 PARTS = ("train", "validation", "test")
 
 
@@ -45,24 +50,36 @@ class SplitRefs(BaseModel):
 def split(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore) -> SplitRefs:
     """Split `dataset`: stratified for classification, time-ordered when asked.
 
-    Rows are chosen by index and copied by Arrow (`take`), with no round trip through pandas.
+    Only the column that decides the split (the target to stratify on, or the time column) is
+    loaded; each part is then written row group by row group, its rows in the dataset's order, so
+    memory holds one row group whatever the dataset's size.
 
     Raises:
         DataError: too few rows, or a class too rare to appear in every part.
     """
-    table = read_table(dataset, store)
     if spec.time_ordered:
-        parts = _time_ordered(table, contract, spec, dataset.source)
+        parts = _time_ordered(dataset, contract, spec, store)
     else:
-        parts = _shuffled(table, contract, spec, seed=derived_seed(spec.seed, dataset.content_hash))
+        parts = _shuffled(dataset, contract, spec, store, seed=derived_seed(spec.seed, dataset.content_hash))
     for name, rows in zip(PARTS, parts, strict=True):
         if len(rows) == 0:
-            raise DataError(f"{dataset.source}: {table.num_rows} rows leave the {name} split empty")
+            raise DataError(f"{dataset.source}: {dataset.rows} rows leave the {name} split empty")
+    schema = read_schema(dataset, store)
     train, validation, test = (
-        write_snapshot(table.take(rows), store, f"{dataset.source}#{name}")
+        write_snapshot_batches(_rows_of(dataset, store, rows), schema, store, f"{dataset.source}#{name}")
         for name, rows in zip(PARTS, parts, strict=True)
     )
     return SplitRefs(train=train, validation=validation, test=test)
+
+
+def _rows_of(dataset: DatasetRef, store: Datastore, rows: Rows) -> Iterator[pa.Table]:
+    """The dataset's rows at positions `rows`, in the dataset's order, a row group at a time."""
+    chosen = np.zeros(dataset.rows, dtype=bool)
+    chosen[rows] = True
+    first = 0
+    for group in row_groups(dataset, store):
+        yield group.filter(pa.array(chosen[first : first + group.num_rows]))
+        first += group.num_rows
 
 
 def derived_seed(seed: int, content_hash: str) -> int:
@@ -70,17 +87,15 @@ def derived_seed(seed: int, content_hash: str) -> int:
     return int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:8], 16)
 
 
-Rows = np.ndarray
-"""Row positions in the dataset."""
-
-
-def _shuffled(table: pa.Table, contract: DataContract, spec: SplitSpec, seed: int) -> tuple[Rows, Rows, Rows]:
-    labels = table[contract.target].to_numpy(zero_copy_only=False) if contract.task == "classification" else None
+def _shuffled(
+    dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore, seed: int
+) -> tuple[Rows, Rows, Rows]:
+    labels = None
+    if contract.task == "classification":
+        labels = read_table(dataset, store, [contract.target])[contract.target].to_numpy(zero_copy_only=False)
     held_out = spec.validation_fraction + spec.test_fraction
     try:
-        train, rest = train_test_split(
-            np.arange(table.num_rows), test_size=held_out, random_state=seed, stratify=labels
-        )
+        train, rest = train_test_split(np.arange(dataset.rows), test_size=held_out, random_state=seed, stratify=labels)
         validation, test = train_test_split(
             rest,
             test_size=spec.test_fraction / held_out,
@@ -92,10 +107,13 @@ def _shuffled(table: pa.Table, contract: DataContract, spec: SplitSpec, seed: in
     return train, validation, test
 
 
-def _time_ordered(table: pa.Table, contract: DataContract, spec: SplitSpec, source: str) -> tuple[Rows, Rows, Rows]:
+def _time_ordered(
+    dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore
+) -> tuple[Rows, Rows, Rows]:
     if contract.time_column is None:
-        raise DataError(f"{source}: a time-ordered split needs a time column (--time-column)")
-    ordered = pc.sort_indices(table, sort_keys=[(contract.time_column, "ascending")]).to_numpy()
+        raise DataError(f"{dataset.source}: a time-ordered split needs a time column (--time-column)")
+    times = read_table(dataset, store, [contract.time_column])
+    ordered = pc.sort_indices(times, sort_keys=[(contract.time_column, "ascending")]).to_numpy()
     n = len(ordered)
     test_start = n - round(n * spec.test_fraction)
     validation_start = test_start - round(n * spec.validation_fraction)
@@ -103,8 +121,9 @@ def _time_ordered(table: pa.Table, contract: DataContract, spec: SplitSpec, sour
 
 
 def combine(parts: list[DatasetRef], store: Datastore, source: str) -> DatasetRef:
-    """One snapshot of several (train + validation, to retrain a sweep's winner or fold for CV)."""
-    return write_snapshot(pa.concat_tables([read_table(part, store) for part in parts]), store, source)
+    """One snapshot of several (train + validation, to retrain a sweep's winner or fold for CV), streamed."""
+    groups = (group for part in parts for group in row_groups(part, store))
+    return write_snapshot_batches(groups, read_schema(parts[0], store), store, source)
 
 
 split_task = pipeline_task(split)

@@ -1,10 +1,14 @@
 """Validate: hold a dataset to its data contract with a great-expectations suite.
 
 One suite checks both what the contract promises (a broken promise fails the run) and what the
-training data showed (values outside it are quality signals, logged as warnings).
+training data showed (values outside it are quality signals, logged as warnings). The data is
+read a row group at a time and the suite's counts add up, so it is never held whole.
 """
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
@@ -18,7 +22,7 @@ from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import ValidationFailed
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import ColumnContract, DataContract, column_kind, require_columns
-from mlpipe.tasks.datasets import DatasetRef, read_snapshot
+from mlpipe.tasks.datasets import DatasetRef, row_groups
 
 SIGNAL_SHARE = 0.01
 """A column is reported when more than this share of its values lies outside what training showed."""
@@ -40,8 +44,8 @@ def validate(dataset: DatasetRef, contract: DataContract, store: Datastore) -> D
         ValidationFailed: naming the data, the contract file (if any), every column that breaks
             a promise, and how.
     """
-    frame = read_snapshot(dataset, store)
-    check = check_frame(frame, contract, dataset.source)
+    frames = (group.to_pandas() for group in row_groups(dataset, store))
+    check = check_frames(frames, contract, dataset.source)
     if check.failures:
         declared = f" (contract file {contract.declared_in})" if contract.declared_in else ""
         raise ValidationFailed(
@@ -55,13 +59,31 @@ def validate(dataset: DatasetRef, contract: DataContract, store: Datastore) -> D
 
 def check_frame(frame: pd.DataFrame, contract: DataContract, source: str) -> ContractCheck:
     """Every broken promise and every quality signal, as `column 'x': <expectation> … failed (…)` lines."""
-    require_columns(frame, [c.name for c in contract.columns], source)
-    kind_failures = {c.name: _kind_failure(frame[c.name], c) for c in contract.columns}
-    well_typed = [c for c in contract.columns if kind_failures[c.name] is None]
-    failed = _run_suite(frame, well_typed)
+    return check_frames([frame], contract, source)
+
+
+def check_frames(frames: Iterable[pd.DataFrame], contract: DataContract, source: str) -> ContractCheck:
+    """Every broken promise and quality signal of the rows of all `frames` together.
+
+    Each frame is checked by the same suite and the counts add up (values, missing values and
+    unexpected values per expectation), so verdicts and shares are those of the whole data: a
+    `mostly` holds or fails on the total, not batch by batch. A column's kind is judged on the first
+    frame where it has values.
+    """
+    kinds: dict[str, str | None] = {}
+    suite = _Suite()
+    for index, frame in enumerate(frames):
+        if index == 0:
+            require_columns(frame, [c.name for c in contract.columns], source)
+        for column in contract.columns:
+            if column.name not in kinds and not frame[column.name].isna().all():
+                kinds[column.name] = _kind_failure(frame[column.name], column)
+        suite.run(frame, [c for c in contract.columns if kinds.get(c.name) is None])
+    kind_failures = [kinds.get(c.name, f"column '{c.name}': entirely null") for c in contract.columns]
+    well_typed = {c.name for c in contract.columns if kinds.get(c.name, "") is None}
     return ContractCheck(
-        failures=[f for f in kind_failures.values() if f] + [_describe(r) for r in failed if not _observed(r)],
-        signals=[_describe(r) for r in failed if _observed(r)],
+        failures=[f for f in kind_failures if f] + suite.failures(well_typed, observed=False),
+        signals=suite.failures(well_typed, observed=True),
     )
 
 
@@ -79,35 +101,90 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
     # Checked here rather than by ExpectColumnValuesToBeInTypeList: great-expectations 1.24
     # does not recognise pandas 3's `str` dtype under any type name.
-    if series.isna().all():
-        return f"column '{column.name}': entirely null"
     actual = column_kind(series)
     if actual != column.kind:
         return f"column '{column.name}': expected {column.kind}, got dtype {series.dtype}"
     return None
 
 
-def _run_suite(frame: pd.DataFrame, columns: list[ColumnContract]) -> list[ExpectationValidationResult]:
-    """The results of the expectations `frame` does not meet, with their unexpected values."""
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("mlpipe")
-        .add_dataframe_asset("dataset")
-        .add_batch_definition_whole_dataframe("all")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    expectations = [e for column in columns for e in [*expectations_for(column), *observations_for(column)]]
-    # Pass/fail first: computing the unexpected-value summaries for every expectation costs
-    # 2-3x as much on large data, and they are only needed for the ones that failed.
-    verdicts = batch.validate(
-        gx.ExpectationSuite(name="contract", expectations=expectations), result_format="BOOLEAN_ONLY"
-    )
-    failed = [_config(verdict).to_domain_obj() for verdict in verdicts.results if not verdict.success]
-    if not failed:
-        return []
-    details = batch.validate(gx.ExpectationSuite(name="failed", expectations=failed), result_format="SUMMARY")
-    return list(details.results)
+@dataclass
+class _Tally:
+    """One expectation's counts over the frames seen so far."""
+
+    config: ExpectationConfiguration
+    elements: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    examples: list[Any] = field(default_factory=list)
+    error: str | None = None
+
+    def add(self, result: ExpectationValidationResult) -> None:
+        if result.exception_info and result.exception_info.get("raised_exception"):
+            self.error = self.error or str(result.exception_info.get("exception_message"))
+        details = result.result or {}
+        self.elements += details.get("element_count") or 0
+        self.missing += details.get("missing_count") or 0
+        self.unexpected += details.get("unexpected_count") or 0
+        self.examples.extend((details.get("partial_unexpected_list") or [])[: 3 - len(self.examples)])
+
+    @property
+    def observed(self) -> bool:
+        return bool((self.config.meta or {}).get(OBSERVED))
+
+    @property
+    def unexpected_percent(self) -> float:
+        present = self.elements - self.missing
+        return 100.0 * self.unexpected / present if present else 0.0
+
+    @property
+    def success(self) -> bool:
+        mostly = self.config.kwargs.get("mostly", 1.0)
+        return self.error is None and 1.0 - self.unexpected_percent / 100.0 >= mostly
+
+    def describe(self) -> str:
+        column = self.config.kwargs.get("column")
+        if self.error is not None:
+            return f"column '{column}': {self.config.type} could not run ({self.error})"
+        rule = {k: v for k, v in self.config.kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly")}
+        return (
+            f"column '{column}': {self.config.type} {rule} failed "
+            f"({self.unexpected_percent:.1f}% unexpected, e.g. {self.examples})"
+        )
+
+
+class _Suite:
+    """The contract's expectations, run frame by frame in one great-expectations context, counts added up."""
+
+    def __init__(self) -> None:
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self._batches = (
+            context.data_sources.add_pandas("mlpipe")
+            .add_dataframe_asset("dataset")
+            .add_batch_definition_whole_dataframe("all")
+        )
+        self.tallies: dict[tuple[str, str, bool], _Tally] = {}
+
+    def run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> None:
+        expectations = [e for column in columns for e in [*expectations_for(column), *observations_for(column)]]
+        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        # BASIC gives the counts that add up over frames (and a few examples) at little more than pass/fail's cost.
+        verdicts = batch.validate(
+            gx.ExpectationSuite(name="contract", expectations=expectations), result_format="BASIC"
+        )
+        for result in verdicts.results:
+            config = _config(result)
+            tally = _Tally(config)
+            key = (str(config.kwargs.get("column")), config.type, tally.observed)
+            self.tallies.setdefault(key, tally).add(result)
+
+    def failures(self, columns: set[str], observed: bool) -> list[str]:
+        """The promises (or, with `observed`, the observations) of `columns` that fail on all frames together."""
+        return [
+            t.describe()
+            for (column, _, kind), t in self.tallies.items()
+            if column in columns and kind == observed and not t.success
+        ]
 
 
 def expectations_for(column: ColumnContract) -> list[gxe.Expectation]:
@@ -144,26 +221,10 @@ def observations_for(column: ColumnContract) -> list[gxe.Expectation]:
     return found
 
 
-def _observed(result: ExpectationValidationResult) -> bool:
-    return bool((_config(result).meta or {}).get(OBSERVED))
-
-
 def _config(result: ExpectationValidationResult) -> ExpectationConfiguration:
     if result.expectation_config is None:
         raise RuntimeError("great-expectations returned a result without its expectation")
     return result.expectation_config
-
-
-def _describe(result: ExpectationValidationResult) -> str:
-    config = _config(result)
-    column = config.kwargs.get("column")
-    details = result.result or {}
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        return f"column '{column}': {config.type} could not run ({result.exception_info.get('exception_message')})"
-    rule = {k: v for k, v in config.kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly")}
-    unexpected = details.get("unexpected_percent") or 0.0
-    examples = (details.get("partial_unexpected_list") or [])[:3]
-    return f"column '{column}': {config.type} {rule} failed ({unexpected:.1f}% unexpected, e.g. {examples})"
 
 
 validate_task = pipeline_task(validate)

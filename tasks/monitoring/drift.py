@@ -87,7 +87,7 @@ def column_drift(
     elif bins is not None:
         test, statistic, threshold = _numeric(bins, reference, current, small, policy)
     else:
-        test, statistic, threshold = _categorical(reference.categories, current.categories, small, policy)
+        test, statistic, threshold = _categorical(reference.category_counts, current.category_counts, small, policy)
     drifted = statistic < threshold if test in ("ks", "chi_square") else statistic > threshold
     return FeatureDrift(
         feature=name,

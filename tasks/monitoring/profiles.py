@@ -3,9 +3,17 @@
 The reference (the champion's training data) fixes the bins once: quantile edges, range and
 spread for numbers, categories for the rest (a `Baseline`). Any slice of data then becomes a
 `Profile`: per column the missing values, the counts in those bins (values outside the
-reference's range in bins of their own), the counts per category, and a small uniform sample for
-significance tests on small data. Profiles of partitions merge by adding counts, so the current
-data is summarised on Dask workers in one pass and is never held whole.
+reference's range in bins of their own), the counts of the `top_categories` most frequent categories
+plus an `other` count for the rest, and a small uniform sample for significance tests on small data.
+Profiles of partitions merge by adding counts, so the current data is summarised on Dask workers in
+one pass and is never held whole, and a column of ids or free text costs `top_categories` entries,
+not one per distinct value.
+
+Merging is exact for numbers, missing values and totals (top counts + `other` = present values). A
+category's merged count is exact when every part kept it among its top ones or never saw it (always
+so while no part holds more than `top_categories` distinct values); a part that folded it into its
+`other` leaves it low by at most that part's `other` count. After each merge the categories are cut
+to the top ones again, ties broken by name, so every worker cuts alike.
 """
 
 from dataclasses import dataclass, field
@@ -14,6 +22,9 @@ import numpy as np
 import pandas as pd
 
 from mlpipe.blocks.drift import DriftPolicy
+
+OTHER = "<other>"
+"""The bucket of the categories beyond the top ones, when tests compare category counts."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,9 @@ class ColumnProfile:
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Numbers: [below the reference's range, drift bins…, above it]."""
     categories: dict[str, int] = field(default_factory=dict)
+    """The most frequent categories' counts (at most the baseline's `top_categories`)."""
+    other: int = 0
+    """Present values of the categories beyond the top ones."""
     sample: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """Numbers: a uniform sample of the present values, all of them while fewer than the policy's `small_sample`."""
     present: int = 0
@@ -58,6 +72,11 @@ class ColumnProfile:
         """Counts in the drift bins, the out-of-range values folded into the open outer bins."""
         counts = self.counts
         return np.concatenate([[counts[0] + counts[1]], counts[2:-2], [counts[-2] + counts[-1]]])
+
+    @property
+    def category_counts(self) -> dict[str, int]:
+        """The top categories' counts, and the rest as one `OTHER` bucket when there is a rest: what tests compare."""
+        return {**self.categories, OTHER: self.other} if self.other else dict(self.categories)
 
     @property
     def outside(self) -> int:
@@ -81,6 +100,7 @@ class Baseline:
     numeric: dict[str, NumericBins]
     categorical: list[str]
     sample_rows: int
+    top_categories: int
 
     @classmethod
     def of(cls, reference: pd.DataFrame, policy: DriftPolicy) -> "Baseline":
@@ -92,13 +112,18 @@ class Baseline:
                 numeric[name] = _bins(values[~np.isnan(values)], policy.bins)
             else:
                 categorical.append(name)
-        return cls(numeric=numeric, categorical=categorical, sample_rows=policy.small_sample)
+        return cls(
+            numeric=numeric,
+            categorical=categorical,
+            sample_rows=policy.small_sample,
+            top_categories=policy.top_categories,
+        )
 
     def profile(self, frame: pd.DataFrame, seed: int, unparseable: int = 0) -> Profile:
         """Count `frame` into the bins; `seed` makes the sample reproducible per partition."""
         rng = np.random.default_rng(seed)
         columns = {name: self._numeric(frame[name], bins, rng) for name, bins in self.numeric.items()}
-        columns.update({name: _categorical(frame[name]) for name in self.categorical})
+        columns.update({name: _categorical(frame[name], self.top_categories) for name in self.categorical})
         return Profile(rows=len(frame), columns=columns, unparseable=unparseable)
 
     def merge(self, first: Profile, second: Profile, seed: int = 0) -> Profile:
@@ -110,10 +135,12 @@ class Baseline:
             categories = dict(one.categories)
             for category, count in other.categories.items():
                 categories[category] = categories.get(category, 0) + count
+            top, folded = _top(categories, self.top_categories)
             columns[name] = ColumnProfile(
                 missing=one.missing + other.missing,
                 counts=one.counts + other.counts if len(one.counts) else other.counts,
-                categories=categories,
+                categories=top,
+                other=one.other + other.other + folded,
                 sample=_merge_samples(one, other, self.sample_rows, rng),
                 present=one.present + other.present,
             )
@@ -155,8 +182,9 @@ def quantile_edges(reference: np.ndarray, bins: int) -> np.ndarray:
     return np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
 
 
-def _categorical(values: pd.Series) -> ColumnProfile:
-    """Counts per category; missing values and empty strings (how CSV writes a missing category) are missing."""
+def _categorical(values: pd.Series, top_categories: int) -> ColumnProfile:
+    """Counts of the top categories and of the rest; missing values and empty strings (how CSV writes a missing
+    category) are missing."""
     counts = values.value_counts(dropna=True)
     categories: dict[str, int] = {}
     for category, count in zip(counts.index, counts.to_numpy(), strict=True):
@@ -164,7 +192,16 @@ def _categorical(values: pd.Series) -> ColumnProfile:
         if key.strip():
             categories[key] = categories.get(key, 0) + int(count)
     present = sum(categories.values())
-    return ColumnProfile(missing=len(values) - present, categories=categories, present=present)
+    top, other = _top(categories, top_categories)
+    return ColumnProfile(missing=len(values) - present, categories=top, other=other, present=present)
+
+
+def _top(categories: dict[str, int], size: int) -> tuple[dict[str, int], int]:
+    """The `size` most frequent categories (ties by name, so every worker cuts alike) and the count of the rest."""
+    if len(categories) <= size:
+        return categories, 0
+    ranked = sorted(categories.items(), key=lambda item: (-item[1], item[0]))
+    return dict(ranked[:size]), sum(count for _, count in ranked[size:])
 
 
 def _merge_samples(one: ColumnProfile, other: ColumnProfile, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Which model: `name@alias`, `name/version` or a model URI, pinned to one version and loaded once per worker."""
 
 import threading
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
@@ -85,26 +87,70 @@ def _type_name(data_type: Any) -> str:
     return str(getattr(data_type, "name", data_type))
 
 
-_MODELS: dict[tuple[str, int], Any] = {}
+MODEL_CACHE_SIZE = 4
+"""Loaded models one worker process keeps: enough for a champion, a challenger and a drift check's model."""
+
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
 
 
-_MODELS_LOCK = threading.Lock()
+class LruCache(Generic[Key, Value]):
+    """At most `size` values, the least recently used dropped first; each value is made once, under a lock.
+
+    Threads of one worker share it: a second caller of the same key waits for the first load
+    instead of loading the model twice.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._values: OrderedDict[Key, Value] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Key, make: Callable[[], Value]) -> Value:
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+            value = make()
+            self._values[key] = value
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+            return value
+
+    def keys(self) -> list[Key]:
+        """Least recently used first."""
+        with self._lock:
+            return list(self._values)
+
+
+ModelKey = tuple[str | None, str | None, str, int]
+"""Tracking URI, registry URI, pinned model URI, threads."""
+
+_MODELS: LruCache[ModelKey, Any] = LruCache(MODEL_CACHE_SIZE)
+
+
+def model_key(
+    model: ResolvedModel, tracking: MlflowConnection, threads: int
+) -> tuple[str | None, str | None, str, int]:
+    """Which loaded model: the servers (one `models:/name/1` per tracking server), the pinned version, the threads."""
+    resolved = tracking.resolve()
+    return resolved.tracking_uri, resolved.registry_uri, model.uri, threads
 
 
 def load_model(model: ResolvedModel, tracking: MlflowConnection, threads: int) -> Any:
     """The model's python object, loaded once per worker (and per thread budget) for every batch it scores."""
-    key = (model.uri, threads)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            import mlflow
 
-            with tracking.session():
-                loaded = mlflow.pyfunc.load_model(model.uri).unwrap_python_model()
-            estimator = loaded.pipeline.steps[-1][1]
-            if "n_jobs" in estimator.get_params():
-                estimator.set_params(n_jobs=threads)
-            _MODELS[key] = loaded
-        return _MODELS[key]
+    def load() -> Any:
+        import mlflow
+
+        with tracking.session():
+            loaded = mlflow.pyfunc.load_model(model.uri).unwrap_python_model()
+        estimator = loaded.pipeline.steps[-1][1]
+        if "n_jobs" in estimator.get_params():
+            estimator.set_params(n_jobs=threads)
+        return loaded
+
+    return _MODELS.get(model_key(model, tracking, threads), load)
 
 
 resolve_task = pipeline_task(resolve_model, cache_policy=NO_CACHE)

@@ -1,12 +1,17 @@
 """Ingest: bad files fail early with a message that names the file; nothing is left behind."""
 
 import gzip
+import hashlib
 from pathlib import Path
 
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError
+from mlpipe.tasks import datasets
+from mlpipe.tasks.data import ingest as ingest_module
 from mlpipe.tasks.data.ingest import ingest
 from tests.pipeline import leftovers
 
@@ -58,3 +63,43 @@ def test_compressed_csv_is_read(tmp_path: Path, store: Datastore):
     path.write_bytes(gzip.compress(b"x,y\n1,a\n2,b\n"))
     ref = ingest(str(path), store)
     assert ref.rows == 2 and ref.columns == {"x": "int64", "y": "str"}
+
+
+def _late_changes(rows: int) -> str:
+    """Columns whose first rows suggest a narrower type than the whole file has."""
+    lines = ["count,label,day,flag,note"]
+    lines += [f"{i},,2026-01-0{1 + i % 9},true,{i}" for i in range(rows)]
+    lines += ["1.5,late,2026-01-01 10:30:00,1,text"]
+    return "\n".join(lines) + "\n"
+
+
+def test_streamed_csv_has_the_rows_and_types_of_a_whole_file_read(tmp_path: Path, store: Datastore, monkeypatch):
+    monkeypatch.setattr(ingest_module, "CSV_BLOCK_BYTES", 1 << 10)  # many blocks: the late values are blocks away
+    monkeypatch.setattr(datasets, "ROW_GROUP_BYTES", 1 << 12)
+    path = tmp_path / "late.csv"
+    path.write_text(_late_changes(2_000))
+    ref = ingest(str(path), store)
+    pq.write_table(pacsv.read_csv(path), tmp_path / "whole.parquet")  # the file read at once, as a snapshot
+    snapshot, whole = pq.read_table(ref.uri), pq.read_table(tmp_path / "whole.parquet")
+    assert snapshot.schema == whole.schema and str(whole.schema.field("count").type) == "double"
+    assert snapshot.equals(whole)
+    assert ref.rows == 2_001 and ref.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert pq.ParquetFile(ref.uri).num_row_groups > 1  # written block by block
+
+
+def test_streamed_parquet_keeps_rows_schema_and_source_hash(tmp_path: Path, store: Datastore, demo_frame):
+    path = tmp_path / "groups.parquet"
+    demo_frame.to_parquet(path, row_group_size=500)
+    ref = ingest(str(path), store)
+    assert pq.read_table(ref.uri).equals(pq.read_table(path))
+    assert ref.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ingest(str(path), store) == ref
+
+
+def test_a_bad_row_far_into_a_csv_fails_naming_the_file_and_leaves_nothing(tmp_path, store, monkeypatch):
+    monkeypatch.setattr(ingest_module, "CSV_BLOCK_BYTES", 1 << 10)
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n" + "1,2\n" * 2_000 + "1,2,3\n")
+    with pytest.raises(DataError, match=r"ragged\.csv: not a valid CSV file"):
+        ingest(str(path), store)
+    assert leftovers(store) == []

@@ -3,12 +3,15 @@
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError
+from mlpipe.tasks import datasets
 from mlpipe.tasks.data.contract_inference import infer_contract
-from mlpipe.tasks.data.split import SplitSpec, derived_seed, split
+from mlpipe.tasks.data.ingest import ingest
+from mlpipe.tasks.data.split import SplitSpec, combine, derived_seed, split
 from tests.pipeline import ingest_frame
 
 pytestmark = pytest.mark.unit
@@ -43,3 +46,17 @@ def test_time_ordered_split_without_time_column_is_an_error(tmp_path, store, dem
     contract = infer_contract(demo_frame, "default")
     with pytest.raises(DataError, match="needs a time column"):
         split(ref, contract, SplitSpec(time_ordered=True), store)
+
+
+def test_split_goes_row_group_by_row_group_and_keeps_each_row_once(tmp_path, store, demo_frame, monkeypatch):
+    monkeypatch.setattr(datasets, "ROW_GROUP_BYTES", 1 << 14)
+    path = tmp_path / "groups.parquet"
+    demo_frame.to_parquet(path, row_group_size=300)
+    ref = ingest(str(path), store)
+    contract = infer_contract(demo_frame, "default", exclude=["application_id"])
+    parts = split(ref, contract, SplitSpec(seed=3), store)
+    ids = [set(pd.read_parquet(part.uri)["application_id"]) for part in (parts.train, parts.validation, parts.test)]
+    assert sum(len(part) for part in ids) == len(set().union(*ids)) == len(demo_frame)
+    assert all(pq.ParquetFile(part.uri).num_row_groups > 1 for part in (parts.train, parts.validation, parts.test))
+    both = combine([parts.train, parts.validation], store, "train+validation")
+    assert set(pd.read_parquet(both.uri)["application_id"]) == ids[0] | ids[1]

@@ -3,14 +3,18 @@
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError, ValidationFailed
+from mlpipe.tasks import datasets
 from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.data.contract_inference import infer_contract
+from mlpipe.tasks.data.ingest import ingest
 from mlpipe.tasks.data.validate import check_frame, validate
+from mlpipe.tasks.datasets import DatasetRef, snapshot_path
 from tests.pipeline import ingest_frame
 
 pytestmark = pytest.mark.unit
@@ -83,3 +87,27 @@ def test_declared_limits_in_a_contract_file_are_enforced_naming_file_column_and_
     assert "loans.parquet" in message and "loans-contract.yaml" in message
     assert "column 'age': expect_column_values_to_be_between {'min_value': 18.0, 'max_value': 100.0}" in message
     assert "column 'region': expect_column_values_to_be_in_set" in message
+
+
+def test_validation_row_group_by_row_group_judges_the_whole_data(tmp_path, store, demo_frame, monkeypatch):
+    monkeypatch.setattr(datasets, "ROW_GROUP_BYTES", 1 << 14)
+    contract = infer_contract(demo_frame, target="default", exclude=["application_id"])
+    limit = next(c for c in contract.columns if c.name == "income").max_null_fraction
+    nulls = int(len(demo_frame) * limit / 2) or 1  # under the limit overall, all of it in the first row groups
+    gappy = demo_frame.copy()
+    gappy.loc[: nulls - 1, "income"] = float("nan")
+    ref = ingest_in_row_groups(gappy, tmp_path / "gappy.parquet", store)
+    assert pq.ParquetFile(snapshot_path(store, ref.content_hash)).num_row_groups > 3
+    assert validate(ref, contract, store) == ref
+    declared = contract.model_dump()
+    next(c for c in declared["columns"] if c["name"] == "age")["minimum"] = 0
+    contract = DataContract.model_validate(declared)
+    broken = demo_frame.copy()
+    broken.loc[len(broken) - 30 :, "age"] = -5  # only the last row group breaks the range: 1.0% of all values
+    with pytest.raises(ValidationFailed, match=r"column 'age': expect_column_values_to_be_between .* \(1\.0% unexp"):
+        validate(ingest_in_row_groups(broken, tmp_path / "late.parquet", store), contract, store)
+
+
+def ingest_in_row_groups(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRef:
+    frame.to_parquet(path, index=False, row_group_size=300)
+    return ingest(str(path), store)

@@ -131,3 +131,25 @@ def test_a_small_current_sample_is_kept_whole_across_partitions():
     assert sorted(merged.columns["x"].sample) == sorted(current)
     result = feature_drift("x", reference["x"], current, POLICY)
     assert result.test == "ks" and result.drifted and result.current_rows == 600
+
+
+def test_categorical_profiles_keep_the_top_categories_and_merge_exactly_within_them():
+    policy = POLICY.model_copy(update={"top_categories": 3})
+    rng = np.random.default_rng(5)
+    ids = pd.Series([f"id-{i}" for i in rng.integers(0, 5_000, 20_000)], dtype=object)  # ~5,000 distinct values
+    few = categories(20_000, [0.4, 0.3, 0.2, 0.1]).astype(object)  # 4 categories, top 3 kept
+    frame = pd.DataFrame({"id": ids, "region": few})
+    baseline = Baseline.of(frame, policy)
+    parts = [baseline.profile(frame.iloc[start : start + 5_000], seed=start) for start in range(0, 20_000, 5_000)]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = baseline.merge(merged, part)
+    whole = baseline.profile(frame, seed=0)
+    for name in ("id", "region"):
+        column = merged.columns[name]
+        assert len(column.categories) == 3  # bounded, whatever the number of distinct values
+        assert sum(column.categories.values()) + column.other == column.present == 20_000
+    region, truth = merged.columns["region"], frame["region"].value_counts()
+    assert region.categories == {key: int(truth[key]) for key in truth.index[:3]}  # exact: every part kept these three
+    assert region.other == int(truth.iloc[3]) and region.category_counts["<other>"] == region.other
+    assert region.categories == whole.columns["region"].categories
