@@ -205,7 +205,8 @@ def quality_signals(baseline: Baseline, reference: Profile, current: Profile) ->
                     )
                 )
             continue
-        unseen = sorted(set(cur.categories) - set(ref.categories))
+        # A reference that folded its rare categories into `other` cannot tell which were never seen.
+        unseen = [] if ref.other else sorted(set(cur.categories) - set(ref.categories))
         if unseen:
             share = sum(cur.categories[c] for c in unseen) / max(current.rows, 1)
             detail = f"{len(unseen)} unseen, e.g. {unseen[:3]}"
