@@ -1,11 +1,9 @@
 """The closed loop on a real `prefect server` and a real worker: drift → event → exactly one triggered retraining."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
 from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED, model_resource_id
 from mlpipe.tasks.registry.aliases import champion_version
 from tests.pipeline import model_events, run_cli, run_training
+from tests.servers import free_port, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -36,12 +35,6 @@ for _ in range(4):  # a burst of the same alarm, seconds after the first
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`prefect server start` on 127.0.0.1 with its own database; stopped after the module."""
@@ -50,26 +43,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(home / "server.log").open("w"),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise AssertionError((home / "server.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, f"{url}/health", home / "server.log", env):
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
 
 
 @contextmanager
