@@ -32,6 +32,11 @@ class StudyStorage(Block):
     model_config = FORBID_UNKNOWN
 
     url: str | None = Field(default=None, description="default: $MLPIPE_STUDY_STORAGE or a journal file")
+    lease_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="a sweep's hold on its study lapses this long after its last heartbeat (see tasks/sweep/lease)",
+    )
 
     def resolve(self) -> "StudyStorage":
         """A copy with the default location filled in (absolute, so workers agree)."""
