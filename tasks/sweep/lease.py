@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -252,11 +252,13 @@ class StudyLease:
             raise StudyLost(f"sweep of study '{self.study}' stopped: {self.lost}")
 
     def release(self) -> None:
+        """Stop the heartbeat and give the study up (if the store is unreachable, the claim lapses instead)."""
         self._stop.set()
         if self._beat is not None:
             self._beat.join()
         if not self.lost and self.written:
-            self.store.swap(self.study, self.written, None)
+            with suppress(Exception):
+                self.store.swap(self.study, self.written, None)
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.seconds / HEARTBEATS_PER_LEASE):
