@@ -40,6 +40,11 @@ class StudyStorage(Block):
     secret_name: str | None = Field(
         default=None, description="Prefect Secret block with the password; default: $MLPIPE_STUDY_STORAGE_PASSWORD"
     )
+    lease_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="a sweep's hold on its study lapses this long after its last heartbeat (see tasks/sweep/lease)",
+    )
 
     def resolve(self) -> "StudyStorage":
         """A copy with the default location filled in (absolute, so workers agree)."""

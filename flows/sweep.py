@@ -22,9 +22,18 @@ from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.flows.common import cluster_capacity, open_workspace, pipeline_flow, threads_per_task
 from mlpipe.flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
 from mlpipe.tasks.data.split import SplitRefs, combine_task
+from mlpipe.tasks.sweep.lease import StudyLease, hold_study
 from mlpipe.tasks.sweep.results import SweepResult, SweepRun, SweepTiming, finish_sweep_task, start_sweep_task
 from mlpipe.tasks.sweep.space import SearchSpace, auto_space
-from mlpipe.tasks.sweep.study import StudySpec, best_trial, counted, failed, reached, study_fingerprint
+from mlpipe.tasks.sweep.study import (
+    StudySpec,
+    best_trial,
+    counted,
+    fail_broken,
+    failed,
+    reached,
+    study_fingerprint,
+)
 from mlpipe.tasks.sweep.trial import TrialData, TrialOutcome, TrialRequest, trial_task
 from mlpipe.validation import Name
 
@@ -44,6 +53,9 @@ class SweepParams(DataParams):
     threads_per_trial: int | None = Field(default=None, ge=1, description="default: cores / max_concurrent")
     exit_score: float | None = Field(default=None, description="stop starting trials once the best reaches it")
     gpu: bool = Field(default=False, description="trials need the GPU worker resource; xgboost runs on cuda")
+    wait_for_study: float = Field(
+        default=0.0, ge=0, description="seconds to wait while another sweep holds the study; default: fail at once"
+    )
 
 
 class SweepPlan(BaseModel):
@@ -76,21 +88,26 @@ def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSu
     combined = combine_task.submit(
         [data.splits.train, data.splits.validation], workspace.datastore, f"{data.dataset.source}#train+validation"
     ).result()
-    run = start_sweep_task.submit(
-        plan.study_name,
-        params.name,
-        plan.spec,
-        plan.space,
-        plan.fingerprint,
-        workspace.studies,
-        workspace.mlflow,
-    ).result()
-    started = time.monotonic()
-    outcomes = run_trials(plan, params, run, TrialData(splits=data.splits, combined=combined), data, workspace)
-    timing = SweepTiming(
-        wall_seconds=time.monotonic() - started, trial_seconds=sum(o.finished - o.started for o in outcomes)
-    )
-    result = finish_sweep_task.submit(run, plan.spec, plan.space, timing, workspace.studies, workspace.mlflow).result()
+    with hold_study(workspace.studies, plan.study_name, params.wait_for_study) as lease:
+        run = start_sweep_task.submit(
+            plan.study_name,
+            params.name,
+            plan.spec,
+            plan.space,
+            plan.fingerprint,
+            workspace.studies,
+            workspace.mlflow,
+        ).result()
+        started = time.monotonic()
+        trial_data = TrialData(splits=data.splits, combined=combined)
+        outcomes = run_trials(plan, params, run, trial_data, data, workspace, lease)
+        timing = SweepTiming(
+            wall_seconds=time.monotonic() - started, trial_seconds=sum(o.finished - o.started for o in outcomes)
+        )
+        lease.check()
+        result = finish_sweep_task.submit(
+            run, plan.spec, plan.space, timing, workspace.studies, workspace.mlflow
+        ).result()
     # The winner learns from every row the trials could see; the test split stays unseen for the gate.
     final_splits = SplitRefs(train=combined, validation=data.splits.validation, test=data.splits.test)
     tags = {
@@ -138,18 +155,20 @@ def run_trials(
     data: TrialData,
     prepared: PreparedData,
     workspace: WorkspaceConfig,
+    lease: StudyLease,
 ) -> list[TrialOutcome]:
     """Ask the study for trials and keep at most `max_concurrent` of them running on the cluster.
 
     Trials are asked here, in one place, so a seeded sampler gives the same sequence each time;
     each trial reports to and finishes in the shared study storage from its worker. No trial
     starts once the budget (finished trials, resumed runs included), the time limit or the exit
-    score is reached; the sweep fails once `max_failed` trials have failed.
+    score is reached; the sweep fails once `max_failed` trials have failed, and stops before the
+    next trial if it lost its hold on the study. A trial whose task broke counts as failed.
     """
     assert plan.spec.goal is not None and plan.spec.metric is not None
     study = optuna.load_study(study_name=plan.study_name, storage=workspace.studies.open())
     started = time.monotonic()
-    running: set[PrefectFuture[TrialOutcome]] = set()
+    running: dict[PrefectFuture[TrialOutcome], int] = {}  # → trial number
     outcomes: list[TrialOutcome] = []
     while True:
         trials = study.get_trials(deepcopy=False)
@@ -161,13 +180,18 @@ def run_trials(
             or reached(best.value if best else None, params.exit_score, plan.spec.goal)
         )
         if not stop and len(running) < plan.max_concurrent:
-            running.add(_submit(study, plan, params, run, data, prepared, workspace))
+            lease.check()
+            future, number = _submit(study, plan, params, run, data, prepared, workspace)
+            running[future] = number
             continue
         if not running:
             break
         done = next(as_completed(list(running)))
-        running.remove(done)
-        outcomes.append(done.result())
+        number = running.pop(done)
+        try:
+            outcomes.append(done.result())
+        except Exception as error:  # noqa: BLE001 - the trial failed; the sweep goes on (max_failed decides)
+            fail_broken(study, number, error)
     broken = failed(study.get_trials(deepcopy=False))
     if len(broken) >= params.max_failed:
         errors = "; ".join(f"trial {t.number}: {t.user_attrs.get('error')}" for t in broken[-3:])
@@ -183,7 +207,7 @@ def _submit(
     data: TrialData,
     prepared: PreparedData,
     workspace: WorkspaceConfig,
-) -> PrefectFuture[TrialOutcome]:
+) -> tuple[PrefectFuture[TrialOutcome], int]:
     study.sampler = plan.spec.sampler_for(plan.space, plan.max_concurrent, len(study.get_trials(deepcopy=False)))
     trial = study.ask()
     spec = plan.space.suggest(trial, plan.spec.seed)
@@ -206,4 +230,4 @@ def _submit(
     )
     resources = {"GPU": 1} if params.gpu else {}
     with dask.annotate(resources=resources) if resources else nullcontext():
-        return trial_task.submit(request, data, prepared.contract, workspace.mlflow, workspace.datastore)
+        return trial_task.submit(request, data, prepared.contract, workspace.mlflow, workspace.datastore), trial.number

@@ -34,6 +34,9 @@ def sweep(
     exit_score: opt.ExitScore = None,
     study: Annotated[str | None, typer.Option(help="study name (default: derived from the inputs)")] = None,
     gpu: Annotated[bool, typer.Option(help="run trials on workers with the GPU resource")] = False,
+    wait_for_study: Annotated[
+        float | None, typer.Option(help="seconds to wait while another sweep holds the study (default: fail at once)")
+    ] = None,
     config: Annotated[opt.ConfigFile, opt.config_option(SWEEP_SECTIONS)] = None,
     task: opt.Task = None,
     time_column: opt.TimeColumn = None,
@@ -53,6 +56,7 @@ def sweep(
         "trial_timeout": trial_timeout,
         "exit_score": exit_score,
         "gpu": gpu or None,
+        "wait_for_study": wait_for_study,
     }
     study_options = {
         "sampler": sampler,

@@ -147,8 +147,8 @@ def open_study(name: str, storage: StudyStorage, spec: StudySpec, fingerprint: s
 def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
     """Mark trials left running by a killed process as failed, and queue their parameters again.
 
-    Only one process runs a given study at a time, so a trial still `RUNNING` when a sweep
-    starts belongs to a process that died. Returns the trials queued again.
+    Only one sweep holds a study at a time (`tasks/sweep/lease`), so a trial still `RUNNING` when
+    a sweep starts belongs to a process that died. Returns the trials queued again.
     """
     interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in interrupted:
@@ -156,6 +156,18 @@ def requeue_interrupted(study: optuna.Study) -> list[FrozenTrial]:
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(trial.params, user_attrs={"mlpipe.retry_of": trial.number}, skip_if_exists=False)
     return interrupted
+
+
+def fail_broken(study: optuna.Study, number: int, error: BaseException) -> None:
+    """Record a trial whose task broke before it told the study how it ended as failed, with the error.
+
+    Its worker died, or the study storage failed under it: the trial counts against `max_failed`
+    and the sweep goes on, instead of the trial staying `RUNNING` until the next resume.
+    """
+    trial = study.get_trials(deepcopy=False)[number]
+    if trial.state == TrialState.RUNNING:
+        optuna.trial.Trial(study, trial._trial_id).set_user_attr("error", f"{type(error).__name__}: {error}")
+        study.tell(number, state=TrialState.FAIL)
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

@@ -264,22 +264,22 @@ def cross_validate(
 def run_trial(
     request: TrialRequest, data: TrialData, contract: DataContract, tracking: MlflowConnection, store: Datastore
 ) -> TrialOutcome:
-    """Train and score one candidate; tell the study how it ended and log it as a nested MLflow run."""
+    """Train and score one candidate; tell the study how it ended and log it as a nested MLflow run.
+
+    A trial whose MLflow run cannot be started or completed (a tracking-server blip beyond the
+    client's retries) is told to the study as failed, with the reason: it counts against
+    `max_failed` like any failed trial, and the sweep goes on.
+    """
     started = time.time()
     study = optuna.load_study(study_name=request.study, storage=request.storage.open(), pruner=request.pruner.build())
     trial = optuna.trial.Trial(study, request.trial_id)
     client = tracking.client()
-    run = client.create_run(
-        request.experiment_id,
-        run_name=f"trial-{request.number:03d}",
-        tags={
-            "mlflow.parentRunId": request.parent_run_id,
-            "mlpipe.study": request.study,
-            "mlpipe.trial_number": str(request.number),
-            "mlpipe.family": request.spec.family,
-        },
-    )
-    run_id = run.info.run_id
+    try:
+        run_id = _start_run(client, request)
+    except Exception as failure:  # noqa: BLE001 - bookkeeping failed: the trial fails, the sweep goes on
+        outcome = _outcome(request, started, "failed", {}, 0, "", f"MLflow: could not start the trial's run: {failure}")
+        _tell(study, trial, outcome)
+        return outcome
     trial.set_user_attr("mlflow_run_id", run_id)
     threads = request.threads or max(1, available_cores())
     deadline = time.monotonic() + request.timeout if request.timeout else None
@@ -310,25 +310,65 @@ def run_trial(
         state = "pruned"
     except Exception as failure:  # noqa: BLE001 - a failed trial is recorded and the sweep goes on
         state, error = "failed", f"{type(failure).__name__}: {failure}"
-    value = metrics.get(request.metric)
-    finished = time.time()
-    outcome = TrialOutcome(
+    outcome = _outcome(request, started, state, metrics, reporter.steps, run_id, error)
+    try:
+        _log(client, outcome, request, reporter.history)
+    except Exception as failure:  # noqa: BLE001 - bookkeeping failed: the trial fails, the sweep goes on
+        outcome = outcome.model_copy(
+            update={"state": "failed", "error": f"MLflow: could not record the trial: {failure}"}
+        )
+        _close_failed(client, outcome)
+    _tell(study, trial, outcome)
+    return outcome
+
+
+def _start_run(client: Any, request: TrialRequest) -> str:
+    run = client.create_run(
+        request.experiment_id,
+        run_name=f"trial-{request.number:03d}",
+        tags={
+            "mlflow.parentRunId": request.parent_run_id,
+            "mlpipe.study": request.study,
+            "mlpipe.trial_number": str(request.number),
+            "mlpipe.family": request.spec.family,
+        },
+    )
+    return str(run.info.run_id)
+
+
+def _outcome(
+    request: TrialRequest,
+    started: float,
+    state: TrialState,
+    metrics: dict[str, float],
+    steps: int,
+    run_id: str,
+    error: str | None,
+) -> TrialOutcome:
+    return TrialOutcome(
         number=request.number,
         family=request.spec.family,
         params=request.spec.params,
         state=state,
-        value=value,
+        value=metrics.get(request.metric),
         metrics=metrics,
-        steps=reporter.steps,
+        steps=steps,
         started=started,
-        finished=finished,
+        finished=time.time(),
         worker=_worker_name(),
         mlflow_run_id=run_id,
         error=error,
     )
-    _log(client, outcome, request, reporter.history)
-    _tell(study, trial, outcome)
-    return outcome
+
+
+def _close_failed(client: Any, outcome: TrialOutcome) -> None:
+    """Mark the trial's run failed, with the reason, if the tracking server answers again (best effort)."""
+    try:
+        client.set_tag(outcome.mlflow_run_id, "mlpipe.trial_state", "failed")
+        client.set_tag(outcome.mlflow_run_id, "mlpipe.error", (outcome.error or "")[:5000])
+        client.set_terminated(outcome.mlflow_run_id, RunStatus.to_string(RunStatus.FAILED))
+    except Exception:  # noqa: BLE001 - the study already has the reason; the run stays as the server left it
+        pass
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
@@ -379,4 +419,6 @@ def _worker_name() -> str:
         return "local"
 
 
-trial_task = pipeline_task(run_trial, cache_policy=NO_CACHE)
+trial_task = pipeline_task(run_trial, cache_policy=NO_CACHE).with_options(retries=0)
+"""No retries: a trial records its own failures, and running one again would start a second MLflow run
+for it; a trial whose task breaks all the same is failed by the sweep (`fail_broken`)."""

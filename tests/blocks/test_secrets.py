@@ -6,7 +6,7 @@ import pytest
 
 from mlpipe.blocks import Datastore, MlflowConnection, StudyStorage, WorkspaceConfig
 from mlpipe.errors import ConfigError
-from tests.services import redis_server
+from tests.servers import redis_server
 
 PASSWORD = "planted-Pa55word"
 

@@ -20,9 +20,9 @@ from mlpipe.demo_data import credit_default
 from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
 from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED, model_resource_id
 from mlpipe.tasks.registry.aliases import champion_version
-from tests.e2e.prefect_servers import BIN
-from tests.e2e.prefect_servers import prefect_server as start_prefect_server
 from tests.pipeline import model_events, run_cli, run_training
+from tests.servers import BIN
+from tests.servers import prefect_server as start_prefect_server
 
 pytestmark = pytest.mark.e2e
 

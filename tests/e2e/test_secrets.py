@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.pipeline import run_cli
-from tests.services import mlflow_server, redis_server
+from tests.servers import mlflow_server, redis_server
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.types.entrypoint import EntrypointType
 
 from mlpipe.deployments.deploy import ensure_work_pool
-from tests.e2e.prefect_servers import BIN, prefect_server
 from tests.e2e.sleeper import sleeper
 from tests.pipeline import wait_for
+from tests.servers import BIN, prefect_server
 
 pytestmark = pytest.mark.e2e
 

@@ -16,6 +16,8 @@ from mlpipe.tasks.sweep.study import (
     StudySpec,
     best_trial,
     counted,
+    fail_broken,
+    failed,
     open_study,
     reached,
     requeue_interrupted,
@@ -191,3 +193,15 @@ def test_successive_halving_first_judges_at_a_tenth_of_the_rounds():
     assert halving.for_rounds(300).min_resource == 30
     assert StudySpec(pruner={"kind": "halving", "min_resource": 5}).pruner.for_rounds(300).min_resource == 5
     assert StudySpec(pruner={"kind": "median"}).pruner.for_rounds(300).min_resource is None
+
+
+def test_a_trial_whose_task_broke_is_failed_with_its_error_and_counts_against_max_failed():
+    study = optuna.create_study()
+    broken, finished = study.ask(X), study.ask(X)
+    study.tell(finished, 0.5)
+    fail_broken(study, broken.number, ConnectionError("worker lost"))
+    fail_broken(study, finished.number, ConnectionError("late"))  # a trial that ended is left as it ended
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].user_attrs["error"] == "ConnectionError: worker lost" and "error" not in trials[1].user_attrs
+    assert failed(trials) == [trials[0]]
