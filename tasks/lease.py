@@ -60,7 +60,7 @@ class LeaseRecord(BaseModel):
         """Expired, or held by a process of this host that is gone (or whose pid another process now has)."""
         if time.time() > self.expires:
             return True
-        return self.holder.host == socket.gethostname() and not _alive(self.holder.pid, self.holder.process_started)
+        return gone_from_this_host(self.holder.host, self.holder.pid, self.holder.process_started)
 
 
 class Lease:
@@ -70,7 +70,7 @@ class Lease:
         self.url = url
         self.ttl = ttl
         pid = os.getpid()
-        holder = Holder(owner=owner, host=socket.gethostname(), pid=pid, process_started=_process_started(pid))
+        holder = Holder(owner=owner, host=socket.gethostname(), pid=pid, process_started=process_started(pid))
         self.record = LeaseRecord(
             token=uuid.uuid4().hex, holder=holder, acquired=dt.datetime.now(dt.UTC).isoformat(), expires=0.0
         )
@@ -175,16 +175,23 @@ class Lease:
         self.release()
 
 
-def _process_started(pid: int) -> float:
-    import psutil
-
-    return psutil.Process(pid).create_time()
-
-
-def _alive(pid: int, started: float) -> bool:
+def process_started(pid: int) -> float:
+    """When process `pid` began (0.0 if there is none): a pid with another start time is another process."""
     import psutil
 
     try:
-        return abs(psutil.Process(pid).create_time() - started) < 1.0
-    except psutil.NoSuchProcess:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return 0.0
+
+
+def gone_from_this_host(host: str, pid: int, started: float) -> bool:
+    """A holder that ran on this host and whose process is gone (or whose pid another process now has).
+
+    Such a holder will never renew again, so its lease can be taken over at once; a holder on
+    another host can only be judged by its lease lapsing.
+    """
+    if host != socket.gethostname():
         return False
+    running_since = process_started(pid)
+    return running_since == 0.0 or abs(running_since - started) >= 1.0

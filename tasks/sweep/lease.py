@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from mlpipe.blocks.study import StudyStorage
 from mlpipe.errors import MlpipeError
+from mlpipe.tasks.lease import gone_from_this_host, process_started
 
 HEARTBEATS_PER_LEASE = 4
 """Renewals within one lease period: a missed beat or two (a storage blip) does not lose the study."""
@@ -57,9 +58,7 @@ class LeaseRecord(BaseModel):
 
     def holder_gone(self) -> bool:
         """The holding process no longer runs on this host (killed: its heartbeat will never come)."""
-        if self.host != socket.gethostname():
-            return False
-        return _process_started(self.pid) != self.pid_started
+        return gone_from_this_host(self.host, self.pid, self.pid_started)
 
     def describe(self, now: float) -> str:
         since = datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -205,7 +204,7 @@ class StudyLease:
             holder=f"{getpass.getuser()}@{socket.gethostname()} pid {pid}{_flow_run()}",
             host=socket.gethostname(),
             pid=pid,
-            pid_started=_process_started(pid),
+            pid_started=process_started(pid),
             since=now,
             renewed=now,
             seconds=seconds,
@@ -295,13 +294,3 @@ def _flow_run() -> str:
 
     context = FlowRunContext.get()
     return f" (flow run '{context.flow_run.name}')" if context is not None and context.flow_run else ""
-
-
-def _process_started(pid: int) -> float:
-    """When the process began (0.0 if there is none): a pid with another start time is another process."""
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return 0.0
