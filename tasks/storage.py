@@ -6,6 +6,7 @@ writer removes when it can and which nothing ever reads.
 """
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 
 @dataclass
@@ -95,5 +97,16 @@ def create_exclusive(url: str, content: bytes) -> None:
     """
     fs, path = url_to_fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        # Written whole under a hidden name, then linked (which fails if the name exists): a reader
+        # racing the winner never finds the file created but still empty.
+        staged = hidden_temporary(path)
+        with open(staged, "wb") as handle:
+            handle.write(content)
+        try:
+            os.link(staged, path)
+        finally:
+            os.unlink(staged)
+        return
     with fs.open(path, "xb") as handle:
         handle.write(content)
