@@ -8,6 +8,7 @@ holds a token option, and the session's Prefect server holding the three Secret 
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,23 @@ def test_a_planted_password_appears_nowhere_after_a_sweep(tmp_path: Path, demo_c
         assert result.returncode == 0, result.stderr[-3000:]
         assert "leak-check v1" in result.stdout
         readable = {"CLI stdout": result.stdout, "CLI stderr": result.stderr}
-        readable |= prefect_records(started)
+        readable |= stored_records(started)
         readable |= mlflow_records(mlflow_url)
     readable |= {str(path): path.read_bytes().decode("latin-1") for path in tmp_path.rglob("*") if path.is_file()}
 
     assert len(readable) > 20 and "prefect.flow-run.Completed" in readable["events"]  # the places were read
     leaks = {name: [place for place, text in readable.items() if secret in text] for name, secret in SECRETS.items()}
     assert leaks == {name: [] for name in SECRETS}
+
+
+def stored_records(since: dt.datetime) -> dict[str, str]:
+    """`prefect_records` once the sweep's last event is stored (the server persists events in batches)."""
+    deadline = time.monotonic() + 60
+    while True:
+        records = prefect_records(since)
+        if "prefect.flow-run.Completed" in records["events"] or time.monotonic() > deadline:
+            return records
+        time.sleep(1)
 
 
 def prefect_records(since: dt.datetime) -> dict[str, str]:
