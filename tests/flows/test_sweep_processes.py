@@ -87,7 +87,9 @@ def test_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path, 
     storage = StudyStorage(url=str(tmp_path / ".mlpipe" / "optuna.journal")).open()
 
     def states() -> list[TrialState]:
-        return [t.state for t in live_trials(sweeping, log, storage, "resume-demo")]
+        # A trial counts as running once its parameters are drawn: killed before that, it has none to resume.
+        trials = live_trials(sweeping, log, storage, "resume-demo")
+        return [TrialState.WAITING if t.state == TrialState.RUNNING and not t.params else t.state for t in trials]
 
     try:
         wait_for(lambda: states().count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states(), 240, "trials")
@@ -125,7 +127,9 @@ def test_of_two_sweeps_of_one_study_started_together_one_runs_and_the_other_fail
     ]
     # The workspace's MLflow database exists already, as after any earlier run (two processes that
     # both create a SQLite tracking store at once collide in its migrations, which is not this test).
-    MlflowConnection(tracking_uri=f"sqlite:///{tmp_path / '.mlpipe' / 'mlflow.db'}").client().search_experiments()
+    MlflowConnection(
+        tracking_uri=f"sqlite:///{tmp_path / '.mlpipe' / 'mlflow.db'}"
+    ).resolve().client().search_experiments()
     logs = [tmp_path / "sweep-a.log", tmp_path / "sweep-b.log"]
     sweeps = [sweep_in_background(args, tmp_path, log) for log in logs]
     try:
