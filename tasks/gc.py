@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.tasks.scoring_layout import STAGING
 from mlpipe.tasks.storage import child
 
 
@@ -149,7 +150,7 @@ def _result_text(path: Path) -> str:
 def _abandoned_staging(output: str, cutoff: float) -> list[Garbage]:
     """Staging folders of scoring runs under `output` with nothing written since `cutoff`."""
     fs, root = url_to_fs(output)
-    staging = child(root, "_staging")
+    staging = child(root, STAGING)
     abandoned = []
     for folder in fs.ls(staging, detail=False) if fs.exists(staging) else []:
         files = dict(_files(fs, folder))

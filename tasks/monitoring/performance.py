@@ -26,6 +26,7 @@ from mlpipe.tasks.data.files import list_inputs
 from mlpipe.tasks.metrics import DEFAULT_PRIMARY, SCORED_BY, compute_metrics, meets_threshold, probability_column
 from mlpipe.tasks.registry.aliases import CHAMPION
 from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_model
+from mlpipe.tasks.scoring_layout import MANIFESTS, partition_folder
 from mlpipe.tasks.storage import child
 
 
@@ -44,10 +45,6 @@ class PerformanceSummary(BaseModel):
     """Rows left out: predictions by another model version, and repeats of an id already scored."""
     partitions: list[str] = []
     """The scoring output's partitions read (none for predictions that are not a scoring output)."""
-
-
-MANIFESTS = "_manifests"
-"""A scoring output's commit records: `_manifests/run=<partition>.json` publishes the folder `run=<partition>`."""
 
 
 class PublishedPartition(BaseModel):
@@ -151,7 +148,7 @@ def window_partitions(
         after = since is None or published.day >= since.date()
         before = until is None or published.day <= until.date()
         if same_model and after and before:
-            chosen.append(posixpath.splitext(posixpath.basename(path))[0])
+            chosen.append(partition_folder(published.partition))
     if not chosen:
         window = f"from {since:%Y-%m-%d} " if since else ""
         window += f"to {until:%Y-%m-%d}" if until else ""

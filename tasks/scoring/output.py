@@ -1,15 +1,10 @@
 """The scoring output: a partitioned Parquet dataset, its errors, and one manifest per partition.
 
-    OUTPUT/run=<partition>/part-00000.parquet     predictions (readers skip `_…` folders)
-    OUTPUT/_errors/run=<partition>/…              rows and files that could not be scored, with the reason
-    OUTPUT/_manifests/run=<partition>.json        the commit record: model, inputs, counts, timings
-    OUTPUT/_staging/<run key>/                    a run in progress (or interrupted, to resume)
-    OUTPUT/_leases/run=<partition>.json           the run writing that partition now (`output.json`: an overwrite)
-
-A partition becomes visible in one rename once every batch is complete; the manifest is written
-last, so a partition without one is never mistaken for a finished run. A run holds its
-partition's lease from before it looks for a published run until it has published, so two runs
-into one partition cannot both publish; an overwrite also holds the whole output's lease.
+The layout's names are in `mlpipe.tasks.scoring_layout`. A partition becomes visible in one
+rename once every batch is complete; the manifest is written last, so a partition without one
+is never mistaken for a finished run. A run holds its partition's lease from before it looks
+for a published run until it has published, so two runs into one partition cannot both
+publish; an overwrite also holds the whole output's lease.
 """
 
 import datetime as dt
@@ -29,13 +24,21 @@ from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.model_ref import ResolvedModel
 from mlpipe.tasks.scoring.batch import BatchResult, Staging
 from mlpipe.tasks.scoring.plan import ScoringPlan
+from mlpipe.tasks.scoring_layout import (
+    ERRORS,
+    LEASES,
+    MANIFESTS,
+    OWN_FOLDERS,
+    STAGING,
+    TRASH,
+    manifest_name,
+    manifest_partition,
+    partition_folder,
+)
 from mlpipe.tasks.storage import child, write_json
 from mlpipe.validation import Name
 
 Mode = Literal["append", "overwrite"]
-PARTITION = "run"
-OWN_FOLDERS = frozenset({"_errors", "_manifests", "_staging", "_leases", "_trash"})
-"""The folders scoring keeps beside its partitions."""
 
 
 class ScoringManifest(BaseModel):
@@ -70,18 +73,18 @@ class OutputLayout(BaseModel):
 
     @property
     def data(self) -> str:
-        return child(self.url, f"{PARTITION}={self.partition}")
+        return child(self.url, partition_folder(self.partition))
 
     @property
     def errors(self) -> str:
-        return child(self.url, "_errors", f"{PARTITION}={self.partition}")
+        return child(self.url, ERRORS, partition_folder(self.partition))
 
     @property
     def manifest(self) -> str:
-        return child(self.url, "_manifests", f"{PARTITION}={self.partition}.json")
+        return child(self.url, MANIFESTS, manifest_name(self.partition))
 
     def staging(self, run_key: str) -> Staging:
-        return Staging(url=child(self.url, "_staging", run_key))
+        return Staging(url=child(self.url, STAGING, run_key))
 
     def leases(self, owner: str, mode: Mode) -> list[Lease]:
         """Take this partition's lease (and, to overwrite, the whole output's), and see no other run conflicts.
@@ -93,8 +96,8 @@ class OutputLayout(BaseModel):
         Raises:
             LeaseHeld: another live run writes this partition, or an overwrite and an append would overlap.
         """
-        whole = Lease(child(self.url, "_leases", "output.json"), owner)
-        own = Lease(child(self.url, "_leases", f"{PARTITION}={self.partition}.json"), owner)
+        whole = Lease(child(self.url, LEASES, "output.json"), owner)
+        own = Lease(child(self.url, LEASES, manifest_name(self.partition)), owner)
         taken: list[Lease] = []
         try:
             for lease in (whole, own) if mode == "overwrite" else (own,):
@@ -114,9 +117,9 @@ class OutputLayout(BaseModel):
         return taken
 
     def _partition_leases(self, exclude: str) -> list[Lease]:
-        fs, folder = url_to_fs(child(self.url, "_leases"))
-        names = [path.rsplit("/", 1)[-1] for path in fs.glob(f"{folder}/{PARTITION}=*.json")]
-        return [Lease(lease, "") for name in names if (lease := child(self.url, "_leases", name)) != exclude]
+        fs, folder = url_to_fs(child(self.url, LEASES))
+        names = [path.rsplit("/", 1)[-1] for path in fs.glob(f"{folder}/{manifest_name('*')}")]
+        return [Lease(lease, "") for name in names if (lease := child(self.url, LEASES, name)) != exclude]
 
     def owned_partitions(self) -> list[str]:
         """The partitions an overwrite may replace: `run=*` folders this output's runs published (with a manifest).
@@ -128,15 +131,12 @@ class OutputLayout(BaseModel):
         fs, root = url_to_fs(self.url)
         if not fs.exists(root):
             return []
-        manifests = url_to_fs(child(self.url, "_manifests"))[1]
-        published = {
-            path.rsplit("/", 1)[-1].removeprefix(f"{PARTITION}=").removesuffix(".json")
-            for path in (fs.ls(manifests, detail=False) if fs.exists(manifests) else [])
-            if path.endswith(".json") and path.rsplit("/", 1)[-1].startswith(f"{PARTITION}=")
-        }
+        manifests = url_to_fs(child(self.url, MANIFESTS))[1]
+        names = [path.rsplit("/", 1)[-1] for path in (fs.ls(manifests, detail=False) if fs.exists(manifests) else [])]
+        published = {partition for name in names if (partition := manifest_partition(name)) is not None}
         ours = published | {self.partition}  # this run's own partition, perhaps half published by a crash
-        expected = {f"{PARTITION}={name}" for name in ours}
-        errors = url_to_fs(child(self.url, "_errors"))[1]
+        expected = {partition_folder(name) for name in ours}
+        errors = url_to_fs(child(self.url, ERRORS))[1]
         foreign = [
             path[len(root) + 1 :]
             for path in fs.ls(root, detail=False)
@@ -231,7 +231,7 @@ def publish(layout: OutputLayout, staging: Staging, manifest: ScoringManifest) -
         ConfigError: `overwrite` found files or folders scoring did not write (nothing is moved).
     """
     fs, root = url_to_fs(layout.url)
-    trash = f"{root}/_trash/{manifest.run_key}"
+    trash = f"{root}/{TRASH}/{manifest.run_key}"
     if manifest.mode == "overwrite":
         _set_aside(fs, layout, layout.owned_partitions(), trash)
     for kind, target in (("data", layout.data), ("errors", layout.errors)):
