@@ -443,6 +443,9 @@ def compose_port_problems(infra: Path = INFRA) -> list[str]:
                 listening,
                 programs,
             )
+        for url in re.findall(r"https?://[^\s'\"]+", " ".join(service.get("healthcheck", {}).get("test", []))):
+            if urlsplit(url).port not in listening[name].values():
+                problems.append(f"{where}: the health check calls {url}, where the service does not listen")
         if ui := (service.get("environment") or {}).get("PREFECT_UI_API_URL"):
             addresses = [_published(port)[1] for port in service.get("ports", [])]
             if str(urlsplit(ui).port) not in addresses or urlsplit(ui).hostname != "127.0.0.1":
@@ -477,6 +480,12 @@ def kubernetes_port_problems(infra: Path = INFRA) -> list[str]:
             role = next(role for role, value in server_ports.items() if value == number)
             listening[name][role] = port["port"]
     for container in by_where.values():
+        declared = {p.get("name"): p["containerPort"] for p in container.raw.get("ports", [])}
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            port = container.raw.get(probe, {}).get("httpGet", {}).get("port")
+            number = declared.get(port) if isinstance(port, str) else port
+            if port is not None and number not in listening_ports(container).values():
+                problems.append(f"{container.where}: the {probe} calls port {port}, where the server does not listen")
         for variable, value in container.env.items():
             if isinstance(value, str):
                 problems += _url_problems(container.where, variable, value, listening, programs)
@@ -525,6 +534,9 @@ def image_problems(infra: Path = INFRA) -> list[str]:
     python = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
     if not re.search(rf"^FROM {re.escape(python)}\s*$", dockerfile, re.MULTILINE):
         problems.append(f"infra/Dockerfile: expected FROM {python}, the Python the tests run on")
+    for folder in sorted({path.relative_to(ROOT).parts[0] for path in package_dirs().values()}):
+        if not re.search(rf"^COPY {folder} \./{folder}$", dockerfile, re.MULTILINE):
+            problems.append(f"infra/Dockerfile: does not copy {folder}/, part of the installed package")
     if not re.search(r"pip install --constraint infra/constraints.txt \"\.\[cluster\]\"", dockerfile):
         problems.append("infra/Dockerfile: does not install mlpipe[cluster] with infra/constraints.txt")
     containers = compose_containers_cached(infra) + kubernetes_containers(infra)

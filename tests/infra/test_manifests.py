@@ -146,6 +146,20 @@ BREAKAGES = [
     ),
     ("kubernetes ports", "kubernetes/mlflow.yaml", '--port, "5000"', '--port, "5001"', "api port 5001"),
     ("kubernetes ports", "kubernetes/prefect-server.yaml", "targetPort: http", "targetPort: 4300", "not a port of"),
+    (
+        "compose ports",
+        COMPOSE,
+        "urlopen('http://127.0.0.1:5000/health')",
+        "urlopen('http://127.0.0.1:4200/health')",
+        "health check",
+    ),
+    (
+        "kubernetes ports",
+        "kubernetes/dask-cluster.yaml",
+        "port: http-dashboard",
+        "port: tcp-dashboard",
+        "readinessProbe",
+    ),
     ("compose gpu", COMPOSE, ", --resources, GPU=1]", "]", "does not advertise --resources GPU=1"),
     (
         "kubernetes gpu",
@@ -157,6 +171,7 @@ BREAKAGES = [
     ("images", "constraints.txt", "prefect==", "prefect==0.", "prefect==0."),
     ("images", "kubernetes/kustomization.yaml", 'newTag: "', 'newTag: "9', "kustomization.yaml: image mlpipe tag 9"),
     ("images", COMPOSE, "image: postgres:17.6", "image: postgres", "no pinned tag"),
+    ("images", "Dockerfile", "COPY tasks ./tasks\n", "", "does not copy tasks/"),
     ("images", "Dockerfile", '--constraint infra/constraints.txt ".[cluster]"', '"."', "constraints"),
 ]
 
