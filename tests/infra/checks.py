@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 import jsonschema
+import yaml
 
 from tests.infra.manifests import (
     COMPOSE_ENV_EXAMPLE,
@@ -210,21 +211,43 @@ def source_of(value: str | SecretRef) -> object:
 
 
 def compose_schema_problems(infra: Path = INFRA) -> list[str]:
-    """The compose file, interpolated as `docker compose` would, against the compose specification."""
+    """The compose file, interpolated as `docker compose` would, against the compose specification.
+
+    Twice: the specification's JSON schema (the copy check-jsonschema ships) checks every key and
+    its type; the compose-spec parser also reads what the schema leaves as free text (port
+    ranges, durations, device counts).
+    """
     from compose_spec import PyOptions
 
     try:
         text = interpolate(compose_text(infra), example_environment(infra))
-        PyOptions(apply_merge=True).from_yaml(text).validate()
-    except (ValueError, InterpolationError) as error:
+    except InterpolationError as error:
         return [f"{COMPOSE_FILE}: {error}"]
+    schema = compose_json_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(yaml.safe_load(text)), key=lambda error: error.json_path)
+    problems = [f"{COMPOSE_FILE}: {error.json_path}: {error.message}" for error in errors]
+    try:
+        PyOptions(apply_merge=True).from_yaml(text).validate()
+    except ValueError as error:
+        problems.append(f"{COMPOSE_FILE}: {error}")
     services = compose_document(infra)["services"]
-    return [
+    return problems + [
         f"{COMPOSE_FILE}: service {name} depends on unknown service {needed}"
         for name, service in services.items()
         for needed in service.get("depends_on", {})
         if needed not in services
     ]
+
+
+@cache
+def compose_json_schema() -> dict[str, Any]:
+    """The compose specification's JSON schema, as vendored by check-jsonschema (no network)."""
+    import importlib.resources
+    import json
+
+    vendored = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads(vendored.joinpath("compose-spec.json").read_text())  # type: ignore[no-any-return]
 
 
 def variable_problems(infra: Path = INFRA) -> list[str]:
