@@ -438,6 +438,28 @@ def kubernetes_secret_problems(infra: Path = INFRA) -> list[str]:
     return problems
 
 
+def artifact_store_problems(infra: Path = INFRA) -> list[str]:
+    """The bucket and key the store's init creates are the ones the MLflow server writes with."""
+    containers = {container.where.rpartition(" ")[2]: container for container in compose_containers_cached(infra)}
+    mlflow = next((c for c in containers.values() if c.program == "mlflow server"), None)
+    init = next((c for c in containers.values() if "mc mb" in " ".join(c.argv)), None)
+    if mlflow is None or init is None:
+        return [f"{COMPOSE_FILE}: expected an MLflow server and a service that creates its bucket"]
+    problems = []
+    destination = urlsplit(str(mlflow.env.get("MLFLOW_ARTIFACTS_DESTINATION", "")))
+    if destination.netloc != init.env.get("ARTIFACT_BUCKET"):
+        problems.append(
+            f"{init.where}: creates bucket {init.env.get('ARTIFACT_BUCKET')}, MLflow writes to {destination.netloc}"
+        )
+    for server_variable, init_variable in (
+        ("AWS_ACCESS_KEY_ID", "ARTIFACT_ACCESS_KEY"),
+        ("AWS_SECRET_ACCESS_KEY", "ARTIFACT_SECRET_KEY"),
+    ):
+        if source_of(mlflow.env.get(server_variable, "")) != source_of(init.env.get(init_variable, "-")):
+            problems.append(f"{mlflow.where}: {server_variable} is not the key {init.where} creates ({init_variable})")
+    return problems
+
+
 def compose_port_problems(infra: Path = INFRA) -> list[str]:
     """Servers listen on the tools' default ports, clients use them; only loopback is published, never Dask's comm."""
     environment = example_environment(infra)
