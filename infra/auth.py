@@ -10,6 +10,7 @@ servers and use them:
 """
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from mlpipe.errors import ConfigError
 
 MLFLOW_DEFAULT_PASSWORD = "password1234"
 """The admin password older MLflow releases created by themselves: never accepted."""
+MLFLOW_PASSWORD_LENGTH = 12
+"""MLflow's basic-auth app refuses shorter passwords; checked before anything starts."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ def credentials_from_environment(reason: str) -> Credentials:
         problems.append("MLFLOW_TRACKING_PASSWORD is not set")
     elif password == MLFLOW_DEFAULT_PASSWORD:
         problems.append("MLFLOW_TRACKING_PASSWORD is MLflow's well-known default; choose another")
+    elif len(password) < MLFLOW_PASSWORD_LENGTH:
+        problems.append(f"MLFLOW_TRACKING_PASSWORD must have at least {MLFLOW_PASSWORD_LENGTH} characters")
     if problems:
         raise ConfigError(f"{reason} requires authentication: {'; '.join(problems)}")
     return Credentials(prefect, username, password)
@@ -66,6 +71,9 @@ def mlflow_server_environment(credentials: Credentials, folder: Path) -> dict[st
         "grant_default_workspace_access = false\n"
     )
     return {
+        # Signs the UI's CSRF tokens; a fresh one per start (all of one server's workers share it)
+        # unless the user sets their own, for several servers behind one address.
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32),
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_USERNAME": credentials.mlflow_username,
         "MLFLOW_AUTH_ADMIN_PASSWORD": credentials.mlflow_password,
