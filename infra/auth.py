@@ -1,4 +1,4 @@
-"""Credentials of a workspace whose servers require them: from the environment, never a default.
+"""Credentials of a workspace whose servers require them: from Secret blocks or the environment, never a default.
 
 Clients and servers read the same variables, so one shell that exports them can start the
 servers and use them:
@@ -7,6 +7,9 @@ servers and use them:
   `PREFECT_SERVER_API_AUTH_STRING` (which, when set, is used for the server instead).
 - `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`: MLflow clients send them; the
   basic-auth app creates its admin user from them on first start.
+
+A Prefect `Secret` block named by `--prefect-auth-secret` / `--mlflow-password-secret` replaces
+the variable holding the secret (as `MlflowConnection.secret_name` does for clients).
 """
 
 import os
@@ -29,11 +32,17 @@ class Credentials:
     mlflow_password: str
 
 
-def credentials_from_environment(reason: str) -> Credentials:
+def resolve_credentials(
+    reason: str, prefect_secret: str | None = None, mlflow_secret: str | None = None
+) -> Credentials:
     """The servers' credentials, or a ConfigError naming each variable that is missing or unsafe."""
-    prefect = os.environ.get("PREFECT_SERVER_API_AUTH_STRING") or os.environ.get("PREFECT_API_AUTH_STRING", "")
+    from mlpipe.blocks.secrets import password as secret_or_variable
+
+    prefect = secret_or_variable(prefect_secret, "PREFECT_SERVER_API_AUTH_STRING") or os.environ.get(
+        "PREFECT_API_AUTH_STRING", ""
+    )
     username = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
-    password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    password = secret_or_variable(mlflow_secret, "MLFLOW_TRACKING_PASSWORD") or ""
     problems = []
     if ":" not in prefect or not prefect.partition(":")[2]:
         problems.append("PREFECT_API_AUTH_STRING (user:password) is not set")
@@ -48,6 +57,15 @@ def credentials_from_environment(reason: str) -> Credentials:
     if problems:
         raise ConfigError(f"{reason} requires authentication: {'; '.join(problems)}")
     return Credentials(prefect, username, password)
+
+
+def client_environment(credentials: Credentials) -> dict[str, str]:
+    """What the workspace's own clients (Dask workers, the Prefect worker) send to its servers."""
+    return {
+        "PREFECT_API_AUTH_STRING": credentials.prefect_auth_string,
+        "MLFLOW_TRACKING_USERNAME": credentials.mlflow_username,
+        "MLFLOW_TRACKING_PASSWORD": credentials.mlflow_password,
+    }
 
 
 def prefect_server_environment(credentials: Credentials) -> dict[str, str]:

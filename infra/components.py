@@ -12,7 +12,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlpipe.infra.auth import Credentials, mlflow_server_environment, prefect_server_environment
+from mlpipe.infra.auth import (
+    Credentials,
+    client_environment,
+    mlflow_server_environment,
+    prefect_server_environment,
+)
 from mlpipe.infra.readiness import Check, DaskWorkersConnected, HttpAnswers, PrefectWorkerPolling
 from mlpipe.workspace import connect_host
 
@@ -39,6 +44,8 @@ class Options:
     cuda_worker: bool = False
     pool: str = "mlpipe"
     auth: bool = False
+    prefect_auth_secret: str | None = None
+    mlflow_password_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ def components(
         "PREFECT_API_URL": where.prefect_api_url,
         "MLFLOW_TRACKING_URI": where.mlflow_tracking_uri,
         "DASK_SCHEDULER_ADDRESS": where.dask_scheduler_address,
+        **(client_environment(credentials) if credentials else {}),
     }
     return [
         prefect_server(options, ports.prefect, folder, credentials, where),

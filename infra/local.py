@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlpipe.errors import MlpipeError
 from mlpipe.infra import processes
-from mlpipe.infra.auth import credentials_from_environment
+from mlpipe.infra.auth import resolve_credentials
 from mlpipe.infra.components import DASK_HOST, Component, Options, Ports, addresses, components, is_loopback
 from mlpipe.workspace import (
     ESSENTIAL,
@@ -61,7 +61,7 @@ def up(options: Options, on_ready: Callable[[Component, float], None] = lambda *
         credentials = None
         if options.auth or not is_loopback(options.host):
             reason = "--auth" if is_loopback(options.host) else f"listening on {options.host} (beyond loopback)"
-            credentials = credentials_from_environment(reason)
+            credentials = resolve_credentials(reason, options.prefect_auth_secret, options.mlflow_password_secret)
         ports = _ports(options)
         folder = servers_folder()
         planned = components(options, ports, folder, credentials, workspace_home())

@@ -35,6 +35,12 @@ def up(
     auth: Annotated[
         bool, typer.Option(help="require credentials even on loopback (always on beyond it); see the README")
     ] = False,
+    prefect_auth_secret: Annotated[
+        str | None, typer.Option(help="Prefect Secret block with the Prefect auth string [default: the environment]")
+    ] = None,
+    mlflow_password_secret: Annotated[
+        str | None, typer.Option(help="Prefect Secret block with the MLflow password [default: the environment]")
+    ] = None,
 ) -> None:
     """Start the workspace's servers: Prefect, MLflow, a Dask scheduler with CPU (and GPU) workers, a worker.
 
@@ -61,6 +67,8 @@ def up(
             cuda_worker=gpu_count > 0 and cuda_worker_available(),
             pool=pool,
             auth=auth,
+            prefect_auth_secret=prefect_auth_secret,
+            mlflow_password_secret=mlflow_password_secret,
         )
 
         def ready(component: Component, seconds: float) -> None:

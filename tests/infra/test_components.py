@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlpipe.errors import ConfigError
-from mlpipe.infra.auth import credentials_from_environment
+from mlpipe.infra.auth import resolve_credentials
 from mlpipe.infra.components import Options, Ports, components, is_loopback
 from mlpipe.runtime import use_running_servers
 from mlpipe.workspace import ServerProcess, Servers, running_servers, servers_state_file
@@ -75,7 +75,7 @@ def test_credentials_are_never_defaults(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "password1234")
     with pytest.raises(ConfigError) as raised:
-        credentials_from_environment("listening on 0.0.0.0")
+        resolve_credentials("listening on 0.0.0.0")
     message = str(raised.value)
     assert "listening on 0.0.0.0 requires authentication" in message
     assert "PREFECT_API_AUTH_STRING" in message and "MLFLOW_TRACKING_USERNAME" in message
