@@ -177,9 +177,12 @@ def mlflow_server(
 ) -> Component:
     """The tracking server and registry; it stores the artifacts clients send it (artifact proxying)."""
     command = python_module("mlflow", "server", "--host", options.host, "--port", str(port), "--workers", "2")
-    command += ["--backend-store-uri", options.mlflow_db or f"sqlite:///{folder / 'mlflow.db'}"]
     command += ["--artifacts-destination", str(folder / "mlartifacts")]
-    environment = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # 5 processes instead of 12
+    environment = {
+        # In the environment, not the command line that every local user can list.
+        "MLFLOW_BACKEND_STORE_URI": options.mlflow_db or f"sqlite:///{folder / 'mlflow.db'}",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # 5 processes instead of 12
+    }
     if credentials:
         command += ["--app-name", "basic-auth"]
         environment |= mlflow_server_environment(credentials, folder)

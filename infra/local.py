@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mlpipe.errors import MlpipeError
+from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.infra import processes
 from mlpipe.infra.auth import resolve_credentials
 from mlpipe.infra.components import DASK_HOST, Component, Options, Ports, addresses, components, is_loopback
+from mlpipe.redaction import password_of, redact
 from mlpipe.workspace import (
     ESSENTIAL,
     ServerProcess,
@@ -58,6 +59,7 @@ def up(options: Options, on_ready: Callable[[Component, float], None] = lambda *
             if all(not processes.exited(process) for process in existing.processes.values()):
                 return existing, True
             _stop_all(existing)  # what is left of a workspace that partly stopped
+        _check_databases(options)
         credentials = None
         if options.auth or not is_loopback(options.host):
             reason = "--auth" if is_loopback(options.host) else f"listening on {options.host} (beyond loopback)"
@@ -79,6 +81,16 @@ def up(options: Options, on_ready: Callable[[Component, float], None] = lambda *
             _stop_all(read_servers() or servers)
             raise
         return servers, False
+
+
+def _check_databases(options: Options) -> None:
+    """Database URLs carry no password: it would sit in the servers' environment and every message."""
+    for option, url in (("--prefect-db", options.prefect_db), ("--mlflow-db", options.mlflow_db)):
+        if url and password_of(url):
+            raise ConfigError(
+                f"{option} {redact(url)} holds a password; keep it out of the URL: "
+                "PostgreSQL clients read it from PGPASSWORD or ~/.pgpass"
+            )
 
 
 def _ports(options: Options) -> Ports:

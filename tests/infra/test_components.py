@@ -191,3 +191,16 @@ def test_servers_off_keeps_the_embedded_defaults(listening: socket.socket, monke
     _record(listening, os.getpid())
     monkeypatch.setenv("MLPIPE_SERVERS", "off")
     assert use_running_servers() == {}
+
+
+def test_a_database_url_with_a_password_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from mlpipe.infra.local import up
+
+    monkeypatch.setenv("MLPIPE_HOME", str(tmp_path))
+    with pytest.raises(ConfigError) as raised:
+        up(Options(mlflow_db="postgresql://ops:hunter2-secret@db:5432/mlflow"))
+    assert "--mlflow-db postgresql://ops:***@db:5432/mlflow holds a password" in str(raised.value)
+    assert "hunter2" not in str(raised.value) and "PGPASSWORD" in str(raised.value)
+    assert not (tmp_path / "servers" / "workspace.json").exists()
