@@ -79,6 +79,8 @@ class Addresses:
     prefect_ui_url: str
     mlflow_tracking_uri: str
     dask_scheduler_address: str
+    dask_http_url: str
+    """The scheduler's HTTP server: the dashboard, its health and JSON endpoints."""
     dask_dashboard_url: str
 
 
@@ -98,7 +100,7 @@ def _url_host(host: str) -> str:
 
 def addresses(options: Options, ports: Ports) -> Addresses:
     local = _url_host(connect_host(options.host))
-    dashboard = f"http://{DASK_HOST}:{ports.dashboard}"
+    http = f"http://{DASK_HOST}:{ports.dashboard}"
     # Without bokeh the scheduler serves its plain information pages, not the interactive dashboard.
     page = "/status" if importlib.util.find_spec("bokeh") else "/info/main/workers.html"
     return Addresses(
@@ -106,7 +108,8 @@ def addresses(options: Options, ports: Ports) -> Addresses:
         prefect_ui_url=f"http://{local}:{ports.prefect}",
         mlflow_tracking_uri=f"http://{local}:{ports.mlflow}",
         dask_scheduler_address=f"tcp://{DASK_HOST}:{ports.dask}",
-        dask_dashboard_url=dashboard + page,
+        dask_http_url=http,
+        dask_dashboard_url=http + page,
     )
 
 
@@ -118,7 +121,7 @@ def python_module(module: str, *arguments: str) -> list[str]:
 def components(
     options: Options, ports: Ports, folder: Path, credentials: Credentials | None, home: Path
 ) -> list[Component]:
-    """Everything `mlpipe up` starts, in the order `down` stops them backwards."""
+    """Everything `mlpipe up` starts; each starts as soon as the components in its `after` are ready."""
     where = addresses(options, ports)
     clients = {
         "MLPIPE_HOME": str(home),
@@ -137,7 +140,7 @@ def components(
             f"mlpipe worker (pool {options.pool})",
             python_module("mlpipe", "worker", "--pool", options.pool),
             clients,
-            PrefectWorkerPolling(where.prefect_api_url, options.pool),
+            PrefectWorkerPolling(where.prefect_api_url, options.pool, clients.get("PREFECT_API_AUTH_STRING")),
             after=("prefect",),
         ),
     ]
@@ -205,7 +208,7 @@ def dask_scheduler(ports: Ports, where: Addresses) -> Component:
         "Dask scheduler",
         python_module("distributed.cli.dask_scheduler", *arguments),
         {},
-        HttpAnswers(f"http://{dashboard}/health"),
+        HttpAnswers(f"{where.dask_http_url}/health"),
         address=f"{DASK_HOST}:{ports.dask}",
         url=where.dask_dashboard_url,
     )
@@ -217,9 +220,7 @@ def dask_workers(options: Options, folder: Path, where: Addresses, clients: dict
     Workers report their task runs to the workspace's Prefect server (`PREFECT_API_URL` in their
     environment): without it each worker process would start a temporary Prefect API of its own.
     """
-    scheduler = where.dask_scheduler_address
-    http = where.dask_dashboard_url.split("/", 3)
-    counts = f"{http[0]}//{http[2]}"
+    scheduler, counts = where.dask_scheduler_address, where.dask_http_url
     common = ["--host", DASK_HOST, "--no-dashboard", "--local-directory", str(folder / "dask")]
     workers = [
         Component(

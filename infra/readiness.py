@@ -2,7 +2,6 @@
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -60,14 +59,15 @@ class PrefectWorkerPolling:
 
     api_url: str
     pool: str
+    auth_string: str | None = None
 
     def ready(self) -> bool:
         request = urllib.request.Request(
             f"{self.api_url}/work_pools/{self.pool}/workers/filter", data=b"{}", method="POST"
         )
         request.add_header("Content-Type", "application/json")
-        if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
-            request.add_header("Authorization", f"Basic {base64.b64encode(auth.encode()).decode()}")
+        if self.auth_string:
+            request.add_header("Authorization", f"Basic {base64.b64encode(self.auth_string.encode()).decode()}")
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 return bool(json.load(response))
