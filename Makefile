@@ -9,7 +9,7 @@ EVIDENTLY := .venv-evidently
 LINT_TREE := build/lint
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast bench lint clean
+.PHONY: help install demo up down test test-fast bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 
 demo: install ## Run the training pipeline on 100k rows of demo data (no server needed)
 	$(BIN)/mlpipe demo
+
+up: install ## Start the local workspace's servers (Prefect, MLflow, Dask, a worker); commands then use them
+	$(BIN)/mlpipe up
+
+down: install ## Stop the servers `make up` started (their data stays in .mlpipe/servers)
+	$(BIN)/mlpipe down
 
 test: install ## Run the whole test suite (real Prefect, MLflow and Dask on 127.0.0.1)
 	$(BIN)/pytest
@@ -52,4 +58,5 @@ lint: install ## ruff (style, imports, no print in library code), format check, 
 	cd $(LINT_TREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 clean: ## Remove the virtual environments, the local workspace and build folders
+	if [ -x $(BIN)/mlpipe ]; then $(BIN)/mlpipe down; fi
 	rm -rf $(VENV) $(EVIDENTLY) .mlpipe build dist

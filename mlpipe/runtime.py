@@ -1,9 +1,11 @@
 """Process settings for the CLI, applied before Prefect is imported (Prefect reads them once)."""
 
 import os
+import tomllib
+from pathlib import Path
 
 from mlpipe.redaction import install_log_redaction
-from mlpipe.workspace import workspace_home
+from mlpipe.workspace import running_servers, workspace_home
 
 DEFAULTS = {
     # A fresh Prefect home can take longer than Prefect's 20 s default to start its temporary API.
@@ -18,14 +20,52 @@ DEFAULTS = {
 }
 
 
-def configure_process() -> None:
+def configure_process() -> dict[str, str]:
     """Set defaults the user has not set, and keep Prefect's cached results in the workspace.
 
     Results live beside the MLflow store they refer to, so deleting a workspace also forgets
     the cache entries that point into it. Worker processes inherit these variables. Log records
     are redacted (URI passwords and query strings) before any handler sees them.
+
+    When `mlpipe up` runs this workspace's servers, they become the defaults: no temporary
+    Prefect API, runs visible in the UI at once. Returns the variables taken from them, so the
+    command can say so.
     """
     install_log_redaction()
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(workspace_home() / "prefect-results"))
+    return use_running_servers()
+
+
+def use_running_servers() -> dict[str, str]:
+    """Point this process at the servers `mlpipe up` runs, where the user's own settings leave it free.
+
+    Each variable the user set (`PREFECT_API_URL`, `MLFLOW_TRACKING_URI`, `DASK_SCHEDULER_ADDRESS`)
+    wins, so do the active Prefect profile's settings and a config file's block that names a
+    server. The workspace's Dask workers report to its Prefect server, so its scheduler is used
+    only by a process that reports there too. `MLPIPE_SERVERS=off` keeps the embedded defaults.
+    Returns the variables it set.
+    """
+    servers = None if os.environ.get("MLPIPE_SERVERS", "").lower() == "off" else running_servers()
+    if servers is None:
+        return {}
+    own = {**_prefect_profile(), **os.environ}
+    chosen = {name: value for name, value in servers.client_environment().items() if name not in own}
+    if own.get("PREFECT_API_URL", servers.prefect_api_url) != servers.prefect_api_url:
+        chosen.pop("DASK_SCHEDULER_ADDRESS", None)
+    os.environ.update(chosen)
+    return chosen
+
+
+def _prefect_profile() -> dict[str, str]:
+    """The settings of the active Prefect profile (read as a file: importing Prefect takes seconds)."""
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    settings = profiles.get("profiles", {}).get(active, {})
+    return {str(name): str(value) for name, value in settings.items()} if isinstance(settings, dict) else {}

@@ -1,7 +1,14 @@
-"""Where a local workspace lives (`MLPIPE_HOME`, or `./.mlpipe`) and what this machine offers."""
+"""Where a local workspace lives (`MLPIPE_HOME`, or `./.mlpipe`), what this machine offers, and its servers.
 
+The servers are those `mlpipe up` runs; this module only reads their record (the core layer
+starts nothing), so every command can find them in milliseconds.
+"""
+
+import json
 import os
+import socket
 import uuid
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -39,3 +46,124 @@ def workspace_home() -> Path:
     home = Path(os.environ.get("MLPIPE_HOME", ".mlpipe")).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+SERVERS_FOLDER = "servers"
+"""Under the workspace: `mlpipe up`'s state file, logs and databases."""
+ESSENTIAL = ("prefect", "mlflow", "dask-scheduler")
+"""The components without which commands cannot use the running workspace."""
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """One process `mlpipe up` started: its pid (and start time, so a reused pid is not taken for it)."""
+
+    pid: int
+    started: float
+    address: str
+    """`host:port` it listens on; empty for a process that only connects (workers)."""
+    log: str
+
+
+@dataclass(frozen=True)
+class Servers:
+    """What `mlpipe up` runs: the addresses clients use and the processes behind them.
+
+    The state file is the one record of a running workspace: `mlpipe up` writes it, `down` and
+    `status` read it, and every command reads it (`running_servers`) to use the servers by itself.
+    It holds no credential.
+    """
+
+    prefect_api_url: str
+    mlflow_tracking_uri: str
+    dask_scheduler_address: str
+    dask_dashboard_url: str
+    auth: bool
+    processes: dict[str, ServerProcess] = field(default_factory=dict)
+
+    def client_environment(self) -> dict[str, str]:
+        """The standard variables that point a client at these servers."""
+        return {
+            "PREFECT_API_URL": self.prefect_api_url,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "DASK_SCHEDULER_ADDRESS": self.dask_scheduler_address,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Servers":
+        data = json.loads(text)
+        processes = {name: ServerProcess(**process) for name, process in data.pop("processes").items()}
+        return cls(**data, processes=processes)
+
+
+def servers_folder() -> Path:
+    """Where `mlpipe up` keeps its state, logs and databases (created on first use)."""
+    folder = workspace_home() / SERVERS_FOLDER
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def servers_state_file() -> Path:
+    return servers_folder() / "workspace.json"
+
+
+def read_servers() -> Servers | None:
+    """The recorded state of `mlpipe up` in this workspace, alive or not (None when there is none).
+
+    A file that is not such a state is a ValueError naming it.
+    """
+    path = workspace_home() / SERVERS_FOLDER / "workspace.json"
+    try:
+        return Servers.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: not a state file of `mlpipe up` ({error}); remove it") from None
+
+
+def running_servers() -> Servers | None:
+    """The workspace's servers when `mlpipe up` runs them now; None when none were started or they stopped.
+
+    Cheap enough for every command (a few milliseconds): the essential processes must be alive
+    and each must accept a TCP connection. A state file left by processes that died is ignored.
+    """
+    try:
+        servers = read_servers()
+    except ValueError:
+        return None
+    if servers is None:
+        return None
+    for name in ESSENTIAL:
+        process = servers.processes.get(name)
+        if process is None or not pid_alive(process.pid) or not accepts_connections(process.address):
+            return None
+    return servers
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def accepts_connections(address: str, timeout: float = 0.5) -> bool:
+    """Whether something accepts a TCP connection at `host:port`."""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((connect_host(host), int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def connect_host(host: str) -> str:
+    """The address a client on this machine uses for a server listening on `host` (every interface → loopback)."""
+    return "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host.strip("[]")

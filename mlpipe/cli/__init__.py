@@ -5,27 +5,39 @@ the pipeline libraries it needs when it runs, so `mlpipe --help` answers at once
 `mlpipe rollback` loads no scikit-learn or great-expectations.
 """
 
+import sys
+
 import typer
 
 from mlpipe.cli.demo import demo, generate
 from mlpipe.cli.deploy import deploy_app, worker
 from mlpipe.cli.drift import drift
 from mlpipe.cli.gc import gc
+from mlpipe.cli.output import err
 from mlpipe.cli.rollback import rollback
 from mlpipe.cli.score import score
 from mlpipe.cli.sweep import automl, sweep
 from mlpipe.cli.train import train
+from mlpipe.cli.up import down, status, up
 from mlpipe.runtime import configure_process
 
 app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLflow.", no_args_is_help=True)
 
 
+USES_SERVERS = {"train", "demo", "sweep", "automl", "score", "drift", "rollback", "deploy", "worker", "gc"}
+"""Commands that say so when they use the servers `mlpipe up` runs."""
+
+
 @app.callback()
-def _main() -> None:
-    configure_process()
+def _main(context: typer.Context) -> None:
+    used = configure_process()
+    if used and context.invoked_subcommand in USES_SERVERS and "--help" not in sys.argv:
+        names = {"PREFECT_API_URL": "Prefect", "MLFLOW_TRACKING_URI": "MLflow", "DASK_SCHEDULER_ADDRESS": "Dask"}
+        servers = " · ".join(f"{names[name]} {value}" for name, value in used.items())
+        err.print(f"[dim]Using the servers of `mlpipe up`: {servers}[/]", highlight=False, soft_wrap=True)
 
 
-for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc):
+for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc, up, down, status):
     app.command()(command)
 app.add_typer(deploy_app, name="deploy")
 app.command()(worker)

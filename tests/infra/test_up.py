@@ -1,0 +1,202 @@
+"""`mlpipe up` as a user runs it: real servers on 127.0.0.1, used by commands, closed without credentials.
+
+One workspace for the module, started with `--auth` so its servers are configured exactly as
+beyond loopback (`--host 0.0.0.0` forces the same credentials on), while listening on loopback only.
+"""
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from mlpipe.demo_data import credit_default
+from mlpipe.workspace import accepts_connections
+
+pytestmark = pytest.mark.e2e
+MLPIPE = str(Path(sys.executable).parent / "mlpipe")
+FREE_PORTS = ["--prefect-port", "0", "--mlflow-port", "0", "--dask-port", "0", "--dashboard-port", "0"]
+CREDENTIALS = {
+    "PREFECT_API_AUTH_STRING": "ops:prefect-test-secret",
+    "MLFLOW_TRACKING_USERNAME": "ops",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-test-secret",
+}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    folder: Path
+    environment: dict[str, str]
+    status: dict[str, Any]
+
+    def mlpipe(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [MLPIPE, *args], env=self.environment, cwd=self.folder, capture_output=True, text=True, timeout=timeout
+        )
+
+    def current_status(self) -> dict[str, Any]:
+        result = self.mlpipe("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    folder = tmp_path_factory.mktemp("up")
+    environment = {**os.environ, "MLPIPE_HOME": str(folder / "workspace"), **CREDENTIALS}
+    for name in (
+        "PREFECT_API_URL",
+        "MLFLOW_TRACKING_URI",
+        "DASK_SCHEDULER_ADDRESS",
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
+    ):
+        environment.pop(name, None)
+    started = Workspace(folder, environment, {})
+    try:
+        result = started.mlpipe("up", "--auth", *FREE_PORTS, "--workers", "1", timeout=400)
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield Workspace(folder, environment, started.current_status())
+    finally:
+        started.mlpipe("down", timeout=120)
+
+
+def _request(url: str, auth: str | None = None, body: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if auth:
+        request.add_header("Authorization", f"Basic {base64.b64encode(auth.encode()).decode()}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def _json(url: str, auth: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Basic {base64.b64encode(auth.encode()).decode()}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_up_again_reports_what_runs_and_starts_nothing(workspace: Workspace):
+    result = workspace.mlpipe("up", "--auth", *FREE_PORTS, "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "already running" in result.stdout
+    assert workspace.current_status() == workspace.status  # same processes, same URLs
+
+
+def test_status_shows_each_component_running_and_its_urls_answer(workspace: Workspace):
+    status = workspace.status
+    assert status["running"] is True and status["auth"] is True
+    components = status["components"]
+    assert set(components) == {"prefect", "mlflow", "dask-scheduler", "dask-workers", "worker"}
+    assert {component["state"] for component in components.values()} == {"running"}
+    api = status["prefect_api_url"]
+    assert _request(f"{api}/health") == 200
+    with urllib.request.urlopen(components["prefect"]["url"] + "/ui-settings", timeout=30) as response:
+        assert json.load(response)["api_url"] == api  # the UI calls its own server, on whatever port
+    assert _request(f"{status['mlflow_tracking_uri']}/health") == 200
+    assert _request(status["dask_dashboard_url"]) == 200
+    assert accepts_connections(status["dask_scheduler_address"].removeprefix("tcp://"))
+
+
+def test_the_servers_refuse_requests_without_credentials(workspace: Workspace):
+    flows = f"{workspace.status['prefect_api_url']}/flows/filter"
+    assert _request(flows, body=b"{}") == 401
+    assert _request(flows, auth="ops:wrong", body=b"{}") == 401
+    assert _request(flows, auth=CREDENTIALS["PREFECT_API_AUTH_STRING"], body=b"{}") == 200
+    experiments = f"{workspace.status['mlflow_tracking_uri']}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _request(experiments) == 401
+    assert _request(experiments, auth="ops:password1234") == 401
+    assert _request(experiments, auth="ops:" + CREDENTIALS["MLFLOW_TRACKING_PASSWORD"]) == 200
+
+
+def _descendants_seen(pid: int, stop: threading.Event, seen: set[str]) -> None:
+    """Every process `pid` starts while it runs (polled), as command lines."""
+    try:
+        parent = psutil.Process(pid)
+        while not stop.wait(0.1):
+            for child in parent.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    seen.add(" ".join(child.cmdline()))
+    except psutil.Error:
+        return
+
+
+def _tasks_finished_on(scheduler: str) -> int:
+    """How many tasks the scheduler saw finish (its transition log)."""
+    from distributed import Client
+
+    def finished(dask_scheduler: Any) -> int:
+        return sum(1 for transition in dask_scheduler.transition_log if transition[2] == "memory")
+
+    with Client(scheduler, timeout=30) as client:
+        return int(client.run_on_scheduler(finished))
+
+
+def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspace):
+    data = workspace.folder / "tiny.csv"
+    credit_default(rows=300, seed=3).to_csv(data, index=False)
+    command = [MLPIPE, "train", "--data", str(data), "--target", "default", "--name", "up-model"]
+    train = subprocess.Popen(
+        command,
+        env=workspace.environment,
+        cwd=workspace.folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stop, seen = threading.Event(), set[str]()
+    watcher = threading.Thread(target=_descendants_seen, args=(train.pid, stop, seen))
+    watcher.start()
+    try:
+        stdout, stderr = train.communicate(timeout=400)
+    finally:
+        stop.set()
+        watcher.join()
+    assert train.returncode == 0, stderr[-3000:]
+    status = workspace.status
+    assert f"Using the servers of `mlpipe up`: Prefect {status['prefect_api_url']}" in stderr
+    assert not [line for line in seen if "uvicorn" in line or "prefect.server" in line]  # no temporary API
+    assert _tasks_finished_on(status["dask_scheduler_address"]) > 0  # the workspace's Dask workers ran the steps
+
+    auth = CREDENTIALS["PREFECT_API_AUTH_STRING"]
+    runs = _json(f"{status['prefect_api_url']}/flow_runs/filter", auth, {"flows": {"name": {"any_": ["training"]}}})
+    assert [run["state_type"] for run in runs] == ["COMPLETED"]
+    mlflow_auth = f"{CREDENTIALS['MLFLOW_TRACKING_USERNAME']}:{CREDENTIALS['MLFLOW_TRACKING_PASSWORD']}"
+    model = _json(f"{status['mlflow_tracking_uri']}/api/2.0/mlflow/registered-models/get?name=up-model", mlflow_auth)
+    assert model["registered_model"]["latest_versions"][0]["version"] == "1"
+    assert status["mlflow_tracking_uri"] in stdout  # the summary links the run on that server
+
+
+def test_down_leaves_no_process_and_no_listening_port(workspace: Workspace):
+    tree = []
+    for component in workspace.status["components"].values():
+        process = psutil.Process(component["pid"])
+        tree += [process, *process.children(recursive=True)]
+    addresses = [
+        workspace.status["prefect_api_url"].split("/")[2],
+        workspace.status["mlflow_tracking_uri"].split("/")[2],
+        workspace.status["dask_scheduler_address"].removeprefix("tcp://"),
+        workspace.status["dask_dashboard_url"].split("/")[2],
+    ]
+    result = workspace.mlpipe("down", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Stopped: prefect, mlflow, dask-scheduler, dask-workers, worker." in result.stdout
+    left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [p.cmdline() for p in left]
+    assert not [address for address in addresses if accepts_connections(address)]
+    assert workspace.current_status()["running"] is False
+    assert workspace.mlpipe("down").stdout.strip() == "Nothing was running."
