@@ -680,9 +680,10 @@ def _kubernetes_services(
 
 
 def _extra_problems(containers: list[Container]) -> list[str]:
-    """The `cluster` extra the image installs holds what the servers' settings need."""
-    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"].get("cluster", [])
-    names = {re.split(r"[<>=!~; ]", requirement)[0].lower() for requirement in extra}
+    """The image's packages (mlpipe's dependencies and its `cluster` extra) hold what the servers' settings need."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = project["dependencies"] + project["optional-dependencies"].get("cluster", [])
+    names = {re.split(r"[<>=!~; ]", requirement)[0].lower() for requirement in installed}
     needed = set()
     for container in containers:
         if container.program == "mlflow server":
@@ -694,7 +695,7 @@ def _extra_problems(containers: list[Container]) -> list[str]:
             if str(container.env.get("MLFLOW_ARTIFACTS_DESTINATION", "")).startswith("s3://"):
                 needed.add("boto3")
     return [
-        f"pyproject.toml: the cluster extra lacks {name}, which the MLflow server's settings need"
+        f"pyproject.toml: neither the dependencies nor the cluster extra have {name}, which the MLflow server's settings need"
         for name in sorted(needed - names)
     ]
 
