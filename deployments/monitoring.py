@@ -102,8 +102,8 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
     ).model_dump(mode="json")
     trigger = DeploymentEventTrigger(
         name=f"retrain {plan.model} on drift or degraded performance",
-        description=(
-            f"When `{DRIFT_DETECTED}` or `{PERFORMANCE_DEGRADED}` is emitted for model {plan.model}, run "
+        description=(  # shown as plain text in the UI's list of automations
+            f"When {DRIFT_DETECTED} or {PERFORMANCE_DEGRADED} is emitted for model {plan.model}, run "
             f"retraining/{plan.model}-retraining: at most once per {plan.debounce_minutes:g} minutes, one at a time."
         ),
         expect={DRIFT_DETECTED, PERFORMANCE_DEGRADED},

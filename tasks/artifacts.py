@@ -28,12 +28,12 @@ def markdown(key: str, text: str, title: str, *, links: str) -> None:
     create_markdown_artifact(key=key, markdown=f"{text.rstrip()}\n\n{links}\n" if links else text, description=title)
 
 
-def link(key: str, url: str, text: str) -> None:
+def link(key: str, url: str, text: str, title: str) -> None:
     """A link artifact when `url` opens in a browser; otherwise how to get there (e.g. `mlflow ui …`) as text."""
     if url.startswith(("http://", "https://")):
-        create_link_artifact(key=key, link=url, link_text=text)
+        create_link_artifact(key=key, link=url, link_text=text, description=title)
     else:
-        create_markdown_artifact(key=key, markdown=f"{text}: `{url}`")
+        create_markdown_artifact(key=key, markdown=f"{text}: `{url}`", description=title)
 
 
 def progress(key: str, percent: float, title: str) -> UUID:

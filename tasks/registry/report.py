@@ -56,7 +56,12 @@ def publish(
         f"{registration.name}: gate decision",
         links=links,
     )
-    artifacts.link(f"{key}-mlflow-run", run_link(tracking, model.experiment_id, model.run_id), "MLflow run")
+    artifacts.link(
+        f"{key}-mlflow-run",
+        run_link(tracking, model.experiment_id, model.run_id),
+        "MLflow run",
+        f"{registration.name} v{registration.version}: the training run's parameters, metrics, plots and model",
+    )
 
 
 def _number(value: float | None) -> str:
