@@ -69,9 +69,6 @@ def form_values(params: TrainingParams) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def control_room(workspace_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlRoom]:
     """Register training and the closed loop as `mlpipe deploy` does, then run training from the form's values."""
-    import sys as _s
-
-    _t = time.monotonic()
     folder = tmp_path_factory.mktemp("control-room")
     data = folder / "loans.csv"
     credit_default(rows=600, seed=7).to_csv(data, index=False)
