@@ -15,6 +15,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv and install mlpipe with its test extras
+	@command -v chromium >/dev/null || echo "No chromium: the Prefect UI test (tests/ui) will be skipped; to run it: sudo apt-get install chromium"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

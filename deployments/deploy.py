@@ -58,13 +58,17 @@ def deploy_flow(
     work_pool: str,
     tags: list[str],
     config: dict[str, Any] | None = None,
+    *,
+    description: str = "",
     **options: Any,
 ) -> UUID:
     """Register (or update) a deployment of `flow`; returns its id.
 
-    `config` (workspace sections: `mlflow`, `cluster`, …) becomes the flow's `config` parameter;
-    without it, runs use the local defaults and the worker's environment (`MLFLOW_TRACKING_URI`, …).
-    `options` are `Flow.to_deployment`'s: schedules, triggers, concurrency_limit, description.
+    `description` says what this deployment runs, when and on what; the Prefect UI shows it (as
+    markdown) above the flow's own docstring. `config` (workspace sections: `mlflow`, `cluster`, …)
+    becomes the flow's `config` parameter; without it, runs use the local defaults and the worker's
+    environment (`MLFLOW_TRACKING_URI`, …). `options` are `Flow.to_deployment`'s: schedules,
+    triggers, concurrency_limit.
     """
     for what, value in (("deployment", name), ("work pool", work_pool)):
         try:
@@ -81,6 +85,7 @@ def deploy_flow(
             tags=["mlpipe", *tags],
             work_pool_name=work_pool,
             entrypoint_type=EntrypointType.MODULE_PATH,
+            description=f"{description}\n\n{flow.description or ''}".strip(),
             **options,
         ),
     )

@@ -64,6 +64,9 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
             plan,
             config,
             schedules=[Cron(plan.drift_cron, timezone=plan.timezone)],
+            description=f"Compare `{plan.current}` with **{plan.model}**'s training data on the schedule "
+            f"`{plan.drift_cron}` ({plan.timezone}); drift emits `{DRIFT_DETECTED}`, which starts "
+            f"`retraining/{plan.model}-retraining`.",
         )
     }
     if plan.predictions and plan.labels and plan.id_column:
@@ -84,6 +87,10 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
             plan,
             config,
             schedules=[Cron(plan.performance_cron, timezone=plan.timezone)],
+            description=f"Score **{plan.model}**'s predictions against late labels on the schedule "
+            f"`{plan.performance_cron}` ({plan.timezone}); {plan.performance_metric} below "
+            f"{plan.performance_threshold} emits `{PERFORMANCE_DEGRADED}`, which starts "
+            f"`retraining/{plan.model}-retraining`.",
         )
     params = RetrainingParams(
         data=plan.recent,
@@ -95,6 +102,10 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
     ).model_dump(mode="json")
     trigger = DeploymentEventTrigger(
         name=f"retrain {plan.model} on drift or degraded performance",
+        description=(  # shown as plain text in the UI's list of automations
+            f"When {DRIFT_DETECTED} or {PERFORMANCE_DEGRADED} is emitted for model {plan.model}, run "
+            f"retraining/{plan.model}-retraining: at most once per {plan.debounce_minutes:g} minutes, one at a time."
+        ),
         expect={DRIFT_DETECTED, PERFORMANCE_DEGRADED},
         match={"prefect.resource.id": model_resource_id(plan.model)},
         posture="Reactive",
@@ -110,6 +121,10 @@ def deploy_monitoring(plan: MonitoringPlan, config: dict[str, Any] | None = None
         config,
         triggers=[trigger],
         concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+        description=f"Retrain **{plan.model}** on `{plan.recent}`"
+        + (f" and `{plan.history}`" if plan.history else "")
+        + f" when a check finds drift or degraded performance (automation: {trigger.name}); the challenger "
+        "is promoted only if it beats the champion.",
     )
     return ids
 
@@ -120,7 +135,8 @@ def _deploy(
     params: dict[str, Any],
     plan: MonitoringPlan,
     config: dict[str, Any] | None,
+    *,
+    description: str,
     **options: Any,
 ) -> UUID:
-    description = f"{flow.name} for {plan.model}"
     return deploy_flow(flow, name, params, plan.work_pool, [plan.model], config, description=description, **options)

@@ -64,7 +64,10 @@ def deploy_project(sections: dict[str, Any], source: str) -> dict[str, UUID]:
             train.model_dump(mode="json"),
             where.work_pool,
             ["training", train.name],
-            description=f"train {train.name} on {train.data}, on demand",
+            description=(
+                f"Train **{train.name}** on `{train.data}` (target `{train.target}`), on demand: *Run → Quick run* "
+                "uses these parameters, *Run → Custom run* opens them in a form."
+            ),
             config=config,
         )
     if scoring is not None:

@@ -44,5 +44,5 @@ def deploy_nightly_scoring(
         ["scoring"],
         config,
         schedules=[Cron(cron, timezone=timezone)],
-        description=f"score {input} with {model} into {output}, {cron} ({timezone})",
+        description=f"Score `{input}` with **{model}** into `{output}` on the schedule `{cron}` ({timezone}).",
     )

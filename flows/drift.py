@@ -69,7 +69,7 @@ def drift_check(params: DriftParams, config: WorkspaceConfig | None = None) -> D
         workspace.drift,
         workspace.mlflow,
     ).result()
-    payload = publish_drift(summary)
+    payload = publish_drift(summary, workspace.mlflow)
     announce(DRIFT_CHECKED, DRIFT_DETECTED, summary.drifted, model.name, model.version, payload)
     return summary
 

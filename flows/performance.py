@@ -53,7 +53,7 @@ def performance_check(params: PerformanceParams, config: WorkspaceConfig | None 
         workspace.mlflow,
         until=until,
     ).result()
-    payload = publish_performance(summary)
+    payload = publish_performance(summary, workspace.mlflow)
     model = summary.model
     announce(PERFORMANCE_CHECKED, PERFORMANCE_DEGRADED, summary.degraded, model.name, model.version, payload)
     return summary

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 from distributed import as_completed
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
@@ -30,6 +29,7 @@ from mlpipe.flows.common import (
     scheduled_time,
     threads_per_task,
 )
+from mlpipe.tasks import artifacts
 from mlpipe.tasks.data.files import Batch
 from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.model_ref import resolve_task
@@ -93,7 +93,7 @@ def batch_scoring(params: ScoringParams, config: WorkspaceConfig | None = None) 
     finally:
         for lease in reversed(leases):
             lease.release()
-    report(manifest)
+    report(manifest, workspace.mlflow)
     return ScoringSummary(manifest=manifest, already_published=False)
 
 
@@ -117,10 +117,10 @@ def run_batches(
     threads, _ = cluster_capacity()
     concurrency = params.max_concurrency or threads
     per_batch_threads = threads_per_task(concurrency)
-    progress = create_progress_artifact(
+    progress = artifacts.progress(
+        artifact_key(f"scoring-{plan.partition}"),
         100.0 * resumed / max(len(plan.batches), 1),
-        key=artifact_key(f"scoring-{plan.partition}"),
-        description=f"batches of {plan.model.name} v{plan.model.version} on {len(plan.inputs)} files",
+        f"batches of {plan.model.name} v{plan.model.version} on {len(plan.inputs)} files",
     )
     client = dask_client()
     inflight = {_submit(client, b, plan, params, staging, workspace, per_batch_threads) for b in todo[:concurrency]}
@@ -142,7 +142,7 @@ def run_batches(
             inflight.add(submitted)
             finished.add(submitted)
         if time.monotonic() - reported > 1.0 or len(done) == len(plan.batches):
-            update_progress_artifact(progress, 100.0 * len(done) / len(plan.batches))  # type: ignore[arg-type]
+            artifacts.advance(progress, 100.0 * len(done) / len(plan.batches))
             reported = time.monotonic()
     check_errors(done, problems, params.error_threshold)
     record_unreadable(problems, staging)

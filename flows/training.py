@@ -35,7 +35,7 @@ class DataParams(Strict):
 
 
 class TrainingParams(DataParams):
-    """What to train: rendered as a form in the Prefect UI."""
+    """What to train: the data, the column to predict, the registered model's name and the model family."""
 
     model: ModelSpec = Field(default_factory=ModelSpec)
 

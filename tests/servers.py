@@ -53,10 +53,14 @@ def _probe(health: str) -> None:
 
 @contextmanager
 def prefect_server(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`prefect server start` with its own database under `home`: its API URL and process."""
+    """`prefect server start` with its own database under `home`: its API URL and process.
+
+    Its UI (at the URL without `/api`) is told where the API is: left alone it looks on port 4200.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env["PREFECT_UI_API_URL"] = url
     env.pop("PREFECT_API_URL", None)
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with serving(command, f"{url}/health", home / "server.log", env) as server:

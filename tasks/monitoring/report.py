@@ -2,9 +2,9 @@
 
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-from mlpipe.tasks.links import artifact_key
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.tasks import artifacts
+from mlpipe.tasks.links import artifact_key, mlflow_links
 from mlpipe.tasks.monitoring.drift import Rule
 from mlpipe.tasks.monitoring.drift_check import DriftSummary
 from mlpipe.tasks.monitoring.performance import PerformanceSummary
@@ -16,15 +16,22 @@ RULE_WORDS: dict[Rule, str] = {
 }
 
 
-def publish_drift(summary: DriftSummary) -> dict[str, Any]:
+def publish_drift(summary: DriftSummary, tracking: MlflowConnection) -> dict[str, Any]:
     """The per-feature table and the data-quality findings as artifacts; returns the events' payload.
 
     The payload names the rules that fired (`weighted_share`, `prediction`, `critical`; none when
     nothing drifted), so an automation or a person reading the event knows why without the report.
     """
     key = artifact_key(f"{summary.model.name}-drift")
-    create_table_artifact(key=key, table=feature_table(summary), description=_headline(summary))
-    create_markdown_artifact(key=f"{key}-quality", markdown=_quality_markdown(summary))
+    links = mlflow_links(
+        tracking,
+        run_id=summary.mlflow_run_id,
+        run_label="MLflow run with the histograms",
+        models=[(summary.model.name, summary.model.version)],
+    )
+    artifacts.table(key, feature_table(summary), _headline(summary), links=links)
+    title = f"{summary.model.name} v{summary.model.version}: data quality"
+    artifacts.markdown(f"{key}-quality", _quality_markdown(summary), title, links=links)
     return {
         "drifted": summary.drifted,
         "rules": summary.data.rules,
@@ -61,13 +68,14 @@ def feature_table(summary: DriftSummary) -> list[dict[str, Any]]:
     ]
 
 
-def publish_performance(summary: PerformanceSummary) -> dict[str, Any]:
+def publish_performance(summary: PerformanceSummary, tracking: MlflowConnection) -> dict[str, Any]:
     """The metrics on the labelled rows as a table artifact; returns the events' payload."""
-    create_table_artifact(
-        key=artifact_key(f"{summary.model.name}-performance"),
-        table=[{"metric": name, "value": round(value, 6)} for name, value in summary.metrics.items()],
-        description=f"{summary.model.name} v{summary.model.version} on {summary.labelled_rows:,} labelled rows: "
+    artifacts.table(
+        artifact_key(f"{summary.model.name}-performance"),
+        [{"metric": name, "value": round(value, 6)} for name, value in summary.metrics.items()],
+        f"{summary.model.name} v{summary.model.version} on {summary.labelled_rows:,} labelled rows: "
         f"{summary.metric} {summary.value:.4f} (threshold {summary.threshold})",
+        links=mlflow_links(tracking, models=[(summary.model.name, summary.model.version)]),
     )
     return {
         "metric": summary.metric,

@@ -3,13 +3,13 @@
 import datetime as dt
 from typing import Any
 
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.tasks import artifacts
 from mlpipe.tasks.caching import pipeline_task
-from mlpipe.tasks.links import artifact_key, run_link
+from mlpipe.tasks.links import artifact_key, mlflow_links, run_link
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.train import TrainedModel
 from mlpipe.tasks.registry.gate import GateDecision
@@ -25,10 +25,17 @@ def publish(
 ) -> None:
     """Metrics table, gate decision with the numbers compared, and the link to the MLflow run."""
     key = artifact_key(registration.name)
-    create_table_artifact(
-        key=f"{key}-metrics",
-        table=[{"metric": name, "test": round(value, 6)} for name, value in evaluation.metrics.items()],
-        description=f"{registration.name} v{registration.version}: test-set metrics",
+    links = mlflow_links(
+        tracking,
+        run_id=model.run_id,
+        experiment_id=model.experiment_id,
+        models=[(registration.name, registration.version)],
+    )
+    artifacts.table(
+        f"{key}-metrics",
+        [{"metric": name, "test": round(value, 6)} for name, value in evaluation.metrics.items()],
+        f"{registration.name} v{registration.version}: test-set metrics",
+        links=links,
     )
     verdict = "passed — promoted to champion" if decision.passed else "rejected — stays challenger"
     rows = [
@@ -42,19 +49,19 @@ def publish(
         ("margin", "", f"{decision.margin:g}"),
     ]
     table = "\n".join(f"| {what} | {version} | {value} |" for what, version, value in rows)
-    create_markdown_artifact(
-        key=f"{key}-gate",
-        markdown=(
-            f"# Gate: {verdict}\n\n{decision.reason}\n\n| | version | {decision.metric} |\n|---|---|---|\n{table}\n\n"
-            f"Aliases on v{registration.version}: {', '.join(registration.aliases) or 'none'}\n"
-        ),
-        description=f"{registration.name}: gate decision",
+    artifacts.markdown(
+        f"{key}-gate",
+        f"# Gate: {verdict}\n\n{decision.reason}\n\n| | version | {decision.metric} |\n|---|---|---|\n{table}\n\n"
+        f"Aliases on v{registration.version}: {', '.join(registration.aliases) or 'none'}\n",
+        f"{registration.name}: gate decision",
+        links=links,
     )
-    link = run_link(tracking, model.experiment_id, model.run_id)
-    if link.startswith("http"):
-        create_link_artifact(key=f"{key}-mlflow-run", link=link, link_text="MLflow run")
-    else:
-        create_markdown_artifact(key=f"{key}-mlflow-run", markdown=f"MLflow run: `{link}`")
+    artifacts.link(
+        f"{key}-mlflow-run",
+        run_link(tracking, model.experiment_id, model.run_id),
+        "MLflow run",
+        f"{registration.name} v{registration.version}: the training run's parameters, metrics, plots and model",
+    )
 
 
 def _number(value: float | None) -> str:
@@ -104,14 +111,16 @@ def record_retraining(decision: RetrainingDecision, tracking: MlflowConnection) 
         f"(trigger: {decision.trigger})"
     )
     key = f"mlpipe.retraining.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-    for version in {decision.challenger, *([decision.champion] if decision.champion else [])}:
+    compared = [decision.challenger, *([decision.champion] if decision.champion else [])]
+    for version in set(compared):
         client.set_model_version_tag(decision.model_name, version, key, note)
     title = f"v{decision.challenger} {verdict} against v{decision.champion}"
     rows = "\n".join(f"| {key} | {value} |" for key, value in decision.payload().items())
-    create_markdown_artifact(
-        key=artifact_key(f"{decision.model_name}-retraining"),
-        markdown=f"# Retraining: {title}\n\n| | |\n| --- | --- |\n{rows}\n",
-        description=f"{decision.model_name}: retraining decision",
+    artifacts.markdown(
+        artifact_key(f"{decision.model_name}-retraining"),
+        f"# Retraining: {title}\n\n| | |\n| --- | --- |\n{rows}\n",
+        f"{decision.model_name}: retraining decision",
+        links=mlflow_links(tracking, models=[(decision.model_name, version) for version in compared]),
     )
 
 

@@ -12,15 +12,16 @@ import json
 from typing import Any, Literal
 
 from fsspec.core import url_to_fs
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
+from mlpipe.tasks import artifacts
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.data.files import InputFile
 from mlpipe.tasks.lease import Lease, LeaseHeld
-from mlpipe.tasks.links import artifact_key
+from mlpipe.tasks.links import artifact_key, mlflow_links
 from mlpipe.tasks.registry.model_ref import ResolvedModel
 from mlpipe.tasks.scoring.batch import BatchResult, Staging
 from mlpipe.tasks.scoring.plan import ScoringPlan
@@ -267,7 +268,7 @@ def _set_aside(fs: Any, layout: OutputLayout, partitions: list[str], trash: str)
                 fs.mv(path, target, recursive=True)
 
 
-def report(manifest: ScoringManifest) -> None:
+def report(manifest: ScoringManifest, tracking: MlflowConnection) -> None:
     """The run's counts, throughput and where its output and errors are, as a Prefect table artifact."""
     counts = f"{manifest.rows_in:,} / {manifest.rows_out:,} / {manifest.rows_errored:,}"
     rows: list[dict[str, Any]] = [
@@ -280,10 +281,17 @@ def report(manifest: ScoringManifest) -> None:
         {"what": "output", "value": manifest.output},
         {"what": "errors", "value": manifest.errors},
     ]
-    create_table_artifact(
-        key=artifact_key(f"scoring-{manifest.partition}-summary"),
-        table=rows,
-        description=f"batch scoring into partition {manifest.partition}",
+    model = manifest.model
+    artifacts.table(
+        artifact_key(f"scoring-{manifest.partition}-summary"),
+        rows,
+        f"batch scoring into partition {manifest.partition}",
+        links=mlflow_links(
+            tracking,
+            run_id=model.run_id,
+            run_label="MLflow run that trained the model",
+            models=[(model.name, model.version)] if model.name and model.version else [],
+        ),
     )
 
 

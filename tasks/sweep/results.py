@@ -7,7 +7,6 @@ import optuna
 from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from optuna.trial import FrozenTrial, TrialState
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -15,8 +14,9 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.blocks.study import StudyStorage
 from mlpipe.errors import MlpipeError
 from mlpipe.lineage import lineage_tags
+from mlpipe.tasks import artifacts
 from mlpipe.tasks.caching import pipeline_task
-from mlpipe.tasks.links import artifact_key
+from mlpipe.tasks.links import artifact_key, mlflow_links
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.sweep.space import SearchSpace
 from mlpipe.tasks.sweep.study import Goal, StudySpec, best_trial, counted, open_study, requeue_interrupted
@@ -184,7 +184,7 @@ def finish_sweep(
     for name, figure in sweep_plots(study, trials, spec).items():
         client.log_figure(sweep.parent_run_id, figure, f"sweep/{name}.png")
     client.set_terminated(sweep.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
-    _publish(sweep.study, spec, rows)
+    _publish(sweep, spec, rows, tracking)
     return SweepResult(
         study=sweep.study,
         metric=spec.metric,
@@ -229,11 +229,15 @@ def sweep_plots(study: optuna.Study, trials: list[FrozenTrial], spec: StudySpec)
     return figures
 
 
-def _publish(study: str, spec: StudySpec, rows: list[LeaderboardRow]) -> None:
+def _publish(sweep: SweepRun, spec: StudySpec, rows: list[LeaderboardRow], tracking: MlflowConnection) -> None:
     """Leaderboard, and the best trial of each family when the sweep searched several."""
-    create_table_artifact(
-        key=f"{artifact_key(study)}-leaderboard",
-        table=[
+    study = sweep.study
+    links = mlflow_links(
+        tracking, run_id=sweep.parent_run_id, experiment_id=sweep.experiment_id, run_label="MLflow parent run"
+    )
+    artifacts.table(
+        f"{artifact_key(study)}-leaderboard",
+        [
             {
                 "rank": r.rank or "",
                 "trial": r.trial,
@@ -246,20 +250,22 @@ def _publish(study: str, spec: StudySpec, rows: list[LeaderboardRow]) -> None:
             }
             for r in rows
         ],
-        description=f"sweep {study}: trials, best first ({spec.metric}, {spec.goal})",
+        f"sweep {study}: trials, best first ({spec.metric}, {spec.goal})",
+        links=links,
     )
     by_family: dict[str, LeaderboardRow] = {}
     for row in rows:
         if row.state == "complete" and row.family not in by_family:
             by_family[row.family] = row
     if len({r.family for r in rows}) > 1:
-        create_table_artifact(
-            key=f"{artifact_key(study)}-families",
-            table=[
+        artifacts.table(
+            f"{artifact_key(study)}-families",
+            [
                 {"family": f, "best trial": r.trial, spec.metric or "value": _rounded(r.value)}
                 for f, r in by_family.items()
             ],
-            description=f"sweep {study}: best trial of each model family",
+            f"sweep {study}: best trial of each model family",
+            links=links,
         )
 
 
