@@ -695,7 +695,7 @@ def _extra_problems(containers: list[Container]) -> list[str]:
             if str(container.env.get("MLFLOW_ARTIFACTS_DESTINATION", "")).startswith("s3://"):
                 needed.add("boto3")
     return [
-        f"pyproject.toml: neither the dependencies nor the cluster extra have {name}, which the MLflow server's settings need"
+        f"pyproject.toml: no dependency or cluster extra has {name}, which the MLflow server's settings need"
         for name in sorted(needed - names)
     ]
 
