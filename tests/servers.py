@@ -96,7 +96,7 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tupl
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(command, f"{url}/health", home / "server.log", env) as server:
+    with serving(command, f"{url}/health", home / "server.log", env, seconds=300) as server:
         yield url, server
 
 
@@ -117,7 +117,8 @@ def mlflow_server(folder: Path, proxy_artifacts: bool = True, database_url: str 
         command += ["--default-artifact-root", (folder / "artifacts").as_uri(), "--no-serve-artifacts"]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     url = f"http://127.0.0.1:{port}"
-    with serving(command, f"{url}/health", folder / "mlflow-server.log", env):
+    # Creating the tables (dozens of migrations on PostgreSQL) can take minutes on a busy machine.
+    with serving(command, f"{url}/health", folder / "mlflow-server.log", env, seconds=300):
         yield url
 
 

@@ -8,6 +8,7 @@ parameter are what is checked); a worker killed mid-sweep costs nothing but time
 """
 
 import json
+import threading
 import urllib.parse
 import urllib.request
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from distributed import Client
+from optuna.trial import TrialState
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -233,3 +235,91 @@ def test_four_trials_logging_at_once_on_postgres_lose_no_run_metric_or_task_run(
     assert flow_run_state(sweep_run) == "Completed"
     tasks = prefect_task_runs(sweep_run, expected=8)
     assert tasks["run-trial"] == ["Completed"] * 8, tasks
+
+
+def test_gpu_annotated_trials_and_training_reach_only_the_gpu_worker_and_xgboost_gets_cuda(
+    cluster: Servers, credit_parquet: Path
+):
+    before = {prefix: cluster.ran_on(prefix) for prefix in ("run_trial", "train")}
+    name = f"gpu-{uuid.uuid4().hex[:6]}"
+    space = parse_space(
+        {"xgboost": {"n_estimators": 20, "learning_rate": {"type": "loguniform", "low": 0.01, "high": 0.3}}}, "t"
+    )
+    # device auto: the scheduler has a worker advertising GPU, so xgboost goes there with device cuda.
+    outcome = run_sweep(
+        cluster.workspace,
+        data=str(credit_parquet),
+        name=name,
+        space=space,
+        max_trials=3,
+        study_name=name,
+        study=RANDOM,
+        device="auto",
+    )
+    assert outcome.error is None, outcome.error
+    summary = outcome.summary
+    for prefix, counts in before.items():  # the scheduler's record: the other worker got none of them
+        now = cluster.ran_on(prefix)
+        added = {worker: now[worker] - counts.get(worker, 0) for worker in now if now[worker] > counts.get(worker, 0)}
+        assert set(added) == {cluster.gpu_worker}, (prefix, added, cluster.cpu_worker)
+    trials = study_trials(cluster.workspace, name)
+    assert {t.user_attrs["worker"] for t in trials} == {cluster.gpu_worker}
+    assert max_overlap([(t.user_attrs["started"], t.user_attrs["finished"]) for t in trials]) == 1  # one GPU
+
+    parent = mlflow_get(cluster.mlflow, "runs/get", run_id=summary.parent_run_id)["run"]
+    children = mlflow_child_runs(cluster.mlflow, parent["info"]["experiment_id"], summary.parent_run_id)
+    assert len(children) == 4  # three trials and the winner, retrained
+    assert all(params_of(run)["device"] == "cuda" for run in children), [params_of(r) for r in children]
+    winner = mlflow_get(cluster.mlflow, "runs/get", run_id=summary.training.run_id)["run"]
+    assert params_of(winner)["device"] == "cuda"
+
+
+def test_a_worker_killed_mid_sweep_the_sweep_completes_every_trial_once(
+    cluster: Servers, credit_parquet: Path, tmp_path: Path
+):
+    name = f"kill-{uuid.uuid4().hex[:6]}"
+    space = parse_space({"xgboost": {"n_estimators": 300, "max_depth": {"type": "int", "low": 6, "high": 8}}}, "t")
+    env = {"PREFECT_API_URL": cluster.prefect}
+    with servers.dask_worker(cluster.scheduler, "doomed", tmp_path, env) as (doomed, process):
+        cluster.dask.wait_for_workers(3, timeout=60)
+        killed: list[str] = []
+
+        def kill_the_worker_mid_trial() -> None:
+            def running_a_trial() -> bool:
+                keys = cluster.dask.processing(workers=[doomed]).get(doomed, [])
+                return any(str(key).startswith("run_trial") for key in keys)
+
+            wait_for(running_a_trial, 240, "a trial on the doomed worker")
+            process.kill()
+            killed.append(doomed)
+
+        killer = threading.Thread(target=kill_the_worker_mid_trial, daemon=True)
+        killer.start()
+        outcome = run_sweep(
+            cluster.workspace,
+            data=str(credit_parquet),
+            name=name,
+            space=space,
+            max_trials=6,
+            max_concurrent=5,
+            study_name=name,
+            study=RANDOM,
+        )
+        killer.join(timeout=5)
+    assert killed and process.poll() is not None, "the worker was not killed mid-trial"
+    assert outcome.error is None, outcome.error
+    trials = study_trials(cluster.workspace, name)
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state) for t in trials]
+    assert [row.state for row in outcome.summary.sweep.leaderboard] == ["complete"] * 6
+
+    # Each trial has one finished MLflow run; the killed attempt's run is closed as failed, saying why.
+    parent = mlflow_get(cluster.mlflow, "runs/get", run_id=outcome.summary.parent_run_id)["run"]
+    children = mlflow_child_runs(cluster.mlflow, parent["info"]["experiment_id"], outcome.summary.parent_run_id)
+    trial_runs = [r for r in children if r["info"]["run_name"].startswith("trial-")]
+    finished = sorted(r["info"]["run_name"] for r in trial_runs if r["info"]["status"] == "FINISHED")
+    assert finished == [f"trial-{n:03d}" for n in range(6)]
+    lost = [r for r in trial_runs if r["info"]["status"] != "FINISHED"]
+    assert len(lost) == 1 and lost[0]["info"]["status"] == "FAILED", [r["info"] for r in lost]
+    lost_tags = {t["key"]: t["value"] for t in lost[0]["data"]["tags"]}
+    assert "worker running this trial was lost" in lost_tags["mlpipe.error"]
