@@ -3,7 +3,7 @@
 import datetime as dt
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 from prefect import Flow, flow, get_run_logger
 from prefect.context import FlowRunContext
@@ -14,8 +14,10 @@ from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.flows.runner import WorkspaceTaskRunner
 from mlpipe.redaction import install_log_redaction
-from mlpipe.tasks.model.families import GPU_FAMILIES, Family, ModelSpec, on_device
 from mlpipe.workspace import available_cores
+
+if TYPE_CHECKING:  # the model families import scikit-learn and xgboost: only flows that train need them
+    from mlpipe.tasks.model.families import Family, ModelSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,19 +80,16 @@ def resolve_device(device: Device, gpus: int) -> Literal["cpu", "cuda"]:
     return "cuda" if device == "cuda" or (device == "auto" and gpus > 0) else "cpu"
 
 
-def note_cpu_only(families: Iterable[Family], device: Literal["cpu", "cuda"]) -> None:
+def note_cpu_only(families: Iterable["Family"], device: Literal["cpu", "cuda"]) -> None:
     """Say which of `families` train on CPU workers although cuda was chosen (they have no GPU implementation)."""
+    from mlpipe.tasks.model.families import GPU_FAMILIES
+
     cpu_only = sorted(set(families) - GPU_FAMILIES)
     if device == "cuda" and cpu_only:
-        get_run_logger().warning(
-            "device cuda: %s ha%s no GPU implementation and train%s on CPU workers",
-            ", ".join(cpu_only),
-            "s" if len(cpu_only) == 1 else "ve",
-            "s" if len(cpu_only) == 1 else "",
-        )
+        get_run_logger().warning("device cuda: no GPU implementation for %s, which train on CPU workers", cpu_only)
 
 
-def placed(spec: ModelSpec, device: Literal["cpu", "cuda"]) -> tuple[ModelSpec, AbstractContextManager[Any]]:
+def placed(spec: "ModelSpec", device: Literal["cpu", "cuda"]) -> tuple["ModelSpec", AbstractContextManager[Any]]:
     """`spec` set for `device`, and the context to submit its task in.
 
     A GPU family on cuda trains with `device="cuda"` and its task asks the scheduler for one
@@ -98,6 +97,8 @@ def placed(spec: ModelSpec, device: Literal["cpu", "cuda"]) -> tuple[ModelSpec, 
     GPU worker of an existing scheduler gets it and no other worker can. Other families train
     as they are, anywhere.
     """
+    from mlpipe.tasks.model.families import GPU_FAMILIES, on_device
+
     if device != "cuda" or spec.family not in GPU_FAMILIES:
         return spec, nullcontext()
     import dask
