@@ -336,6 +336,7 @@ def _start_run(client: Any, request: TrialRequest) -> str:
             "mlpipe.study": request.study,
             "mlpipe.trial_number": str(request.number),
             "mlpipe.family": request.spec.family,
+            "mlpipe.worker": _worker_name(),  # where it runs, visible while it runs
         },
     )
     return str(run.info.run_id)

@@ -284,12 +284,15 @@ def test_a_worker_killed_mid_sweep_the_sweep_completes_every_trial_once(
         cluster.dask.wait_for_workers(3, timeout=60)
         killed: list[str] = []
 
-        def kill_the_worker_mid_trial() -> None:
-            def running_a_trial() -> bool:
-                keys = cluster.dask.processing(workers=[doomed]).get(doomed, [])
-                return any(str(key).startswith("run_trial") for key in keys)
+        tracking = cluster.workspace.resolve().mlflow.client()
 
-            wait_for(running_a_trial, 240, "a trial on the doomed worker")
+        def kill_the_worker_mid_trial() -> None:
+            def running_a_trial() -> bool:  # its MLflow run started, not finished
+                experiment = tracking.get_experiment_by_name(name)
+                running = f"tags.`mlpipe.worker` = '{doomed}' and attributes.status = 'RUNNING'"
+                return experiment is not None and bool(tracking.search_runs([experiment.experiment_id], running))
+
+            wait_for(running_a_trial, 240, "a trial running on the doomed worker")
             process.kill()
             killed.append(doomed)
 
