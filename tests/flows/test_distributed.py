@@ -202,7 +202,7 @@ def flow_run_of(run: dict[str, Any]) -> str:
     return tags["mlpipe.prefect_flow_run_id"]
 
 
-def test_four_trials_logging_at_once_on_postgres_lose_no_run_metric_or_task_run(cluster: Servers, credit_parquet: Path):
+def test_trials_logging_four_at_once_on_postgres_lose_no_run_metric_or_task_run(cluster: Servers, credit_parquet: Path):
     name = f"par-{uuid.uuid4().hex[:6]}"
     space = parse_space(LINEAR, "t")
     outcome = run_sweep(
