@@ -1,6 +1,6 @@
 """Datastore: where datasets and snapshots live, as an fsspec URL."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -11,6 +11,12 @@ from mlpipe.blocks.secrets import UriWithoutPassword, secret_value
 from mlpipe.errors import ConfigError
 from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home, workspace_id
+
+if TYPE_CHECKING:
+    from prefect.filesystems import WritableFileSystem
+
+RESULTS_FOLDER = "prefect-results"
+"""Where, under the datastore, a remote cluster's cached task results are kept."""
 
 
 class Datastore(Block):
@@ -56,3 +62,20 @@ class Datastore(Block):
             raise ValueError("Datastore.resolve() must be called before use")
         fs, root = url_to_fs(self.url, **self.options())
         return fs, root.rstrip("/")
+
+    def result_storage(self) -> "WritableFileSystem":
+        """Prefect result storage under this datastore (`<url>/prefect-results`), for flows on a remote cluster.
+
+        Prefect keeps a task's cached result where the flow process says, even when a worker on
+        another host runs the task; under the datastore, which every worker already reads and
+        writes, each worker and the next run find it. The storage options (the Secret's included)
+        go with the run's context to its workers, in memory only, as Prefect's own storage does.
+        """
+        from fsspec.implementations.local import LocalFileSystem as LocalFiles
+        from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+
+        fs, root = self.filesystem()
+        if isinstance(fs, LocalFiles):
+            return LocalFileSystem(basepath=f"{root}/{RESULTS_FOLDER}")
+        assert self.url is not None  # filesystem() checked it
+        return RemoteFileSystem(basepath=f"{self.url.rstrip('/')}/{RESULTS_FOLDER}", settings=self.options())

@@ -1,22 +1,32 @@
 """What the flows share: how they are declared, their configuration and cluster, run timing and thread budgets."""
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
-from prefect import Flow, flow
+from prefect import Flow, flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from pydantic import AfterValidator
 
 from mlpipe.blocks.workspace import WorkspaceConfig
-from mlpipe.errors import MlpipeError
+from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.flows.runner import WorkspaceTaskRunner
 from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import available_cores
 
+if TYPE_CHECKING:  # the model families import scikit-learn and xgboost: only flows that train need them
+    from mlpipe.tasks.model.families import Family, ModelSpec
+
 P = ParamSpec("P")
 R = TypeVar("R")
+
+Device = Literal["cpu", "cuda", "auto"]
+"""Where models train: CPU workers, workers that advertise the `GPU` resource, or GPU workers if the cluster has any."""
+
+GPU_RESOURCE = "GPU"
+"""The Dask worker resource a GPU worker advertises (`dask worker ADDRESS --resources GPU=1`, or dask-cuda)."""
 
 
 def pipeline_flow(name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
@@ -40,6 +50,12 @@ def open_workspace(config: WorkspaceConfig | None) -> WorkspaceConfig:
     context = FlowRunContext.get()
     if context is not None and isinstance(context.task_runner, WorkspaceTaskRunner):
         context.task_runner.use(workspace.cluster)
+        if workspace.cluster.address:
+            # Workers of a scheduler may run on other hosts: a task's cached result must be where every
+            # worker (and the next run) can read it, not under a path of this process's machine.
+            context.result_store = context.result_store.model_copy(
+                update={"result_storage": workspace.datastore.result_storage()}
+            )
     return workspace
 
 
@@ -50,8 +66,44 @@ def cluster_capacity() -> tuple[int, int]:
         return available_cores(), 0
     workers = context.task_runner.client.scheduler_info(n_workers=-1)["workers"].values()
     threads = sum(int(w.get("nthreads", 0)) for w in workers)
-    gpus = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
+    gpus = sum(int(w.get("resources", {}).get(GPU_RESOURCE, 0)) for w in workers)
     return threads or available_cores(), gpus
+
+
+def resolve_device(device: Device, gpus: int) -> Literal["cpu", "cuda"]:
+    """`cuda` or `cpu` for a cluster with `gpus` GPU workers; asking for cuda on a cluster with none is an error."""
+    if device == "cuda" and gpus == 0:
+        raise ConfigError(
+            f"device 'cuda': no Dask worker advertises the {GPU_RESOURCE} resource (start GPU workers with "
+            f"`dask worker SCHEDULER --resources {GPU_RESOURCE}=1`, or ask for device 'auto' or 'cpu')"
+        )
+    return "cuda" if device == "cuda" or (device == "auto" and gpus > 0) else "cpu"
+
+
+def note_cpu_only(families: Iterable["Family"], device: Literal["cpu", "cuda"]) -> None:
+    """Say which of `families` train on CPU workers although cuda was chosen (they have no GPU implementation)."""
+    from mlpipe.tasks.model.families import GPU_FAMILIES
+
+    cpu_only = sorted(set(families) - GPU_FAMILIES)
+    if device == "cuda" and cpu_only:
+        get_run_logger().warning("device cuda: no GPU implementation for %s, which train on CPU workers", cpu_only)
+
+
+def placed(spec: "ModelSpec", device: Literal["cpu", "cuda"]) -> tuple["ModelSpec", AbstractContextManager[Any]]:
+    """`spec` set for `device`, and the context to submit its task in.
+
+    A GPU family on cuda trains with `device="cuda"` and its task asks the scheduler for one
+    `GPU`: `dask.annotate` is read by the Dask client when prefect-dask submits the task, so a
+    GPU worker of an existing scheduler gets it and no other worker can. Other families train
+    as they are, anywhere.
+    """
+    from mlpipe.tasks.model.families import GPU_FAMILIES, on_device
+
+    if device != "cuda" or spec.family not in GPU_FAMILIES:
+        return spec, nullcontext()
+    import dask
+
+    return on_device(spec, device), dask.annotate(resources={GPU_RESOURCE: 1})
 
 
 def threads_per_task(in_flight: int) -> int:

@@ -9,19 +9,27 @@ same gate and registry as any training run.
 
 import hashlib
 import time
-from contextlib import nullcontext
 from typing import Literal
 
-import dask
 import optuna
 from prefect.futures import PrefectFuture, as_completed
 from pydantic import BaseModel, Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
-from mlpipe.errors import ConfigError, MlpipeError
-from mlpipe.flows.common import cluster_capacity, open_workspace, pipeline_flow, threads_per_task
+from mlpipe.errors import MlpipeError
+from mlpipe.flows.common import (
+    Device,
+    cluster_capacity,
+    note_cpu_only,
+    open_workspace,
+    pipeline_flow,
+    placed,
+    resolve_device,
+    threads_per_task,
+)
 from mlpipe.flows.training import DataParams, PreparedData, TrainingSummary, prepare_data, train_and_register
 from mlpipe.tasks.data.split import SplitRefs, combine_task
+from mlpipe.tasks.model.families import GPU_FAMILIES
 from mlpipe.tasks.sweep.lease import StudyLease, hold_study
 from mlpipe.tasks.sweep.results import SweepResult, SweepRun, SweepTiming, finish_sweep_task, start_sweep_task
 from mlpipe.tasks.sweep.space import SearchSpace, auto_space
@@ -52,7 +60,10 @@ class SweepParams(DataParams):
     report_every: int = Field(default=5, ge=1, description="boosting rounds between reports (pruning checks)")
     threads_per_trial: int | None = Field(default=None, ge=1, description="default: cores / max_concurrent")
     exit_score: float | None = Field(default=None, description="stop starting trials once the best reaches it")
-    gpu: bool = Field(default=False, description="trials need the GPU worker resource; xgboost runs on cuda")
+    device: Device = Field(
+        default="cpu",
+        description="cuda: xgboost trials and the winner on GPU workers; auto: cuda if the cluster has one",
+    )
     wait_for_study: float = Field(
         default=0.0, ge=0, description="seconds to wait while another sweep holds the study; default: fail at once"
     )
@@ -68,6 +79,7 @@ class SweepPlan(BaseModel):
     max_trials: int
     max_concurrent: int
     threads: int
+    device: Literal["cpu", "cuda"]
 
 
 class SweepSummary(BaseModel):
@@ -116,7 +128,7 @@ def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSu
         "mlpipe.sweep_study": run.study,
         "mlpipe.sweep_trial": str(result.best_trial),
     }
-    training = train_and_register(data, final_splits, result.best_spec, params.name, workspace, tags)
+    training = train_and_register(data, final_splits, result.best_spec, params.name, workspace, tags, plan.device)
     return SweepSummary(sweep=result, training=training, parent_run_id=run.parent_run_id, resumed_trials=run.requeued)
 
 
@@ -132,9 +144,10 @@ def plan_sweep(params: SweepParams, data: PreparedData) -> SweepPlan:
     if spec.sampler == "grid":
         max_trials = min(max_trials, space.grid_size())
     threads, gpus = cluster_capacity()
-    if params.gpu and gpus == 0:
-        raise ConfigError("--gpu: no Dask worker advertises the GPU resource (start workers with --resources GPU=1)")
-    max_concurrent = params.max_concurrent or (gpus if params.gpu else threads)
+    device = resolve_device(params.device, gpus)
+    note_cpu_only(space.families, device)
+    on_gpus = device == "cuda" and set(space.families) <= GPU_FAMILIES  # every trial waits for a GPU
+    max_concurrent = params.max_concurrent or (gpus if on_gpus else threads)
     fingerprint = study_fingerprint(spec, space, data.dataset.content_hash, params.split.seed)
     name = params.study_name or f"{params.name}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:10]}"
     return SweepPlan(
@@ -145,6 +158,7 @@ def plan_sweep(params: SweepParams, data: PreparedData) -> SweepPlan:
         max_trials=max_trials,
         max_concurrent=max_concurrent,
         threads=params.threads_per_trial or threads_per_task(max_concurrent),
+        device=device,
     )
 
 
@@ -210,9 +224,7 @@ def _submit(
 ) -> tuple[PrefectFuture[TrialOutcome], int]:
     study.sampler = plan.spec.sampler_for(plan.space, plan.max_concurrent, len(study.get_trials(deepcopy=False)))
     trial = study.ask()
-    spec = plan.space.suggest(trial, plan.spec.seed)
-    if params.gpu and spec.family == "xgboost":
-        spec = spec.model_copy(update={"params": {"device": "cuda", **spec.params}})
+    spec, placement = placed(plan.space.suggest(trial, plan.spec.seed), plan.device)
     request = TrialRequest(
         study=plan.study_name,
         storage=workspace.studies,
@@ -228,6 +240,5 @@ def _submit(
         experiment_id=run.experiment_id,
         parent_run_id=run.parent_run_id,
     )
-    resources = {"GPU": 1} if params.gpu else {}
-    with dask.annotate(resources=resources) if resources else nullcontext():
+    with placement:
         return trial_task.submit(request, data, prepared.contract, workspace.mlflow, workspace.datastore), trial.number

@@ -3,7 +3,15 @@
 from pydantic import BaseModel, Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
-from mlpipe.flows.common import open_workspace, pipeline_flow
+from mlpipe.flows.common import (
+    Device,
+    cluster_capacity,
+    note_cpu_only,
+    open_workspace,
+    pipeline_flow,
+    placed,
+    resolve_device,
+)
 from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.contract_inference import contract_task
 from mlpipe.tasks.data.ingest import ingest_task
@@ -38,6 +46,9 @@ class TrainingParams(DataParams):
     """What to train: the data, the column to predict, the registered model's name and the model family."""
 
     model: ModelSpec = Field(default_factory=ModelSpec)
+    device: Device = Field(
+        default="cpu", description="cuda: xgboost on a GPU worker; auto: cuda if the cluster has one"
+    )
 
 
 class PreparedData(BaseModel):
@@ -93,11 +104,19 @@ def train_and_register(
     name: str,
     workspace: WorkspaceConfig,
     tags: dict[str, str] | None = None,
+    device: Device = "cpu",
 ) -> TrainingSummary:
-    """Train → evaluate → gate → register → promote → publish; `tags` link the model to what chose it (a sweep)."""
+    """Train (on a GPU worker when `device` says so) → evaluate → gate → register → promote → publish.
+
+    `tags` link the model to what chose it (a sweep).
+    """
     store, tracking = workspace.datastore, workspace.mlflow
     contract = data.contract
-    model = train_task.submit(splits, contract, spec, name, tracking, store, tags or {}).result()
+    chosen = "cpu" if device == "cpu" else resolve_device(device, cluster_capacity()[1])
+    note_cpu_only([spec.family], chosen)
+    spec, placement = placed(spec, chosen)
+    with placement:
+        model = train_task.submit(splits, contract, spec, name, tracking, store, tags or {}).result()
     evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
     decision = gate_task.submit(evaluation, splits, contract, name, workspace.gate, tracking, store).result()
     registration = register_task.submit(model, evaluation, data.dataset, name, tracking).result()
@@ -131,4 +150,4 @@ def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> T
     """Train, evaluate, gate and register one model; unchanged steps are served from cache."""
     workspace = open_workspace(config)
     data = prepare_data(params, workspace)
-    return train_and_register(data, data.splits, params.model, params.name, workspace)
+    return train_and_register(data, data.splits, params.model, params.name, workspace, device=params.device)

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BIN = Path(sys.executable).parent
 
@@ -51,9 +53,42 @@ def _probe(health: str) -> None:
         urllib.request.urlopen(health, timeout=2)
 
 
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+"""The test PostgreSQL server (trust auth); `MLPIPE_TEST_POSTGRES_URL` overrides it."""
+
+
 @contextmanager
-def prefect_server(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`prefect server start` with its own database under `home`: its API URL and process.
+def postgres_databases(*purposes: str) -> Iterator[dict[str, str]]:
+    """A fresh database per purpose on the test PostgreSQL server, dropped afterwards: purpose → `postgresql://` URL.
+
+    Skips the test, naming the server and the variable, when no PostgreSQL answers there.
+    """
+    import psycopg2
+    import pytest
+
+    base = urlsplit(os.environ.get("MLPIPE_TEST_POSTGRES_URL", POSTGRES_URL))
+    prefix = (base.path.strip("/") or "test").replace("-", "_")
+    try:
+        admin = psycopg2.connect(base._replace(path="/postgres").geturl(), connect_timeout=5)
+    except psycopg2.OperationalError as error:
+        pytest.skip(f"no PostgreSQL at {base.hostname}:{base.port} (set MLPIPE_TEST_POSTGRES_URL): {error}")
+    admin.autocommit = True
+    names = {purpose: f"{prefix}_{purpose}_{uuid.uuid4().hex[:8]}" for purpose in purposes}
+    try:
+        with admin.cursor() as cursor:
+            for name in names.values():
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        yield {purpose: base._replace(path=f"/{name}").geturl() for purpose, name in names.items()}
+    finally:
+        with admin.cursor() as cursor:
+            for name in names.values():
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`prefect server start`: its API URL and process; its database under `home`, or at `database_url` (PostgreSQL).
 
     Its UI (at the URL without `/api`) is told where the API is: left alone it looks on port 4200.
     """
@@ -62,14 +97,16 @@ def prefect_server(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env["PREFECT_UI_API_URL"] = url
     env.pop("PREFECT_API_URL", None)
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(command, f"{url}/health", home / "server.log", env) as server:
+    with serving(command, f"{url}/health", home / "server.log", env, seconds=300) as server:
         yield url, server
 
 
 @contextmanager
-def mlflow_server(folder: Path, proxy_artifacts: bool = True) -> Iterator[str]:
-    """An `mlflow server` on SQLite; yields its URL (`http://127.0.0.1:PORT`).
+def mlflow_server(folder: Path, proxy_artifacts: bool = True, database_url: str | None = None) -> Iterator[str]:
+    """An `mlflow server` on SQLite (or the PostgreSQL `database_url`); yields its URL (`http://127.0.0.1:PORT`).
 
     With `proxy_artifacts` the server stores artifacts it receives; without, clients write them to
     its folder directly (one request fewer per artifact, for tests that count requests).
@@ -77,15 +114,42 @@ def mlflow_server(folder: Path, proxy_artifacts: bool = True) -> Iterator[str]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    command += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
+    command += ["--backend-store-uri", database_url or f"sqlite:///{folder / 'mlflow.db'}"]
     if proxy_artifacts:
         command += ["--artifacts-destination", str(folder / "art")]
     else:
         command += ["--default-artifact-root", (folder / "artifacts").as_uri(), "--no-serve-artifacts"]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     url = f"http://127.0.0.1:{port}"
-    with serving(command, f"{url}/health", folder / "mlflow-server.log", env):
+    # Creating the tables (dozens of migrations on PostgreSQL) can take minutes on a busy machine.
+    with serving(command, f"{url}/health", folder / "mlflow-server.log", env, seconds=300):
         yield url
+
+
+@contextmanager
+def dask_scheduler(folder: Path) -> Iterator[str]:
+    """`dask scheduler` on 127.0.0.1 (no dashboard); yields its address (`tcp://127.0.0.1:PORT`)."""
+    port = free_port()
+    command = [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    with serving(command, f"tcp://127.0.0.1:{port}", folder / "scheduler.log", dict(os.environ), seconds=60):
+        yield f"tcp://127.0.0.1:{port}"
+
+
+@contextmanager
+def dask_worker(
+    scheduler: str, name: str, folder: Path, env: dict[str, str], nthreads: int = 1, resources: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A `dask worker` process (no nanny: killing it kills the worker) on 127.0.0.1; yields its address and process.
+
+    `env` is added to this process's environment (a worker needs the flow's `PREFECT_API_URL`).
+    """
+    port = free_port()
+    command = [str(BIN / "dask"), "worker", scheduler, "--name", name, "--nthreads", str(nthreads), "--no-nanny"]
+    command += ["--host", "127.0.0.1", "--worker-port", str(port), "--no-dashboard"]
+    command += ["--resources", resources] if resources else []
+    log = folder / f"worker-{name}.log"
+    with serving(command, f"tcp://127.0.0.1:{port}", log, {**os.environ, **env}, seconds=60) as worker:
+        yield f"tcp://127.0.0.1:{port}", worker
 
 
 @contextmanager

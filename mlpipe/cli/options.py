@@ -27,6 +27,12 @@ Seed = Annotated[int | None, typer.Option(help="seed for the split and the model
 Metric = Annotated[str | None, typer.Option(help="validation metric (default roc_auc / rmse)")]
 ExitScore = Annotated[float | None, typer.Option(help="stop once the best trial reaches this score")]
 Passthrough = Annotated[str | None, typer.Option(help="input columns to copy to the output: COL,COL…")]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        help="cpu | cuda | auto: cuda trains xgboost on GPU workers, auto does if the cluster has any (default cpu)"
+    ),
+]
 Pool = Annotated[str, typer.Option(help="process work pool (created if missing)")]
 
 

@@ -33,7 +33,8 @@ def sweep(
     startup_trials: Annotated[int | None, typer.Option(help="trials that finish before pruning starts")] = None,
     exit_score: opt.ExitScore = None,
     study: Annotated[str | None, typer.Option(help="study name (default: derived from the inputs)")] = None,
-    gpu: Annotated[bool, typer.Option(help="run trials on workers with the GPU resource")] = False,
+    device: opt.Device = None,
+    gpu: Annotated[bool, typer.Option(help="the same as --device cuda")] = False,
     wait_for_study: Annotated[
         float | None, typer.Option(help="seconds to wait while another sweep holds the study (default: fail at once)")
     ] = None,
@@ -46,6 +47,8 @@ def sweep(
     seed: opt.Seed = None,
 ) -> None:
     """Search hyperparameters in parallel on Dask; register the best through the gate."""
+    if gpu and device not in (None, "cuda"):
+        raise typer.BadParameter(f"--gpu means --device cuda, not --device {device}", param_hint="--gpu")
     options = {
         **opt.data_options(data, target, name, task, time_column, exclude, contract),
         "study_name": study,
@@ -55,7 +58,7 @@ def sweep(
         "timeout": timeout,
         "trial_timeout": trial_timeout,
         "exit_score": exit_score,
-        "gpu": gpu or None,
+        "device": "cuda" if gpu else device,
         "wait_for_study": wait_for_study,
     }
     study_options = {

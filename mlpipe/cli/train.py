@@ -22,9 +22,10 @@ def train(
     exclude: opt.Exclude = None,
     contract: opt.Contract = None,
     seed: opt.Seed = None,
+    device: opt.Device = None,
 ) -> None:
     """Train, evaluate, gate and register a model."""
-    options = opt.data_options(data, target, name, task, time_column, exclude, contract)
+    options = {**opt.data_options(data, target, name, task, time_column, exclude, contract), "device": device}
     run(
         lambda: train_model(
             config,

@@ -24,6 +24,9 @@ Family = Literal["xgboost", "random_forest", "extra_trees", "hist_gradient_boost
 
 ParamValue = bool | int | float | str | None
 
+GPU_FAMILIES: frozenset[Family] = frozenset({"xgboost"})
+"""Families with a CUDA implementation; the others train on CPU workers whatever device is asked for."""
+
 
 class ModelSpec(Strict):
     """Which family to train and the hyperparameters that differ from its defaults."""
@@ -81,6 +84,13 @@ def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> t
     if classification:
         return LogisticRegression, {"max_iter": 1000, "random_state": seed}
     return Ridge, {"alpha": 1.0}
+
+
+def on_device(spec: ModelSpec, device: Literal["cpu", "cuda"]) -> ModelSpec:
+    """`spec` set to train on `device`: xgboost gets `device="cuda"` (a `device` the user set wins); others are kept."""
+    if device == "cuda" and spec.family in GPU_FAMILIES:
+        return spec.model_copy(update={"params": {"device": "cuda", **spec.params}})
+    return spec
 
 
 def refusal(estimator: BaseEstimator, name: str, value: ParamValue) -> str | None:

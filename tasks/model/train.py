@@ -89,6 +89,10 @@ def train(
             fit_kwargs = {"eval_set": [(preprocessor.transform(validation_rows), y_validation)], "verbose": False}
         estimator.fit(x_train, y_train, **fit_kwargs)
     fit_seconds = time.perf_counter() - started
+    if isinstance(estimator, XGBModel) and estimator.get_params().get("device") not in (None, "cpu"):
+        # Trained on a GPU, scored anywhere: the registered model predicts on the CPU of whichever
+        # worker or server loads it, with no device-mismatch fallback on a GPU host either.
+        estimator.set_params(device="cpu")
     model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
     return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds, tags or {})
 

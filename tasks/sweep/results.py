@@ -215,7 +215,8 @@ def sweep_plots(study: optuna.Study, trials: list[FrozenTrial], spec: StudySpec)
     axis.legend()
     figures = {"optimization_history": figure}
     varied = {name for t in complete for name in t.params}
-    if len(complete) >= 3 and varied:
+    if len(complete) >= 3 and varied and len({t.value for t in complete}) > 1:
+        # fANOVA explains the spread of the scores; with every trial scoring the same there is none to explain.
         importances = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=spec.seed)
         )

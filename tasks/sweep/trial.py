@@ -9,6 +9,7 @@ or runs past its time limit is recorded as failed; the sweep goes on.
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, Literal
 
 import numpy as np
@@ -274,6 +275,7 @@ def run_trial(
     study = optuna.load_study(study_name=request.study, storage=request.storage.open(), pruner=request.pruner.build())
     trial = optuna.trial.Trial(study, request.trial_id)
     client = tracking.client()
+    abandoned = trial.user_attrs.get("mlflow_run_id")  # set: a worker died running this trial, Dask ran it again
     try:
         run_id = _start_run(client, request)
     except Exception as failure:  # noqa: BLE001 - bookkeeping failed: the trial fails, the sweep goes on
@@ -281,6 +283,9 @@ def run_trial(
         _tell(study, trial, outcome)
         return outcome
     trial.set_user_attr("mlflow_run_id", run_id)
+    if abandoned:
+        with suppress(Exception):  # best effort: the study already knows which run counts
+            _close_abandoned(client, str(abandoned), run_id)
     threads = request.threads or max(1, available_cores())
     deadline = time.monotonic() + request.timeout if request.timeout else None
     # Each report is a durable write to the shared study (an fsync with the journal file), so
@@ -331,6 +336,7 @@ def _start_run(client: Any, request: TrialRequest) -> str:
             "mlpipe.study": request.study,
             "mlpipe.trial_number": str(request.number),
             "mlpipe.family": request.spec.family,
+            "mlpipe.worker": _worker_name(),  # where it runs, visible while it runs
         },
     )
     return str(run.info.run_id)
@@ -359,6 +365,13 @@ def _outcome(
         mlflow_run_id=run_id,
         error=error,
     )
+
+
+def _close_abandoned(client: Any, abandoned: str, rerun: str) -> None:
+    """Close the run of an attempt whose worker died as failed, naming the run that replaces it."""
+    client.set_tag(abandoned, "mlpipe.trial_state", "failed")
+    client.set_tag(abandoned, "mlpipe.error", f"the worker running this trial was lost; it ran again as run {rerun}")
+    client.set_terminated(abandoned, RunStatus.to_string(RunStatus.FAILED))
 
 
 def _close_failed(client: Any, outcome: TrialOutcome) -> None:

@@ -1,30 +1,25 @@
 """Sweeps across processes: a killed sweep resumes, two sweeps of one study do not mix, a tracking server
-blip fails only its trials, GPU trials go to GPU workers of a real scheduler."""
+blip fails only its trials, a GPU sweep with no GPU worker fails before its first trial."""
 
 import json
 import os
 import signal
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
-from distributed import Client, LocalCluster
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from prefect.settings import PREFECT_API_URL
 
-from mlpipe.blocks import DaskCluster, MlflowConnection, StudyStorage, WorkspaceConfig
+from mlpipe.blocks import MlflowConnection, StudyStorage, WorkspaceConfig
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.sweep.space import parse_space
 from mlpipe.tasks.sweep.study import INTERRUPTED
 from tests import servers
 from tests.flaky_http import flaky_proxy
-from tests.pipeline import MLPIPE, cli_environment, max_overlap, run_cli, run_sweep, study_trials, wait_for
+from tests.pipeline import MLPIPE, cli_environment, run_cli, run_sweep, study_trials, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -203,77 +198,8 @@ def test_tracking_server_blips_fail_only_their_trials_and_the_sweep_goes_on(
     assert parent.data.metrics["trials_failed"] == 2  # counted against max_failed like any failed trial
 
 
-@pytest.fixture
-def gpu_cluster() -> object:
-    """A real scheduler with one plain worker process and one `dask worker` that advertises a GPU."""
-    env = {"PREFECT_API_URL": PREFECT_API_URL.value()}
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, env=env, dashboard_address=":0") as cluster:
-        worker = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "dask"),
-                "worker",
-                cluster.scheduler_address,
-                "--nthreads",
-                "2",
-                "--resources",
-                "GPU=1",
-                "--name",
-                "gpu-worker",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            with Client(cluster.scheduler_address) as client:
-                client.wait_for_workers(2, timeout=120)
-                gpu_address = next(
-                    address
-                    for address, info in client.scheduler_info(n_workers=-1)["workers"].items()
-                    if info.get("resources", {}).get("GPU")
-                )
-            yield cluster.scheduler_address, gpu_address
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
-
-
-def test_gpu_trials_run_on_gpu_workers_with_study_storage_in_redis(
-    workspace: WorkspaceConfig, demo_frame: pd.DataFrame, tmp_path: Path, gpu_cluster: tuple[str, str]
-):
-    scheduler, gpu_address = gpu_cluster
-    data = tmp_path / "gpu.parquet"
-    demo_frame.to_parquet(data, index=False)
-    remote = workspace.model_copy(
-        update={
-            "cluster": DaskCluster(address=scheduler),
-            "studies": StudyStorage(url="redis://127.0.0.1:6379/15"),  # shared by workers that share no disk
-        }
-    )
-    space = parse_space({"linear": {"C": {"type": "loguniform", "low": 0.01, "high": 10}}}, "t")
-    name = f"gpu-{uuid.uuid4().hex[:8]}"
-    outcome = run_sweep(
-        remote,
-        data=str(data),
-        name=name,
-        space=space,
-        max_trials=4,
-        gpu=True,
-        study_name=name,
-        study={"sampler": "random", "pruner": {"kind": "none"}},
-    )
-    assert outcome.error is None, outcome.error
-    trials = optuna.load_study(study_name=name, storage=remote.resolve().studies.open()).get_trials()
-    assert {t.user_attrs["worker"] for t in trials} == {gpu_address}
-    # With no --max-concurrent, a GPU sweep runs as many trials at once as there are GPUs.
-    assert max_overlap([(t.user_attrs["started"], t.user_attrs["finished"]) for t in trials]) == 1
-
-
 def test_gpu_sweep_without_gpu_workers_fails_before_any_trial(workspace: WorkspaceConfig, demo_csv: Path):
     space = parse_space({"linear": {"C": {"type": "loguniform", "low": 0.01, "high": 10}}}, "t")
-    outcome = run_sweep(workspace, data=str(demo_csv), name="gpu-missing", space=space, max_trials=2, gpu=True)
+    outcome = run_sweep(workspace, data=str(demo_csv), name="gpu-missing", space=space, max_trials=2, device="cuda")
     assert isinstance(outcome.error, ConfigError)
-    assert "GPU resource" in str(outcome.error)
+    assert "device 'cuda': no Dask worker advertises the GPU resource" in str(outcome.error)
