@@ -5,6 +5,8 @@ the pipeline libraries it needs when it runs, so `mlpipe --help` answers at once
 `mlpipe rollback` loads no scikit-learn or great-expectations.
 """
 
+from typing import Annotated
+
 import typer
 
 from mlpipe.cli.demo import demo, generate
@@ -21,8 +23,10 @@ app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLfl
 
 
 @app.callback()
-def _main() -> None:
-    configure_process()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' own log lines")] = False,
+) -> None:
+    configure_process(verbose)
 
 
 for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc):

@@ -54,3 +54,16 @@ def test_worker_loads_no_scikit_learn_or_great_expectations(tmp_path: Path):
     assert "error:" in result.stderr
     assert "prefect" in imported
     assert not imported & {"sklearn", "great_expectations", "xgboost", "mlflow", "optuna"}
+
+
+def test_the_pipelines_load_the_heavy_libraries_only_in_the_steps_that_use_them(tmp_path: Path):
+    """A cached run never pays for great-expectations or matplotlib: the steps import them when they run."""
+    flows = "mlpipe.flows.training, mlpipe.flows.sweep, mlpipe.flows.scoring, mlpipe.flows.drift"
+    probe = f"import sys, {flows}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    environment = {**os.environ, "MLPIPE_HOME": str(tmp_path / ".mlpipe")}
+    command = [sys.executable, "-c", probe]
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = set(result.stdout.split())
+    assert {"prefect", "pandas"} <= imported
+    assert not imported & {"great_expectations", "matplotlib"}
