@@ -17,9 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from mlpipe.cli.output import err
 from mlpipe.runtime import verbose_output
+
+if TYPE_CHECKING:
+    from prefect.server.api.server import SubprocessASGIServer
 
 LIBRARY_NOISE = ("serialized using CloudPickle",)
 """Warnings a library gives on every run about what mlpipe does on purpose (models are logged as
@@ -49,12 +53,12 @@ def preparing_flow() -> Iterator[None]:
             starter.join()  # never leave a half-started server to a process that is exiting
     if not verbose_output():
         _show_progress()
-        _quiet_mlflow()
+        _quiet_libraries()
 
 
-def _start(server: object) -> None:
+def _start(server: "SubprocessASGIServer") -> None:
     try:
-        server.start()  # type: ignore[attr-defined]
+        server.start()
     except Exception:  # noqa: BLE001 - the flow's own start raises it with Prefect's message
         return
 
@@ -100,10 +104,15 @@ def _show_progress() -> None:
         logger.addHandler(progress)
 
 
-def _quiet_mlflow() -> None:
-    """MLflow's own announcements off; its warnings and errors still shown, but for `LIBRARY_NOISE`."""
+def _quiet_libraries() -> None:
+    """MLflow's and optuna's announcements off (those the flow's modules loaded); their warnings and errors
+    still shown, but for `LIBRARY_NOISE`."""
     import sys
 
+    if "optuna" in sys.modules:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "Trial 3 finished with value…"
     if "mlflow" not in sys.modules:
         return
     from mlflow.utils import logging_utils
