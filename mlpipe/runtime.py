@@ -7,8 +7,9 @@ from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import workspace_home
 
 DEFAULTS = {
-    # A fresh Prefect home can take longer than Prefect's 20 s default to start its temporary API.
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # A fresh Prefect home (or a busy machine: the API now starts while the command imports) can take
+    # longer than Prefect's 20 s default to start its temporary API.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     # No telemetry calls from machines without internet access.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",

@@ -61,11 +61,11 @@ def evaluate(
     """Scores on the test split, exactly as the registered pyfunc model will produce them, and the
     importance of each input column on it, stored with the model for drift checks to weigh features by.
     """
+    from mlflow.entities import Metric
+
     rows = read_snapshot(splits.test, store)
     logged = _load(model.model_uri, tracking)
     predictions, metrics = _score(logged, rows, contract)
-    from mlflow.entities import Metric
-
     importance = permutation_importance_of(
         logged.unwrap_python_model(), rows, contract, model.spec.seed, splits.test.source
     )
