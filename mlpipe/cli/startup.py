@@ -57,10 +57,15 @@ def preparing_flow() -> Iterator[None]:
 
 
 def _start(server: "SubprocessASGIServer") -> None:
+    """Start the server; one that fails to answer in time is stopped, so that the flow's own start is a fresh one.
+
+    Prefect keeps a failed server's port and process slot: starting it again would launch a
+    second process and lose the first, which would then outlive the command.
+    """
     try:
         server.start()
     except Exception:  # noqa: BLE001 - the flow's own start raises it with Prefect's message
-        return
+        server.stop()
 
 
 class _Noise(logging.Filter):
