@@ -83,7 +83,7 @@ def workspace_up(folder: Path) -> Iterator[dict[str, str]]:
     Started here as separate real servers (Prefect, MLflow, a Dask scheduler and one worker
     process); `mlpipe up` can take this function's place, with `mlpipe status --json` for the URLs.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prefect").mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         api_url, _ = stack.enter_context(prefect_server(folder / "prefect"))
         tracking_uri = stack.enter_context(mlflow_server(folder / "mlflow"))
