@@ -85,4 +85,4 @@ def test_verbose_brings_the_library_logs_back_and_a_cached_run_never_loads_great
     assert "Finished in state Cached" in result.stderr  # Prefect's own lines: the steps were not run again
     imported = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s+(\S+)$", result.stderr, re.M)}
     assert "prefect" in imported
-    assert not imported & {"great_expectations", "matplotlib", "xgboost"}
+    assert "great_expectations" not in imported  # (the champion's model is still loaded: the gate is never cached)
