@@ -39,6 +39,7 @@ test-fast: install ## Only the tests of plain functions: no Prefect server, abou
 	$(BIN)/pytest -m unit
 
 bench: install $(EVIDENTLY)/.installed ## Run the benchmarks in tests/benchmarks (minutes; not part of `make test`)
+	$(BIN)/python -m tests.benchmarks.commands
 	$(BIN)/python -m tests.benchmarks.training
 	$(BIN)/python -m tests.benchmarks.sweep
 	$(BIN)/python -m tests.benchmarks.scoring

@@ -2,14 +2,16 @@
 
 import os
 import tomllib
+import warnings
 from pathlib import Path
 
 from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import running_servers, workspace_home
 
 DEFAULTS = {
-    # A fresh Prefect home can take longer than Prefect's 20 s default to start its temporary API.
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # A fresh Prefect home (or a busy machine: the API now starts while the command imports) can take
+    # longer than Prefect's 20 s default to start its temporary API.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     # No telemetry calls from machines without internet access.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",
@@ -20,18 +22,44 @@ DEFAULTS = {
 }
 
 
-def configure_process() -> dict[str, str]:
+QUIET = {
+    # Libraries' INFO lines (Prefect's line per task run, MLflow's database set-up, great-expectations'
+    # temporary folders) are not a command's output: it prints its own progress. Warnings still show.
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
+VERBOSE = "MLPIPE_VERBOSE"
+"""Set to 1 (`mlpipe --verbose`): libraries log to the terminal as they do on their own."""
+
+
+def verbose_output() -> bool:
+    """Whether library logs go to the terminal unfiltered (`mlpipe --verbose`)."""
+    return os.environ.get(VERBOSE) == "1"
+
+
+def configure_process(verbose: bool = False) -> dict[str, str]:
     """Set defaults the user has not set, and keep Prefect's cached results in the workspace.
 
     Results live beside the MLflow store they refer to, so deleting a workspace also forgets
-    the cache entries that point into it. Worker processes inherit these variables. Log records
-    are redacted (URI passwords and query strings) before any handler sees them.
+    the cache entries that point into it. Unless `verbose`, libraries' INFO lines stay off the
+    terminal. Worker processes inherit these variables. Log records are redacted (URI passwords
+    and query strings) before any handler sees them.
 
     When `mlpipe up` runs this workspace's servers, they become the defaults: no temporary
     Prefect API, runs visible in the UI at once. Returns the variables taken from them, so the
     command can say so.
     """
     install_log_redaction()
+    if verbose:
+        os.environ[VERBOSE] = "1"
+        for name, value in QUIET.items():  # inherited from a quiet parent process
+            if os.environ.get(name) == value:
+                del os.environ[name]
+    if not verbose_output():
+        for name, value in QUIET.items():
+            os.environ.setdefault(name, value)
+        # A busy port is expected on a shared machine: Dask picks another one and says which in the run's log.
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(workspace_home() / "prefect-results"))

@@ -4,7 +4,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from mlpipe.errors import DataError
 from mlpipe.tasks.contract import TaskType
@@ -30,6 +29,8 @@ def compute_metrics(
     task: TaskType, truth: pd.Series, predictions: pd.DataFrame, classes: list[Any] | None
 ) -> dict[str, float]:
     """Scores of `predictions` (the pyfunc model's output) against the true target values."""
+    from sklearn import metrics as skm
+
     if task == "regression":
         predicted = predictions["prediction"].to_numpy(dtype="float64")
         actual = truth.to_numpy(dtype="float64")

@@ -6,6 +6,7 @@ the pipeline libraries it needs when it runs, so `mlpipe --help` answers at once
 """
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -29,8 +30,11 @@ USES_SERVERS = {"train", "demo", "sweep", "automl", "score", "drift", "rollback"
 
 
 @app.callback()
-def _main(context: typer.Context) -> None:
-    used = configure_process()
+def _main(
+    context: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show the libraries' own log lines")] = False,
+) -> None:
+    used = configure_process(verbose)
     if used and context.invoked_subcommand in USES_SERVERS and "--help" not in sys.argv:
         names = {"PREFECT_API_URL": "Prefect", "MLFLOW_TRACKING_URI": "MLflow", "DASK_SCHEDULER_ADDRESS": "Dask"}
         servers = " · ".join(f"{names[name]} {value}" for name, value in used.items())

@@ -46,11 +46,27 @@ def _demo(rows: int, drift: float) -> None:
         "exclude": ["application_id"],
     }
     train_model(None, options)
-    out.print(
-        "\n[bold]Where to look[/]\n"
-        f"  MLflow runs and registry:  mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}\n"
-        f"  Prefect flow runs:         prefect server start  (then http://127.0.0.1:4200)\n"
-        f"  Dataset snapshots:         {home / 'datastore' / 'datasets'}\n"
+    out.print("\n[bold]Where to look[/]\n" + where_to_look(), highlight=False)
+
+
+def where_to_look() -> str:
+    """The MLflow store, Prefect API and datastore the run used (environment and workspace defaults)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from mlpipe.blocks.workspace import WorkspaceConfig
+
+    workspace = WorkspaceConfig().resolve()
+    tracking = workspace.mlflow.tracking_uri or ""
+    if not tracking.startswith(("http://", "https://")):
+        tracking = f"mlflow ui --backend-store-uri {tracking}"
+    api = PREFECT_API_URL.value()
+    prefect = (
+        api.removesuffix("/").removesuffix("/api") if api else "prefect server start  (then http://127.0.0.1:4200)"
+    )
+    return (
+        f"  MLflow runs and registry:  {tracking}\n"
+        f"  Prefect flow runs:         {prefect}\n"
+        f"  Dataset snapshots:         {workspace.datastore.url}/datasets\n"
         "  Run `make demo` again: unchanged steps are served from cache and no new version is made."
     )
 

@@ -6,6 +6,7 @@ import typer
 
 from mlpipe.cli import options as opt
 from mlpipe.cli.output import out, run
+from mlpipe.cli.startup import preparing_flow
 
 
 def drift(
@@ -20,13 +21,15 @@ def drift(
     def check() -> None:
         from rich.table import Table
 
-        from mlpipe.blocks.config import run_config
-        from mlpipe.errors import validated
-        from mlpipe.flows.drift import DriftParams, drift_check
-        from mlpipe.tasks.monitoring.report import feature_table, verdict
+        with preparing_flow():
+            from mlpipe.blocks.config import run_config
+            from mlpipe.errors import validated
+            from mlpipe.flows.drift import DriftParams, drift_check
+            from mlpipe.tasks.monitoring.report import feature_table, verdict
 
-        settings = run_config(config, options={"model": model, "current": current, "reference": reference})
-        summary = drift_check(validated(DriftParams, settings.params, settings.source), settings.workspace)
+            settings = run_config(config, options={"model": model, "current": current, "reference": reference})
+            params = validated(DriftParams, settings.params, settings.source)
+        summary = drift_check(params, settings.workspace)
         if as_json:
             out.print_json(summary.model_dump_json())
             return

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 
 
 class _RedactingConsole(Console):
-    """A console that redacts every string it renders (URI passwords, query strings, loaded secrets).
+    """A console that redacts every string it renders (URI passwords, query strings, loaded secrets),
+    and folds lines only on a terminal.
 
     Strings are redacted when rich turns them into text, before markup, wrapping or table
     layout, so a URI folded across lines or cut by a table cell is already masked.
     """
+
+    def print(self, *objects: Any, soft_wrap: bool | None = None, **options: Any) -> None:
+        """Print; when output is not a terminal, lines are not folded at 80 columns (a path stays whole)."""
+        super().print(*objects, soft_wrap=not self.is_terminal if soft_wrap is None else soft_wrap, **options)
 
     def render_str(self, text: str, **options: Any) -> "Text":
         return super().render_str(redact(text), **options)

@@ -7,6 +7,7 @@ import typer
 
 from mlpipe.cli import options as opt
 from mlpipe.cli.output import out, run
+from mlpipe.cli.startup import preparing_flow
 
 
 def score(
@@ -42,12 +43,14 @@ def score(
 
 
 def _score(config: Path | None, options: dict[str, Any]) -> None:
-    from mlpipe.blocks.config import run_config
-    from mlpipe.errors import validated
-    from mlpipe.flows.scoring import ScoringParams, batch_scoring
+    with preparing_flow():
+        from mlpipe.blocks.config import run_config
+        from mlpipe.errors import validated
+        from mlpipe.flows.scoring import ScoringParams, batch_scoring
 
-    settings = run_config(config, "scoring", options)
-    summary = batch_scoring(validated(ScoringParams, settings.params, settings.source), settings.workspace)
+        settings = run_config(config, "scoring", options)
+        params = validated(ScoringParams, settings.params, settings.source)
+    summary = batch_scoring(params, settings.workspace)
     manifest = summary.manifest
     if summary.already_published:
         out.print(f"Already scored by an earlier run (run key {manifest.run_key}); nothing to do.")

@@ -7,6 +7,7 @@ import typer
 
 from mlpipe.cli import options as opt
 from mlpipe.cli.output import out, print_training, run
+from mlpipe.cli.startup import preparing_flow
 
 if TYPE_CHECKING:
     from mlpipe.flows.sweep import SweepSummary
@@ -104,16 +105,17 @@ def run_sweep(
     split_options: dict[str, Any],
 ) -> None:
     """Run the sweep flow on the config file's `sweep` section with the options over it; print the leaderboard."""
-    from mlpipe.blocks.config import run_config
-    from mlpipe.errors import validated
-    from mlpipe.flows.sweep import SweepParams
-    from mlpipe.flows.sweep import sweep as sweep_flow
-    from mlpipe.tasks.sweep.space import load_space
+    with preparing_flow():
+        from mlpipe.blocks.config import run_config
+        from mlpipe.errors import validated
+        from mlpipe.flows.sweep import SweepParams
+        from mlpipe.flows.sweep import sweep as sweep_flow
+        from mlpipe.tasks.sweep.space import load_space
 
-    settings = run_config(config, "sweep", options, {"study": study_options, "split": split_options})
-    params = validated(
-        SweepParams, {**settings.params, "space": space if space == "auto" else load_space(space)}, settings.source
-    )
+        settings = run_config(config, "sweep", options, {"study": study_options, "split": split_options})
+        params = validated(
+            SweepParams, {**settings.params, "space": space if space == "auto" else load_space(space)}, settings.source
+        )
     summary = sweep_flow(params, settings.workspace)
     _print_leaderboard(summary)
     print_training(summary.training)

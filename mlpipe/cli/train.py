@@ -7,6 +7,7 @@ import typer
 
 from mlpipe.cli import options as opt
 from mlpipe.cli.output import print_training, run
+from mlpipe.cli.startup import preparing_flow
 
 
 def train(
@@ -43,10 +44,11 @@ def train_model(
     split: dict[str, Any] | None = None,
 ) -> None:
     """Run the training flow on the config file's `training` section with `options` over it; print the summary."""
-    from mlpipe.blocks.config import run_config
-    from mlpipe.errors import validated
-    from mlpipe.flows.training import TrainingParams, training
+    with preparing_flow():
+        from mlpipe.blocks.config import run_config
+        from mlpipe.errors import validated
+        from mlpipe.flows.training import TrainingParams, training
 
-    settings = run_config(config, "training", options, {"model": model or {}, "split": split or {}})
-    params = validated(TrainingParams, settings.params, settings.source)
+        settings = run_config(config, "training", options, {"model": model or {}, "split": split or {}})
+        params = validated(TrainingParams, settings.params, settings.source)
     print_training(training(params, settings.workspace))

@@ -7,7 +7,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field, model_validator
-from sklearn.model_selection import train_test_split
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import DataError
@@ -90,6 +89,8 @@ def derived_seed(seed: int, content_hash: str) -> int:
 def _shuffled(
     dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore, seed: int
 ) -> tuple[Rows, Rows, Rows]:
+    from sklearn.model_selection import train_test_split
+
     labels = None
     if contract.task == "classification":
         labels = read_table(dataset, store, [contract.target])[contract.target].to_numpy(zero_copy_only=False)

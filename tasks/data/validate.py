@@ -8,14 +8,9 @@ read a row group at a time and the suite's counts add up, so it is never held wh
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import pandas as pd
-from great_expectations.core import ExpectationValidationResult
-from great_expectations.data_context.types.base import ProgressBarsConfig
-from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 from pydantic import BaseModel
 
 from mlpipe.blocks.datastore import Datastore
@@ -23,6 +18,11 @@ from mlpipe.errors import ValidationFailed
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import ColumnContract, DataContract, column_kind, require_columns
 from mlpipe.tasks.datasets import DatasetRef, row_groups
+
+if TYPE_CHECKING:  # great-expectations takes seconds to import: only the validation step loads it
+    import great_expectations.expectations as gxe
+    from great_expectations.core import ExpectationValidationResult
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 SIGNAL_SHARE = 0.01
 """A column is reported when more than this share of its values lies outside what training showed."""
@@ -111,14 +111,14 @@ def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
 class _Tally:
     """One expectation's counts over the frames seen so far."""
 
-    config: ExpectationConfiguration
+    config: "ExpectationConfiguration"
     elements: int = 0
     missing: int = 0
     unexpected: int = 0
     examples: list[Any] = field(default_factory=list)
     error: str | None = None
 
-    def add(self, result: ExpectationValidationResult) -> None:
+    def add(self, result: "ExpectationValidationResult") -> None:
         if result.exception_info and result.exception_info.get("raised_exception"):
             self.error = self.error or str(result.exception_info.get("exception_message"))
         details = result.result or {}
@@ -156,6 +156,9 @@ class _Suite:
     """The contract's expectations, run frame by frame in one great-expectations context, counts added up."""
 
     def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self._batches = (
@@ -166,6 +169,8 @@ class _Suite:
         self.tallies: dict[tuple[str, str, bool], _Tally] = {}
 
     def run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> None:
+        import great_expectations as gx
+
         expectations = [e for column in columns for e in [*expectations_for(column), *observations_for(column)]]
         batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
         # BASIC gives the counts that add up over frames (and a few examples) at little more than pass/fail's cost.
@@ -187,8 +192,10 @@ class _Suite:
         ]
 
 
-def expectations_for(column: ColumnContract) -> list[gxe.Expectation]:
+def expectations_for(column: ColumnContract) -> list["gxe.Expectation"]:
     """The great-expectations form of one column's promises: nulls, declared bounds, a closed set."""
+    import great_expectations.expectations as gxe
+
     found: list[gxe.Expectation] = [
         gxe.ExpectColumnValuesToNotBeNull(column=column.name, mostly=1.0 - column.max_null_fraction)
     ]
@@ -201,8 +208,10 @@ def expectations_for(column: ColumnContract) -> list[gxe.Expectation]:
     return found
 
 
-def observations_for(column: ColumnContract) -> list[gxe.Expectation]:
+def observations_for(column: ColumnContract) -> list["gxe.Expectation"]:
     """Expectations from what training showed (its range, its categories), marked as observations."""
+    import great_expectations.expectations as gxe
+
     seen = column.observed
     if seen is None:
         return []
@@ -221,7 +230,7 @@ def observations_for(column: ColumnContract) -> list[gxe.Expectation]:
     return found
 
 
-def _config(result: ExpectationValidationResult) -> ExpectationConfiguration:
+def _config(result: "ExpectationValidationResult") -> "ExpectationConfiguration":
     if result.expectation_config is None:
         raise RuntimeError("great-expectations returned a result without its expectation")
     return result.expectation_config

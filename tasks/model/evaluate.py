@@ -4,15 +4,10 @@ import io
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import pandas as pd
-from matplotlib.figure import Figure
-from mlflow import MlflowClient
-from mlflow.entities import Metric
-from mlflow.pyfunc import PyFuncModel
 from pydantic import BaseModel
-from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
@@ -23,6 +18,11 @@ from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
 from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
 from mlpipe.tasks.model.train import TrainedModel
+
+if TYPE_CHECKING:  # loaded when the step runs, not by a cached run that never evaluates
+    from matplotlib.figure import Figure
+    from mlflow import MlflowClient
+    from mlflow.pyfunc import PyFuncModel
 
 PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
 
@@ -42,12 +42,14 @@ def score(
     return _score(_load(model_uri, tracking), rows, contract)
 
 
-def _load(model_uri: str, tracking: MlflowConnection) -> PyFuncModel:
+def _load(model_uri: str, tracking: MlflowConnection) -> "PyFuncModel":
+    import mlflow
+
     with tracking.session():
         return mlflow.pyfunc.load_model(model_uri)
 
 
-def _score(model: PyFuncModel, rows: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame, dict[str, float]]:
+def _score(model: "PyFuncModel", rows: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame, dict[str, float]]:
     predictions = model.predict(rows[contract.feature_names])
     classes = model.unwrap_python_model().classes
     return predictions, compute_metrics(contract.task, rows[contract.target], predictions, classes)
@@ -59,6 +61,8 @@ def evaluate(
     """Scores on the test split, exactly as the registered pyfunc model will produce them, and the
     importance of each input column on it, stored with the model for drift checks to weigh features by.
     """
+    from mlflow.entities import Metric
+
     rows = read_snapshot(splits.test, store)
     logged = _load(model.model_uri, tracking)
     predictions, metrics = _score(logged, rows, contract)
@@ -82,7 +86,10 @@ def evaluate(
     return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics)
 
 
-def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, Figure]:
+def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, "Figure"]:
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
     if contract.task == "regression":
         figure = Figure(figsize=(6, 4))
         axis = figure.subplots()
@@ -106,7 +113,7 @@ def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) 
     return figures
 
 
-def _log_bytes(client: MlflowClient, run_id: str, content: bytes, artifact_path: str) -> None:
+def _log_bytes(client: "MlflowClient", run_id: str, content: bytes, artifact_path: str) -> None:
     directory, _, name = artifact_path.rpartition("/")
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / name

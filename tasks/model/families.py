@@ -1,23 +1,15 @@
 """Model families: which estimators mlpipe trains, their defaults, and the hyperparameters that differ."""
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    ExtraTreesRegressor,
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import LogisticRegression, Ridge
-from xgboost import XGBClassifier, XGBRegressor
 
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.contract import TaskType
 from mlpipe.validation import Strict
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 Family = Literal["xgboost", "random_forest", "extra_trees", "hist_gradient_boosting", "linear"]
 
@@ -59,9 +51,11 @@ class ModelSpec(Strict):
 
 
 def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> tuple[type, dict[str, Any]]:
-    """The estimator class and the defaults mlpipe uses for it."""
+    """The estimator class and the defaults mlpipe uses for it (each library is imported when its family is used)."""
     classification = task == "classification"
     if family == "xgboost":
+        from xgboost import XGBClassifier, XGBRegressor
+
         cls: type = XGBClassifier if classification else XGBRegressor
         return cls, {
             "n_estimators": 300,
@@ -72,6 +66,13 @@ def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> t
             "n_jobs": n_jobs,
         }
     if family in ("random_forest", "extra_trees"):
+        from sklearn.ensemble import (
+            ExtraTreesClassifier,
+            ExtraTreesRegressor,
+            RandomForestClassifier,
+            RandomForestRegressor,
+        )
+
         forests = {
             "random_forest": (RandomForestClassifier, RandomForestRegressor),
             "extra_trees": (ExtraTreesClassifier, ExtraTreesRegressor),
@@ -79,8 +80,12 @@ def family_defaults(family: Family, task: TaskType, seed: int, n_jobs: int) -> t
         cls = forests[family][0 if classification else 1]
         return cls, {"n_estimators": 200, "min_samples_leaf": 2, "random_state": seed, "n_jobs": n_jobs}
     if family == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
         cls = HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor
         return cls, {"max_iter": 200, "early_stopping": False, "random_state": seed}
+    from sklearn.linear_model import LogisticRegression, Ridge
+
     if classification:
         return LogisticRegression, {"max_iter": 1000, "random_state": seed}
     return Ridge, {"alpha": 1.0}
@@ -93,7 +98,7 @@ def on_device(spec: ModelSpec, device: Literal["cpu", "cuda"]) -> ModelSpec:
     return spec
 
 
-def refusal(estimator: BaseEstimator, name: str, value: ParamValue) -> str | None:
+def refusal(estimator: "BaseEstimator", name: str, value: ParamValue) -> str | None:
     """Why `estimator` refuses `value` for parameter `name`, or None when it takes it.
 
     scikit-learn estimators declare what each parameter accepts, so a bad value is found before
@@ -109,7 +114,7 @@ def refusal(estimator: BaseEstimator, name: str, value: ParamValue) -> str | Non
     return None
 
 
-def build_estimator(spec: ModelSpec, task: TaskType, n_jobs: int) -> BaseEstimator:
+def build_estimator(spec: ModelSpec, task: TaskType, n_jobs: int) -> "BaseEstimator":
     """The configured estimator; an unknown hyperparameter is an error that names it."""
     cls, defaults = family_defaults(spec.family, task, spec.seed, n_jobs)
     estimator = cls(**defaults)

@@ -4,20 +4,17 @@ import time
 import warnings
 from collections.abc import Mapping
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.data.dataset_source_registry import resolve_dataset_source
-from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Metric
 from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
 from pydantic import BaseModel
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
-from xgboost import XGBModel
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
@@ -27,10 +24,13 @@ from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef, read_snapshot
-from mlpipe.tasks.model.families import ModelSpec, build_estimator
+from mlpipe.tasks.model.families import GPU_FAMILIES, ModelSpec, build_estimator
 from mlpipe.tasks.model.preprocessing import build_preprocessor
 from mlpipe.tasks.model.pyfunc import TabularModel
 from mlpipe.workspace import available_cores
+
+if TYPE_CHECKING:
+    from mlflow.data.meta_dataset import MetaDataset
 
 MODEL_ARTIFACT = "model"
 CONTRACT_ARTIFACT = "contract.json"
@@ -89,7 +89,7 @@ def train(
             fit_kwargs = {"eval_set": [(preprocessor.transform(validation_rows), y_validation)], "verbose": False}
         estimator.fit(x_train, y_train, **fit_kwargs)
     fit_seconds = time.perf_counter() - started
-    if isinstance(estimator, XGBModel) and estimator.get_params().get("device") not in (None, "cpu"):
+    if spec.family in GPU_FAMILIES and estimator.get_params().get("device") not in (None, "cpu"):
         # Trained on a GPU, scored anywhere: the registered model predicts on the CPU of whichever
         # worker or server loads it, with no device-mismatch fallback on a GPU host either.
         estimator.set_params(device="cpu")
@@ -190,7 +190,10 @@ def _log_run(
     return info
 
 
-def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
+def _as_mlflow_dataset(ref: DatasetRef) -> "MetaDataset":
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
     with warnings.catch_warnings():  # a file:// URI matches two equivalent local source types
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         source = resolve_dataset_source(ref.uri)
@@ -199,6 +202,8 @@ def _as_mlflow_dataset(ref: DatasetRef) -> MetaDataset:
 
 def _log_learning_curve(estimator: object) -> None:
     """xgboost's per-round validation metric, logged in one batch (one call per round is slow)."""
+    from xgboost import XGBModel
+
     if not isinstance(estimator, XGBModel):  # train gives xgboost the validation split as eval_set
         return
     history = estimator.evals_result()["validation_0"]

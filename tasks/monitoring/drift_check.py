@@ -9,11 +9,10 @@ by memory.
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -37,6 +36,9 @@ from mlpipe.tasks.monitoring.drift import (
 from mlpipe.tasks.monitoring.profiles import Baseline, Profile
 from mlpipe.tasks.registry.model_ref import ResolvedModel, load_model
 from mlpipe.workspace import available_cores
+
+if TYPE_CHECKING:  # matplotlib loads when the histograms are drawn
+    from matplotlib.figure import Figure
 
 PREDICTION = "prediction score"
 """The name under which the model's own output is compared (prediction drift)."""
@@ -216,8 +218,10 @@ def quality_signals(baseline: Baseline, reference: Profile, current: Profile) ->
     return signals
 
 
-def histograms(baseline: Baseline, reference: Profile, current: Profile, results: list[FeatureDrift]) -> Figure:
+def histograms(baseline: Baseline, reference: Profile, current: Profile, results: list[FeatureDrift]) -> "Figure":
     """Reference and current distribution of every compared feature over the test's own bins, drifted ones in red."""
+    from matplotlib.figure import Figure
+
     columns = 3
     rows = max(1, -(-len(results) // columns))
     figure = Figure(figsize=(4 * columns, 2.6 * rows))
@@ -302,7 +306,7 @@ def _log(
     model: ResolvedModel,
     data: DatasetDrift,
     prediction: FeatureDrift,
-    figure: Figure,
+    figure: "Figure",
     tracking: MlflowConnection,
 ) -> tuple[str, str]:
     """A run in the model's experiment: drift shares, each statistic, the histograms and the full result

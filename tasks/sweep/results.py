@@ -1,10 +1,9 @@
 """A sweep's bookkeeping: its parent MLflow run, its leaderboard, its plots and its winner."""
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from optuna.trial import FrozenTrial, TrialState
 from prefect.cache_policies import NO_CACHE
@@ -20,6 +19,9 @@ from mlpipe.tasks.links import artifact_key, mlflow_links
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.sweep.space import SearchSpace
 from mlpipe.tasks.sweep.study import Goal, StudySpec, best_trial, counted, open_study, requeue_interrupted
+
+if TYPE_CHECKING:  # matplotlib loads when the plots are drawn
+    from matplotlib.figure import Figure
 
 SWEEP_TAG = "mlpipe.sweep_study"
 """Tag of a sweep's parent run: the study name, so a resumed sweep finds its run again."""
@@ -198,8 +200,10 @@ def finish_sweep(
     )
 
 
-def sweep_plots(study: optuna.Study, trials: list[FrozenTrial], spec: StudySpec) -> dict[str, Figure]:
+def sweep_plots(study: optuna.Study, trials: list[FrozenTrial], spec: StudySpec) -> dict[str, "Figure"]:
     """Optimisation history (each trial and the best so far) and, with enough trials, parameter importance."""
+    from matplotlib.figure import Figure
+
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     figure = Figure(figsize=(7, 4))
     axis = figure.subplots()

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from mlpipe.tasks.contract import infer_contract
+from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.model.families import ModelSpec, build_estimator
 from mlpipe.tasks.model.preprocessing import build_preprocessor
 from mlpipe.workspace import available_cores

@@ -1,10 +1,15 @@
-"""What a command prints passes the redaction rule: results, tables and one-line errors."""
+"""What a command prints: its progress and summary, whole lines when piped, redacted; library logs on `--verbose`."""
+
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
+from tests.pipeline import run_cli
 
 
+@pytest.mark.unit
 def test_command_output_and_errors_show_no_uri_password_or_token(capsys: pytest.CaptureFixture[str]):
     from rich.table import Table
 
@@ -28,3 +33,56 @@ def test_command_output_and_errors_show_no_uri_password_or_token(capsys: pytest.
     assert "token=***" in shown.out and "X-Amz-Signature=***" in shown.out
     assert "http://alice:***@mlflow:5000/#/experiments/1/runs/abc" in shown.out
     assert "error: cannot open postgresql://mlpipe:***@db/mlflow" in shown.err
+
+
+LIBRARY_NOISE = (
+    "Creating initial MLflow database tables",  # MLflow's database set-up
+    "Created temporary directory",  # great-expectations' docs site
+    "CloudPickle",  # MLflow on logging a Python model
+    "Successfully registered model",  # MLflow's registry
+    "Created version",
+    "alembic",  # database migrations
+    "Finished in state",  # Prefect's line per task run
+    "Starting temporary server",
+)
+
+
+@pytest.fixture(scope="module")
+def piped_training(
+    tmp_path_factory: pytest.TempPathFactory, demo_csv: Path, prefect_api: str
+) -> tuple[Path, list[str], subprocess.CompletedProcess[str]]:
+    """`mlpipe train` with its output piped, run from a folder whose path is longer than a terminal line."""
+    cwd = tmp_path_factory.mktemp("output") / ("a-folder-with-a-rather-long-name-" * 3)
+    cwd.mkdir(parents=True)
+    args = ["train", "--data", str(demo_csv), "--target", "default", "--name", "piped", "--param", "n_estimators=20"]
+    args += ["--exclude", "application_id"]
+    return cwd, args, run_cli(*args, cwd=cwd)
+
+
+@pytest.mark.e2e
+def test_a_piped_command_prints_its_progress_and_summary_without_library_noise(
+    piped_training: tuple[Path, list[str], subprocess.CompletedProcess[str]],
+):
+    cwd, _, result = piped_training
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = result.stdout + result.stderr
+    assert not [noise for noise in LIBRARY_NOISE if noise in shown], shown
+    for step in ("ingest", "validate", "train", "evaluate", "register"):
+        assert f"{step}: done" in result.stderr
+    store = f"sqlite:///{cwd / '.mlpipe' / 'mlflow.db'}"
+    assert len(store) > 80
+    assert store in result.stdout  # whole: not folded at 80 columns when piped
+
+
+@pytest.mark.e2e
+def test_verbose_brings_the_library_logs_back_and_a_cached_run_never_loads_great_expectations(
+    piped_training: tuple[Path, list[str], subprocess.CompletedProcess[str]],
+):
+    cwd, args, first = piped_training
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = run_cli("--verbose", *args, cwd=cwd, extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Finished in state Cached" in result.stderr  # Prefect's own lines: the steps were not run again
+    imported = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s+(\S+)$", result.stderr, re.M)}
+    assert "prefect" in imported
+    assert "great_expectations" not in imported  # (the champion's model is still loaded: the gate is never cached)

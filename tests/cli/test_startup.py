@@ -20,7 +20,7 @@ def run_profiled(
 ) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     """Run `mlpipe ARGS` with Python's import profiler; returns the result and the top-level packages imported."""
     environment = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "MLPIPE_HOME": str(cwd / ".mlpipe"), **(env or {})}
-    result = subprocess.run([MLPIPE, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([MLPIPE, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
     imported = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s+(\S+)$", result.stderr, re.M)}
     return result, imported
 
@@ -54,3 +54,35 @@ def test_worker_loads_no_scikit_learn_or_great_expectations(tmp_path: Path):
     assert "error:" in result.stderr
     assert "prefect" in imported
     assert not imported & {"sklearn", "great_expectations", "xgboost", "mlflow", "optuna"}
+
+
+def test_the_pipelines_load_the_heavy_libraries_only_in_the_steps_that_use_them(tmp_path: Path):
+    """A cached run never pays for great-expectations or matplotlib: the steps import them when they run."""
+    flows = "mlpipe.flows.training, mlpipe.flows.sweep, mlpipe.flows.scoring, mlpipe.flows.drift"
+    probe = f"import sys, {flows}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    environment = {**os.environ, "MLPIPE_HOME": str(tmp_path / ".mlpipe")}
+    command = [sys.executable, "-c", probe]
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = set(result.stdout.split())
+    assert {"prefect", "pandas"} <= imported
+    assert not imported & {"great_expectations", "matplotlib"}
+
+
+def test_a_temporary_api_that_never_answers_leaves_no_server_behind(tmp_path: Path):
+    """The command starts Prefect's temporary API early; when it fails, no server process outlives the command."""
+    import psutil
+
+    home = tmp_path / "prefect-home"
+    never_in_time = {"PREFECT_HOME": str(home), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}
+    result, _ = run_profiled(
+        "train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--name", "m", cwd=tmp_path, env=never_in_time
+    )
+    assert result.returncode == 1
+    assert "Timed out while attempting to connect to ephemeral Prefect API server" in result.stderr
+    left = []
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        command, environment = process.info["cmdline"] or [], process.info["environ"] or {}
+        if "prefect.server.api.server:create_app" in command and environment.get("PREFECT_HOME") == str(home):
+            left.append(process)
+    assert not left, [p.info["cmdline"] for p in left]
