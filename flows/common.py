@@ -14,7 +14,7 @@ from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.flows.runner import WorkspaceTaskRunner
 from mlpipe.redaction import install_log_redaction
-from mlpipe.workspace import available_cores
+from mlpipe.workspace import GPU_RESOURCE, available_cores
 
 if TYPE_CHECKING:  # the model families import scikit-learn and xgboost: only flows that train need them
     from mlpipe.tasks.model.families import Family, ModelSpec
@@ -24,9 +24,6 @@ R = TypeVar("R")
 
 Device = Literal["cpu", "cuda", "auto"]
 """Where models train: CPU workers, workers that advertise the `GPU` resource, or GPU workers if the cluster has any."""
-
-GPU_RESOURCE = "GPU"
-"""The Dask worker resource a GPU worker advertises (`dask worker ADDRESS --resources GPU=1`, or dask-cuda)."""
 
 
 def pipeline_flow(name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:

@@ -19,7 +19,7 @@ from mlpipe.infra.auth import (
     prefect_server_environment,
 )
 from mlpipe.infra.readiness import Check, DaskWorkersConnected, HttpAnswers, PrefectWorkerPolling
-from mlpipe.workspace import connect_host
+from mlpipe.workspace import GPU_RESOURCE, connect_host
 
 LOOPBACK = "127.0.0.1"
 DASK_HOST = LOOPBACK
@@ -235,11 +235,11 @@ def dask_workers(options: Options, folder: Path, where: Addresses, clients: dict
         return workers
     total = DaskWorkersConnected(counts, options.cpu_workers + options.gpus)
     if options.cuda_worker:  # dask-cuda starts one worker per visible GPU and pins each to its device
-        command = python_module("dask", "cuda", "worker", scheduler, "--resources", "GPU=1", *common)
+        command = python_module("dask", "cuda", "worker", scheduler, "--resources", f"{GPU_RESOURCE}=1", *common)
         return [*workers, Component("dask-gpu-workers", f"Dask CUDA workers ({options.gpus})", command, clients, total)]
     for index in range(options.gpus):
         command = python_module("distributed.cli.dask_worker", scheduler, "--nworkers", "1", "--nthreads", "1")
-        command += ["--resources", "GPU=1", "--name", f"gpu-{index}", *common]
+        command += ["--resources", f"{GPU_RESOURCE}=1", "--name", f"gpu-{index}", *common]
         environment = {**clients, "CUDA_VISIBLE_DEVICES": str(index)}
         workers.append(Component(f"dask-gpu-worker-{index}", f"Dask GPU worker {index}", command, environment, total))
     return workers

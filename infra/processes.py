@@ -12,6 +12,7 @@ import psutil
 
 from mlpipe.errors import ConfigError
 from mlpipe.infra.components import Component
+from mlpipe.processes import still_running
 from mlpipe.workspace import ServerProcess
 
 GRACE_SECONDS = 10.0
@@ -40,13 +41,12 @@ def exited(process: ServerProcess) -> bool:
 
 
 def _process(recorded: ServerProcess) -> psutil.Process | None:
+    if not still_running(recorded.pid, recorded.started):
+        return None
     try:
-        process = psutil.Process(recorded.pid)
-        if abs(process.create_time() - recorded.started) > 1 or process.status() == psutil.STATUS_ZOMBIE:
-            return None
+        return psutil.Process(recorded.pid)
     except psutil.Error:
         return None
-    return process
 
 
 def stop(recorded: Iterable[ServerProcess], grace: float = GRACE_SECONDS) -> None:

@@ -11,6 +11,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mlpipe.processes import still_running
+
+GPU_RESOURCE = "GPU"
+"""The Dask worker resource a GPU worker advertises (`dask worker ADDRESS --resources GPU=1`, or dask-cuda)
+and GPU tasks are annotated with: the workspace's workers, the manifests and the flows share this name."""
+
 
 def available_cores() -> int:
     """CPU cores this process may use (its affinity where the OS reports one)."""
@@ -115,7 +121,7 @@ def read_servers() -> Servers | None:
 
     A file that is not such a state is a ValueError naming it.
     """
-    path = workspace_home() / SERVERS_FOLDER / "workspace.json"
+    path = servers_state_file()
     try:
         return Servers.from_json(path.read_text())
     except FileNotFoundError:
@@ -138,20 +144,11 @@ def running_servers() -> Servers | None:
         return None
     for name in ESSENTIAL:
         process = servers.processes.get(name)
-        if process is None or not pid_alive(process.pid) or not accepts_connections(process.address):
+        if process is None or not still_running(process.pid, process.started):
+            return None
+        if not accepts_connections(process.address):
             return None
     return servers
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (ours or another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def accepts_connections(address: str, timeout: float = 0.5) -> bool:

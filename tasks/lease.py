@@ -24,6 +24,7 @@ from fsspec.core import url_to_fs
 from pydantic import BaseModel, ValidationError
 
 from mlpipe.errors import MlpipeError
+from mlpipe.processes import process_started, still_running
 from mlpipe.tasks.storage import create_exclusive, write_bytes
 
 LEASE_SECONDS = 120.0
@@ -175,16 +176,6 @@ class Lease:
         self.release()
 
 
-def process_started(pid: int) -> float:
-    """When process `pid` began (0.0 if there is none): a pid with another start time is another process."""
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return 0.0
-
-
 def gone_from_this_host(host: str, pid: int, started: float) -> bool:
     """A holder that ran on this host and whose process is gone (or whose pid another process now has).
 
@@ -193,5 +184,4 @@ def gone_from_this_host(host: str, pid: int, started: float) -> bool:
     """
     if host != socket.gethostname():
         return False
-    running_since = process_started(pid)
-    return running_since == 0.0 or abs(running_since - started) >= 1.0
+    return not still_running(pid, started)

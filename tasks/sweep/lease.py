@@ -27,7 +27,8 @@ from pydantic import BaseModel
 
 from mlpipe.blocks.study import StudyStorage
 from mlpipe.errors import MlpipeError
-from mlpipe.tasks.lease import gone_from_this_host, process_started
+from mlpipe.processes import process_started
+from mlpipe.tasks.lease import gone_from_this_host
 
 HEARTBEATS_PER_LEASE = 4
 """Renewals within one lease period: a missed beat or two (a storage blip) does not lose the study."""

@@ -21,6 +21,7 @@ import click
 import jsonschema
 import yaml
 
+from mlpipe.workspace import GPU_RESOURCE
 from tests.infra.manifests import (
     COMPOSE_ENV_EXAMPLE,
     COMPOSE_FILE,
@@ -44,8 +45,6 @@ from tests.source_tree import ROOT, package_dirs
 
 KUBERNETES_VERSION = "1.30"
 """The oldest Kubernetes the manifests are checked against (strict schemas: unknown fields are errors)."""
-GPU_RESOURCE = "GPU"
-"""The Dask worker resource the flows annotate GPU tasks with (flows/sweep.py, flows/common.py)."""
 DASK_COMM_PORT = 8786
 """`dask scheduler`'s port when none is given (distributed's CLI has it inline, not as an option default)."""
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|AUTH_STRING|TOKEN|ACCESS_KEY|DATABASE_CONNECTION_URL|BACKEND_STORE_URI")

@@ -12,6 +12,7 @@ import pytest
 from mlpipe.errors import ConfigError
 from mlpipe.infra.auth import resolve_credentials
 from mlpipe.infra.components import Options, Ports, components, is_loopback
+from mlpipe.processes import process_started
 from mlpipe.runtime import use_running_servers
 from mlpipe.workspace import ServerProcess, Servers, running_servers, servers_state_file
 
@@ -123,9 +124,10 @@ def test_a_port_in_use_is_named_and_nothing_starts(tmp_path: Path):
     )
 
 
-def _record(listening: socket.socket, pid: int) -> Servers:
+def _record(listening: socket.socket, pid: int, started: float | None = None) -> Servers:
     address = f"127.0.0.1:{listening.getsockname()[1]}"
-    process = ServerProcess(pid=pid, started=0.0, address=address, log="")
+    started = process_started(pid) if started is None else started
+    process = ServerProcess(pid=pid, started=started, address=address, log="")
     servers = Servers(
         prefect_api_url=f"http://{address}/api",
         mlflow_tracking_uri=f"http://{address}",
@@ -179,6 +181,12 @@ def test_a_workspace_whose_processes_died_is_ignored(listening: socket.socket):
     assert running_servers() is None
     assert use_running_servers() == {}
     assert "PREFECT_API_URL" not in os.environ
+
+
+def test_a_workspace_whose_pid_another_process_now_has_is_ignored(listening: socket.socket):
+    """The recorded start time tells a reused pid apart: here this live, listening process started later."""
+    _record(listening, os.getpid(), started=process_started(os.getpid()) - 60)
+    assert running_servers() is None
 
 
 def test_a_workspace_that_stopped_listening_is_ignored(listening: socket.socket):
