@@ -11,6 +11,7 @@ from pydantic import Field
 
 from mlpipe.blocks.secrets import UriWithoutPassword, from_environment, password
 from mlpipe.redaction import user_of, with_password
+from mlpipe.runtime import quiet_mlflow
 from mlpipe.validation import FORBID_UNKNOWN
 from mlpipe.workspace import workspace_home
 
@@ -73,6 +74,7 @@ class MlflowConnection(Block):
         from mlflow.tracking._model_registry import utils as registry_utils
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
+        quiet_mlflow()
         tracking, registry = self._connect_uris()
         with _SESSION_LOCK:
             saved_env = {name: os.environ.get(name) for name in _URI_VARIABLES}
@@ -94,6 +96,7 @@ class MlflowConnection(Block):
         """A client bound to this connection (no global state)."""
         from mlflow import MlflowClient
 
+        quiet_mlflow()
         tracking, registry = self._connect_uris()
         return MlflowClient(tracking_uri=tracking, registry_uri=registry)
 

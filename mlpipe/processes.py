@@ -5,11 +5,11 @@ So every record of a process (a lease's holder, a server `mlpipe up` started) ke
 time, and this one rule decides whether the record still names a running process.
 """
 
-import psutil
-
 
 def process_started(pid: int) -> float:
     """When process `pid` began, in seconds since the epoch; 0.0 when there is none (or only its zombie)."""
+    import psutil  # imported here: every command reads the workspace's state, few find a process to check
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:

@@ -1,6 +1,8 @@
 """Process settings for the CLI, applied before Prefect is imported (Prefect reads them once)."""
 
+import logging
 import os
+import threading
 import tomllib
 import warnings
 from pathlib import Path
@@ -27,9 +29,17 @@ QUIET = {
     # temporary folders) are not a command's output: it prints its own progress. Warnings still show.
     "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "MLFLOW_LOGGING_LEVEL": "WARNING",
+    # MLflow draws a progress bar for every artifact download (a champion's contract is one).
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 VERBOSE = "MLPIPE_VERBOSE"
 """Set to 1 (`mlpipe --verbose`): libraries log to the terminal as they do on their own."""
+QUIETED = "MLPIPE_QUIET_LIBRARIES"
+"""Set to 1 by a command that is not `--verbose`: what MLflow announces stays off the terminal."""
+LIBRARY_NOISE = ("serialized using CloudPickle",)
+"""Warnings a library gives on every run about what mlpipe does on purpose (models are logged as
+Python objects; DESIGN.md says what that means for trust), shown only with `--verbose`."""
+_MLFLOW_QUIETED = threading.Lock()
 
 
 def verbose_output() -> bool:
@@ -52,12 +62,14 @@ def configure_process(verbose: bool = False) -> dict[str, str]:
     install_log_redaction()
     if verbose:
         os.environ[VERBOSE] = "1"
+        os.environ.pop(QUIETED, None)
         for name, value in QUIET.items():  # inherited from a quiet parent process
             if os.environ.get(name) == value:
                 del os.environ[name]
     if not verbose_output():
         for name, value in QUIET.items():
             os.environ.setdefault(name, value)
+        os.environ[QUIETED] = "1"
         # A busy port is expected on a shared machine: Dask picks another one and says which in the run's log.
         warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
     for name, value in DEFAULTS.items():
@@ -97,3 +109,34 @@ def _prefect_profile() -> dict[str, str]:
     active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
     settings = profiles.get("profiles", {}).get(active, {})
     return {str(name): str(value) for name, value in settings.items()} if isinstance(settings, dict) else {}
+
+
+class _Noise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in LIBRARY_NOISE)
+
+
+def quiet_mlflow() -> None:
+    """In a command that is not `--verbose`, keep MLflow's announcements off the terminal; its warnings and
+    errors still show, but for `LIBRARY_NOISE`.
+
+    MLflow is imported only by the steps that use it, often after the command set up its output,
+    so the MLflow connection calls this before each use; it acts once per process. MLflow prints
+    some lines itself ("Successfully registered model") through a stream that only its own switch
+    silences, and logs others through the handler it attaches on import.
+    """
+    if os.environ.get(QUIETED) != "1":
+        return
+    import mlflow
+    from mlflow.utils import logging_utils
+
+    with _MLFLOW_QUIETED:
+        logging_utils.disable_logging()
+        logger = logging.getLogger(mlflow.__name__)
+        if any(isinstance(f, _Noise) for h in logger.handlers for f in h.filters):
+            return
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_Noise())
+        logger.addHandler(handler)

@@ -12,6 +12,7 @@ registered model"); a command shows one line per step of its own instead, on std
 library warnings and errors. `mlpipe --verbose` shows the libraries' lines as they are.
 """
 
+import importlib
 import logging
 import threading
 import time
@@ -20,14 +21,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mlpipe.cli.output import err
-from mlpipe.runtime import verbose_output
+from mlpipe.runtime import quiet_mlflow, verbose_output
 
 if TYPE_CHECKING:
     from prefect.server.api.server import SubprocessASGIServer
 
-LIBRARY_NOISE = ("serialized using CloudPickle",)
-"""Warnings a library gives on every run about what mlpipe does on purpose (models are logged as
-Python objects; DESIGN.md says what that means for trust), shown only with `--verbose`."""
+PRELOADED = ("mlpipe.tasks.model.pyfunc", "mlpipe.tasks.model.preprocessing", "xgboost")
+"""Modules every local training run's steps import (the champion's and the candidate's models unpickle them)."""
 
 
 @contextmanager
@@ -48,12 +48,28 @@ def preparing_flow() -> Iterator[None]:
         starter.start()
     try:
         yield
+        if starter is not None:
+            _preload_while(starter)
     finally:
         if starter is not None:
             starter.join()  # never leave a half-started server to a process that is exiting
     if not verbose_output():
         _show_progress()
         _quiet_libraries()
+
+
+def _preload_while(starter: threading.Thread) -> None:
+    """Import what a local run's steps load, while the temporary API still starts.
+
+    With no Prefect server there is no `mlpipe up` workspace either, so the steps run in this
+    process's threads (the default local cluster) and would import MLflow, scikit-learn and
+    xgboost one after the other once the flow runs; waiting for the API, the import is free
+    (with a cluster configured elsewhere, it only fills the wait).
+    """
+    for module in PRELOADED:
+        if not starter.is_alive():
+            return
+        importlib.import_module(module)
 
 
 def _start(server: "SubprocessASGIServer") -> None:
@@ -66,11 +82,6 @@ def _start(server: "SubprocessASGIServer") -> None:
         server.start()
     except Exception:  # noqa: BLE001 - the flow's own start raises it with Prefect's message
         server.stop()
-
-
-class _Noise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in LIBRARY_NOISE)
 
 
 class _StepProgress(logging.Handler):
@@ -110,23 +121,13 @@ def _show_progress() -> None:
 
 
 def _quiet_libraries() -> None:
-    """MLflow's and optuna's announcements off (those the flow's modules loaded); their warnings and errors
-    still shown, but for `LIBRARY_NOISE`."""
+    """Optuna's and MLflow's announcements off (MLflow's also when a step imports it later, see
+    `quiet_mlflow`); their warnings and errors still shown."""
     import sys
 
     if "optuna" in sys.modules:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # "Trial 3 finished with value…"
-    if "mlflow" not in sys.modules:
-        return
-    from mlflow.utils import logging_utils
-
-    logging_utils.disable_logging()  # its handler's stream and `eprint` ("Successfully registered model")
-    mlflow_logger = logging.getLogger("mlflow")
-    if not any(isinstance(f, _Noise) for h in mlflow_logger.handlers for f in h.filters):
-        handler = logging.StreamHandler()
-        handler.setLevel(logging.WARNING)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler.addFilter(_Noise())
-        mlflow_logger.addHandler(handler)
+    if "mlflow" in sys.modules:
+        quiet_mlflow()

@@ -8,25 +8,27 @@ the model's holdout loss grows when that column's values are shuffled, as scikit
 """
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from scipy import sparse
 
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.tasks.contract import DataContract
-from mlpipe.tasks.model.preprocessing import input_blocks
-from mlpipe.tasks.model.pyfunc import TabularModel
 from mlpipe.tasks.model.train import encode_target
+
+if TYPE_CHECKING:
+    from mlpipe.tasks.model.pyfunc import TabularModel
 
 IMPORTANCE_ARTIFACT = "feature_importance.json"
 SAMPLE_ROWS = 2_000
 """Holdout rows shuffled per column: enough to rank features, few enough to cost about a second."""
 REPEATS = 5
+BATCH_CELLS = 4_000_000
+"""Preprocessed cells (≈ 32 MB as float64) scored per prediction call: shuffled copies of the sample are
+stacked up to this size, because one call over many rows costs far less than many calls over few."""
 
 
 class FeatureImportance(BaseModel):
@@ -52,30 +54,42 @@ class FeatureImportance(BaseModel):
 
 
 def permutation_importance_of(
-    model: TabularModel, rows: pd.DataFrame, contract: DataContract, seed: int, source: str
+    model: "TabularModel", rows: pd.DataFrame, contract: DataContract, seed: int, source: str
 ) -> FeatureImportance:
     """Shuffle each input column of a seeded sample of `rows` (the holdout) and measure the loss it adds.
 
     The sample is preprocessed once and each input column's block of outputs is shuffled (see
     `input_blocks`): the same as shuffling the raw column and preprocessing again, without paying
-    the preprocessing for every shuffle.
+    the preprocessing for every shuffle. The shuffled copies are stacked and scored together
+    (`BATCH_CELLS` at a time); each row's prediction, hence each loss, is the same as scoring
+    every copy on its own.
     """
+    from scipy import sparse
+
+    from mlpipe.tasks.model.preprocessing import input_blocks
+
     started = time.perf_counter()
     sample = rows.sample(n=SAMPLE_ROWS, random_state=seed) if len(rows) > SAMPLE_ROWS else rows
     target, _ = encode_target(sample[contract.target], contract, source)
     preprocessor, estimator = model.pipeline[0], model.pipeline[-1]
     matrix = preprocessor.transform(sample[contract.feature_names])
     columns = matrix.tocsc() if sparse.issparse(matrix) else matrix
-    loss = _loss(model)
+    output, loss = _output(model), _loss(model)
     blocks = input_blocks(preprocessor)
     rng = np.random.default_rng(seed)
-    growth = {name: np.zeros(REPEATS) for name in contract.feature_names}
-    with _one_thread(estimator):
-        baseline = loss(estimator, matrix, target)
-        for repeat in range(REPEATS):
-            for name, changes in growth.items():
-                shuffled = _shuffled(columns, blocks[name], rng.permutation(len(sample)))
-                changes[repeat] = loss(estimator, shuffled, target) - baseline
+    names = contract.feature_names
+    growth = {name: np.zeros(REPEATS) for name in names}
+    baseline = loss(output(estimator, matrix), target)
+    per_call = max(1, BATCH_CELLS // max(1, matrix.shape[0] * matrix.shape[1]))
+    stack = sparse.vstack if sparse.issparse(matrix) else np.vstack
+    for repeat in range(REPEATS):
+        orders = {name: rng.permutation(len(sample)) for name in names}
+        for first in range(0, len(names), per_call):
+            batch = names[first : first + per_call]
+            outputs = output(estimator, stack([_shuffled(columns, blocks[name], orders[name]) for name in batch]))
+            for index, name in enumerate(batch):
+                rows_of_name = slice(index * len(sample), (index + 1) * len(sample))
+                growth[name][repeat] = loss(outputs[rows_of_name], target) - baseline
     return FeatureImportance(
         loss="squared error" if model.task == "regression" else "log loss",
         rows=len(sample),
@@ -89,6 +103,8 @@ def permutation_importance_of(
 
 def _shuffled(columns: Any, block: slice, order: np.ndarray) -> Any:
     """The preprocessed rows with one input column's block of outputs in `order` (sparse stays sparse)."""
+    from scipy import sparse
+
     if sparse.issparse(columns):
         return sparse.hstack([columns[:, : block.start], columns[order, block], columns[:, block.stop :]], format="csr")
     shuffled = columns.copy()
@@ -96,7 +112,14 @@ def _shuffled(columns: Any, block: slice, order: np.ndarray) -> Any:
     return shuffled
 
 
-def _loss(model: TabularModel) -> Callable[[Any, Any, np.ndarray], float]:
+def _output(model: "TabularModel") -> Callable[[Any, Any], np.ndarray]:
+    """What the loss is computed on: predicted values for regression, class probabilities otherwise."""
+    if model.task == "regression":
+        return lambda estimator, x: np.asarray(estimator.predict(x))
+    return lambda estimator, x: np.asarray(estimator.predict_proba(x))
+
+
+def _loss(model: "TabularModel") -> Callable[[np.ndarray, np.ndarray], float]:
     """The model's loss on its own output: log loss over every class, or squared error.
 
     Log loss rather than accuracy: on an imbalanced target most shuffles change few predicted
@@ -104,26 +127,13 @@ def _loss(model: TabularModel) -> Callable[[Any, Any, np.ndarray], float]:
     `log_loss` validates its input for longer than a small model takes to predict.
     """
     if model.task == "regression":
-        return lambda estimator, x, y: float(np.mean((estimator.predict(x) - y) ** 2))
+        return lambda predicted, y: float(np.mean((predicted - y) ** 2))
 
-    def log_loss(estimator: Any, x: Any, y: np.ndarray) -> float:
-        chosen = np.asarray(estimator.predict_proba(x))[np.arange(len(y)), y]
+    def log_loss(probabilities: np.ndarray, y: np.ndarray) -> float:
+        chosen = probabilities[np.arange(len(y)), y]
         return float(-np.mean(np.log(np.clip(chosen, 1e-15, 1.0))))
 
     return log_loss
-
-
-@contextmanager
-def _one_thread(estimator: Any) -> Iterator[None]:
-    """Predict with one thread: a few thousand rows gain nothing from more, and waiting on them costs (4× here)."""
-    threads = estimator.get_params().get("n_jobs", "absent")
-    if threads != "absent":
-        estimator.set_params(n_jobs=1)
-    try:
-        yield
-    finally:
-        if threads != "absent":
-            estimator.set_params(n_jobs=threads)
 
 
 def log_importance(importance: FeatureImportance, run_id: str, tracking: MlflowConnection) -> None:

@@ -3,18 +3,13 @@
 import time
 import warnings
 from collections.abc import Mapping
+from functools import cache
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
-from mlflow.models import infer_signature
-from mlflow.models.model import ModelInfo
 from pydantic import BaseModel
-from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
@@ -25,12 +20,13 @@ from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef, read_snapshot
 from mlpipe.tasks.model.families import GPU_FAMILIES, ModelSpec, build_estimator
-from mlpipe.tasks.model.preprocessing import build_preprocessor
-from mlpipe.tasks.model.pyfunc import TabularModel
 from mlpipe.workspace import available_cores
 
 if TYPE_CHECKING:
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.models.model import ModelInfo
+
+    from mlpipe.tasks.model.pyfunc import TabularModel
 
 MODEL_ARTIFACT = "model"
 CONTRACT_ARTIFACT = "contract.json"
@@ -74,6 +70,12 @@ def train(
 
     `tags` are added to the MLflow run, e.g. the sweep that chose these hyperparameters.
     """
+    from sklearn.pipeline import Pipeline
+    from threadpoolctl import threadpool_limits
+
+    from mlpipe.tasks.model.preprocessing import build_preprocessor
+    from mlpipe.tasks.model.pyfunc import TabularModel
+
     train_rows = read_snapshot(splits.train, store)
     validation_rows = read_snapshot(splits.validation, store)
     cores = available_cores()
@@ -120,7 +122,7 @@ def encode_target(
 
 
 def _log(
-    model: TabularModel,
+    model: "TabularModel",
     estimator: object,
     contract: DataContract,
     spec: ModelSpec,
@@ -131,6 +133,8 @@ def _log(
     fit_seconds: float,
     extra_tags: dict[str, str],
 ) -> TrainedModel:
+    import mlflow
+
     experiment_id = tracking.experiment_id(model_name)
     tags = {
         **extra_tags,
@@ -159,15 +163,18 @@ def _log(
 
 
 def _log_run(
-    model: TabularModel,
+    model: "TabularModel",
     estimator: object,
     contract: DataContract,
     spec: ModelSpec,
     splits: SplitRefs,
     train_rows: pd.DataFrame,
     fit_seconds: float,
-) -> ModelInfo:
+) -> "ModelInfo":
     """Parameters, inputs, learning curve, contract and the model, into the active run."""
+    import mlflow
+    from mlflow.models import infer_signature
+
     features = train_rows[contract.feature_names].head(5)
     mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
     mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
@@ -185,9 +192,19 @@ def _log_run(
             python_model=model,
             signature=infer_signature(features, model.predict(None, features)),
             input_example=features,
-            pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME_PACKAGES],
+            pip_requirements=list(runtime_requirements()),
         )
     return info
+
+
+@cache
+def runtime_requirements() -> tuple[str, ...]:
+    """The packages a logged model needs, pinned to the versions this process loaded.
+
+    Read once per process: the modules in memory are the ones a model is pickled with, whatever
+    an upgrade since put on disk (and each look-up of a distribution's metadata costs milliseconds).
+    """
+    return tuple(f"{name}=={version(name)}" for name in RUNTIME_PACKAGES)
 
 
 def _as_mlflow_dataset(ref: DatasetRef) -> "MetaDataset":
@@ -202,6 +219,8 @@ def _as_mlflow_dataset(ref: DatasetRef) -> "MetaDataset":
 
 def _log_learning_curve(estimator: object) -> None:
     """xgboost's per-round validation metric, logged in one batch (one call per round is slow)."""
+    import mlflow
+    from mlflow.entities import Metric
     from xgboost import XGBModel
 
     if not isinstance(estimator, XGBModel):  # train gives xgboost the validation split as eval_set

@@ -1,6 +1,5 @@
 """Register: one model version per training run, `challenger` always, `champion` only through the gate."""
 
-import mlflow
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -49,6 +48,8 @@ def register(
     Keyed by the training run: a retry after a lost response, or a re-run whose training was
     cached, finds the existing version instead of creating a second one.
     """
+    import mlflow
+
     client = tracking.client()
     version = find_version(model_name, model.run_id, tracking)
     if version is None:
