@@ -98,6 +98,11 @@ def use_running_servers() -> dict[str, str]:
     return chosen
 
 
+def prefect_setting(name: str) -> str | None:
+    """A Prefect setting as the user gave it (variable, then active profile), without importing Prefect."""
+    return os.environ.get(name) or _prefect_profile().get(name)
+
+
 def _prefect_profile() -> dict[str, str]:
     """The settings of the active Prefect profile (read as a file: importing Prefect takes seconds)."""
     home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()

@@ -1,11 +1,13 @@
 """`mlpipe demo` and `mlpipe generate`: seeded demo credit-default data, and the training pipeline on it."""
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mlpipe.cli.output import out, run
+from mlpipe.cli.temporary_api import TEMPORARY_API
 from mlpipe.cli.train import train_model
 
 DEMO_ROWS = 100_000
@@ -59,7 +61,7 @@ def where_to_look() -> str:
     tracking = workspace.mlflow.tracking_uri or ""
     if not tracking.startswith(("http://", "https://")):
         tracking = f"mlflow ui --backend-store-uri {tracking}"
-    api = PREFECT_API_URL.value()
+    api = None if os.environ.get(TEMPORARY_API) == "1" else PREFECT_API_URL.value()  # gone when the demo ends
     prefect = (
         api.removesuffix("/").removesuffix("/api") if api else "prefect server start  (then http://127.0.0.1:4200)"
     )

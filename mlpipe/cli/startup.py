@@ -1,11 +1,9 @@
 """What a flow command does before its flow runs: start the Prefect API early, and set up what the terminal shows.
 
-With no `PREFECT_API_URL` (no running workspace), Prefect starts a temporary API server, a
-process of its own, on the flow's first call: after this process has imported the pipeline's
-libraries, so the two waits add up. Started here as the command begins, the server boots on
-another core while this process imports. It is Prefect's own temporary server, the very object
-Prefect's client would have started (one per process), so Prefect stops it when the command
-exits, as it always did: nothing outlives the command.
+With no `PREFECT_API_URL` (no running workspace), a temporary Prefect API serves the command
+(`mlpipe/cli/temporary_api.py`). Started as the command begins, before Prefect is even imported,
+the server boots on another core while this process imports; the command stops it on exit, so
+nothing outlives the command.
 
 Libraries announce their own steps (Prefect's line per task run, MLflow's "Successfully
 registered model"); a command shows one line per step of its own instead, on stderr, and
@@ -14,17 +12,13 @@ library warnings and errors. `mlpipe --verbose` shows the libraries' lines as th
 
 import importlib
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from mlpipe.cli.output import err
+from mlpipe.cli.temporary_api import TemporaryApi
 from mlpipe.runtime import quiet_mlflow, verbose_output
-
-if TYPE_CHECKING:
-    from prefect.server.api.server import SubprocessASGIServer
 
 PRELOADED = ("mlpipe.tasks.model.pyfunc", "mlpipe.tasks.model.preprocessing", "xgboost")
 """Modules every local training run's steps import (the champion's and the candidate's models unpickle them)."""
@@ -34,31 +28,20 @@ PRELOADED = ("mlpipe.tasks.model.pyfunc", "mlpipe.tasks.model.preprocessing", "x
 def preparing_flow() -> Iterator[None]:
     """Import and configure inside the block while the temporary API starts; run the flow after it.
 
-    On leaving the block the API is up (or its start failed: the flow's own attempt then reports
-    Prefect's error as before), and the terminal shows mlpipe's progress lines.
+    On leaving the block the API answers (or `TemporaryApiFailed` says why not), and the
+    terminal shows mlpipe's progress lines.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    starter = None
-    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        # Imported here, not in the thread: two threads importing Prefect's modules at once can deadlock.
-        from prefect.server.api.server import SubprocessASGIServer
-
-        starter = threading.Thread(target=_start, args=(SubprocessASGIServer(),), name="prefect-api", daemon=True)
-        starter.start()
-    try:
-        yield
-        if starter is not None:
-            _preload_while(starter)
-    finally:
-        if starter is not None:
-            starter.join()  # never leave a half-started server to a process that is exiting
+    api = TemporaryApi.start() if TemporaryApi.needed() else None
+    yield
+    if api is not None:
+        _preload_while(api)
+        api.wait()
     if not verbose_output():
         _show_progress()
         _quiet_libraries()
 
 
-def _preload_while(starter: threading.Thread) -> None:
+def _preload_while(api: TemporaryApi) -> None:
     """Import what a local run's steps load, while the temporary API still starts.
 
     With no Prefect server there is no `mlpipe up` workspace either, so the steps run in this
@@ -67,21 +50,9 @@ def _preload_while(starter: threading.Thread) -> None:
     (with a cluster configured elsewhere, it only fills the wait).
     """
     for module in PRELOADED:
-        if not starter.is_alive():
+        if not api.starting():
             return
         importlib.import_module(module)
-
-
-def _start(server: "SubprocessASGIServer") -> None:
-    """Start the server; one that fails to answer in time is stopped, so that the flow's own start is a fresh one.
-
-    Prefect keeps a failed server's port and process slot: starting it again would launch a
-    second process and lose the first, which would then outlive the command.
-    """
-    try:
-        server.start()
-    except Exception:  # noqa: BLE001 - the flow's own start raises it with Prefect's message
-        server.stop()
 
 
 class _StepProgress(logging.Handler):

@@ -15,8 +15,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from mlpipe.blocks.drift import DriftPolicy
 from mlpipe.tasks.monitoring.profiles import Baseline, ColumnProfile, NumericBins
@@ -166,6 +164,8 @@ def _numeric(
     bins: NumericBins, reference: ColumnProfile, current: ColumnProfile, small: bool, policy: DriftPolicy
 ) -> tuple[Test, float, float]:
     if small:  # statistic reported is the p-value: drifted below the threshold
+        from scipy import stats  # (scipy's statistics load in the steps that test, not in every flow's process)
+
         return "ks", float(stats.ks_2samp(reference.sample, current.sample).pvalue), policy.p_value
     expected, actual = reference.drift_counts, current.drift_counts
     if policy.numeric_test == "psi":
@@ -176,6 +176,9 @@ def _numeric(
 def _categorical(
     reference: dict[str, int], current: dict[str, int], small: bool, policy: DriftPolicy
 ) -> tuple[Test, float, float]:
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
     categories = sorted(reference.keys() | current.keys())
     expected = np.array([reference.get(c, 0) for c in categories], dtype="float64")
     actual = np.array([current.get(c, 0) for c in categories], dtype="float64")
