@@ -41,7 +41,7 @@ def test_a_missing_or_wrong_key_gets_401_and_keys_are_never_logged(
 @pytest.mark.unit
 def test_no_key_refuses_to_start_unless_no_auth(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("MLPIPE_API_KEYS", raising=False)
-    with pytest.raises(ConfigError, match="no API key.*MLPIPE_API_KEYS"):
+    with pytest.raises(ConfigError, match=r"no API key.*MLPIPE_API_KEYS"):
         load_keys(None, no_auth=False)
     monkeypatch.setenv("MLPIPE_API_KEYS", " , ")
     with pytest.raises(ConfigError, match="no API key"):

@@ -4,7 +4,8 @@ import json
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as examples
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from mlpipe.blocks import MlflowConnection
