@@ -3,8 +3,8 @@
 `/predict` reads the raw body (so an oversized one is refused while it arrives) and checks it
 with the loaded version's own validator; FastAPI's per-request model machinery is skipped on the
 hot path, and the OpenAPI schema is generated from the version serving when it is asked for.
-Small requests are scored on the event loop (a thread hop costs more than the model); batches
-go to the thread pool so they do not hold single-row callers behind them.
+Small requests are checked and scored on the event loop (a thread hop costs more than the model);
+batches go to the thread pool, so the loop keeps accepting and reading other requests meanwhile.
 """
 
 import asyncio
@@ -29,8 +29,8 @@ from mlpipe.infra.serving.shadow import AfterResponse, Recorder
 from mlpipe.infra.serving.slot import ModelSlot, ServedModel
 
 log = logging.getLogger("mlpipe.serve")
-INLINE_ROWS = 64
-"""Requests with at most this many rows are scored on the event loop."""
+INLINE_BYTES = 16_384
+"""Bodies up to this size (a few dozen rows) are checked and scored on the event loop; larger ones in a thread."""
 VERSION_HEADER = "X-Model-Version"
 JSON = "application/json"
 
@@ -88,13 +88,12 @@ def create_app(
             return _json(503, {"detail": f"no version of {settings.model} is loaded yet"})
         try:
             body = await _body(request, settings.max_body_bytes)
-            rows = served.rows.parse(body)
+            if len(body) <= INLINE_BYTES:
+                rows, predictions = _score(served, body)
+            else:
+                rows, predictions = await run_in_threadpool(_score, served, body)
         except BadRequest as bad:
             return _json(bad.status, {"detail": bad.message, "errors": bad.errors})
-        if len(rows) <= INLINE_ROWS:
-            predictions = served.predict(rows)
-        else:
-            predictions = await run_in_threadpool(served.predict, rows)
         after.submit(served, rows, predictions)
         body_out = {"model": served.name, "version": served.version, "predictions": _records(predictions)}
         return _json(200, body_out, {VERSION_HEADER: served.version})
@@ -142,6 +141,12 @@ def create_app(
 
     app.openapi = lambda: _openapi(app, slot.champion)  # type: ignore[method-assign]
     return app
+
+
+def _score(served: ServedModel, body: bytes) -> tuple[Any, Any]:
+    """The body's rows and their predictions (BadRequest for rows the model cannot take)."""
+    rows = served.rows.parse(body)
+    return rows, served.predict(rows)
 
 
 def _openapi(app: FastAPI, served: ServedModel | None) -> dict[str, Any]:
