@@ -54,7 +54,7 @@ class RowSchema:
         fields = {column.name: _annotation(column) for column in self.columns}
         row = TypedDict("Row", fields)  # type: ignore[misc]  # built from the model's signature
         row.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-        self._rows: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[row])  # type: ignore[valid-type]
+        self._rows: TypeAdapter[Any] = TypeAdapter(list[row])
         self.row_json_schema: dict[str, Any] = TypeAdapter(row).json_schema()
 
     def parse(self, body: bytes) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from mlpipe.tasks.registry.aliases import find_champion
 def champion_contract(model_name: str, tracking: MlflowConnection) -> DataContract | None:
     """The contract stored with the current champion, if there is one."""
     champion = find_champion(model_name, tracking)
-    if champion is None:
+    if champion is None or champion.run_id is None:
         return None
     return run_contract(champion.run_id, tracking)
 
