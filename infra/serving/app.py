@@ -3,8 +3,9 @@
 `/predict` reads the raw body (so an oversized one is refused while it arrives) and checks it
 with the loaded version's own validator; FastAPI's per-request model machinery is skipped on the
 hot path, and the OpenAPI schema is generated from the version serving when it is asked for.
-Small requests are checked and scored on the event loop (a thread hop costs more than the model);
-batches go to the thread pool, so the loop keeps accepting and reading other requests meanwhile.
+Small requests are checked on the event loop and scored together with the others waiting (one
+model call for all); batches are checked and scored in the thread pool, so the loop keeps
+accepting and reading other requests meanwhile.
 """
 
 import asyncio
@@ -22,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.infra.serving.auth import KeyCheck, load_keys
+from mlpipe.infra.serving.batching import Batcher, Scored
 from mlpipe.infra.serving.inputs import BadRequest
 from mlpipe.infra.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlpipe.infra.serving.settings import ServeSettings
@@ -30,7 +32,8 @@ from mlpipe.infra.serving.slot import ModelSlot, ServedModel
 
 log = logging.getLogger("mlpipe.serve")
 INLINE_BYTES = 16_384
-"""Bodies up to this size (a few dozen rows) are checked and scored on the event loop; larger ones in a thread."""
+"""Bodies up to this size (a few dozen rows) are checked on the event loop and scored with the other small
+requests waiting (batching.py); larger ones are checked and scored in a thread of their own."""
 VERSION_HEADER = "X-Model-Version"
 JSON = "application/json"
 
@@ -50,6 +53,7 @@ def create_app(
     slot = ModelSlot(settings.model, tracking, shadow=settings.shadow_share > 0, poll_seconds=settings.poll_seconds)
     slot.on_swap = lambda served: metrics.serving(served.name, served.version)
     after = AfterResponse(slot, metrics, settings.shadow_share, recorder, settings.shadow_queue)
+    batcher = Batcher()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,13 +93,13 @@ def create_app(
         try:
             body = await _body(request, settings.max_body_bytes)
             if len(body) <= INLINE_BYTES:
-                rows, predictions = _score(served, body)
+                scored = await batcher.score(served, served.rows.rows(body))
             else:
-                rows, predictions = await run_in_threadpool(_score, served, body)
+                scored = await run_in_threadpool(_score, served, body)
         except BadRequest as bad:
             return _json(bad.status, {"detail": bad.message, "errors": bad.errors})
-        after.submit(served, rows, predictions)
-        body_out = {"model": served.name, "version": served.version, "predictions": _records(predictions)}
+        after.submit(served, scored.rows, scored.predictions)
+        body_out = {"model": served.name, "version": served.version, "predictions": scored.records}
         return _json(200, body_out, {VERSION_HEADER: served.version})
 
     @app.get("/health")
@@ -143,10 +147,11 @@ def create_app(
     return app
 
 
-def _score(served: ServedModel, body: bytes) -> tuple[Any, Any]:
-    """The body's rows and their predictions (BadRequest for rows the model cannot take)."""
+def _score(served: ServedModel, body: bytes) -> Scored:
+    """A large body's rows and their predictions (BadRequest for rows the model cannot take)."""
     rows = served.rows.parse(body)
-    return rows, served.predict(rows)
+    predictions = served.predict(rows)
+    return Scored(_records(predictions), rows, predictions)
 
 
 def _openapi(app: FastAPI, served: ServedModel | None) -> dict[str, Any]:

@@ -58,7 +58,11 @@ class RowSchema:
         self.row_json_schema: dict[str, Any] = TypeAdapter(row).json_schema()
 
     def parse(self, body: bytes) -> pd.DataFrame:
-        """The body's rows as the frame the model takes.
+        """The body's rows as the frame the model takes (BadRequest as `rows`)."""
+        return self.frame(self.rows(body))
+
+    def rows(self, body: bytes) -> list[dict[str, Any]]:
+        """The body's rows, checked.
 
         Raises:
             BadRequest: 400 for a body that is not JSON, 422 naming row and field for rows that break the schema.
@@ -74,7 +78,7 @@ class RowSchema:
             raise BadRequest(422, "rows do not match the model's inputs", _row_errors(error)) from None
         if not rows:
             raise BadRequest(422, "the request holds no rows")
-        return self.frame(rows)
+        return rows
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Columns typed as MLflow's schema enforcement would type them, so the model sees what pyfunc gives it."""

@@ -37,6 +37,9 @@ class Recorder(Protocol):
         shadow_version: str | None,
     ) -> None: ...
 
+    def close(self) -> None:
+        """Write what is buffered; called once, when the server stops, after the last `record`."""
+
 
 @dataclass(frozen=True)
 class Answered:
@@ -69,10 +72,12 @@ class AfterResponse:
             self._thread.start()
 
     def stop(self) -> None:
-        """Finish what is queued (bounded), then stop."""
+        """Finish what is queued (bounded), then stop and close the recorder."""
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=30)
+        if self.recorder is not None:
+            self.recorder.close()
 
     def submit(self, served: ServedModel, inputs: pd.DataFrame, predictions: pd.DataFrame) -> None:
         """Queue a request answered by `served` for shadowing (a sampled share) and recording; never blocks."""

@@ -38,12 +38,12 @@ def contract_for(frame: pd.DataFrame, task: str) -> DataContract:
 
 
 def register_model(
-    tracking: MlflowConnection, name: str, task: str = "classification", seed: int = 0, trees: int = 20
+    tracking: MlflowConnection, name: str, task: str = "classification", seed: int = 0, trees: int = 20, depth: int = 3
 ) -> str:
     """Train on demo rows, log as training does, register; the new version (it holds no alias yet)."""
     frame = demo_rows(800, seed)
     contract = contract_for(frame, task)
-    spec = ModelSpec(family="xgboost", seed=seed, params={"n_estimators": trees, "max_depth": 3})
+    spec = ModelSpec(family="xgboost", seed=seed, params={"n_estimators": trees, "max_depth": depth})
     pipeline = Pipeline(
         [
             ("preprocess", build_preprocessor(contract, "xgboost")),

@@ -25,7 +25,11 @@ class ListRecorder:
 
     def __init__(self) -> None:
         self.calls: list[dict] = []
+        self.closed = False
         self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.closed = True
 
     def record(self, model_name, model_version, inputs, predictions, shadow_predictions, shadow_version) -> None:
         with self.lock:
@@ -65,6 +69,7 @@ def test_shadowing_adds_no_error_nor_latency_and_is_captured(tracking: MlflowCon
         wait_for(app.state.after.idle, 30, "the shadow queue to empty")
         metrics = httpx.get(f"{shadowed}/metrics").text
     assert set(statuses) == {200}
+    assert recorder.closed  # when the server stopped
     p50 = {base: statistics.median(values) for base, values in latency.items()}
     assert p50[shadowed] <= p50[plain] * 1.2 + 0.0005, p50  # noise margin: 20 % and half a millisecond
     assert len(recorder.calls) == REQUESTS and {call["shadow_version"] for call in recorder.calls} == {challenger}
