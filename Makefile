@@ -44,6 +44,7 @@ bench: install $(EVIDENTLY)/.installed ## Run the benchmarks in tests/benchmarks
 	$(BIN)/python -m tests.benchmarks.sweep
 	$(BIN)/python -m tests.benchmarks.scoring
 	$(BIN)/python -m tests.benchmarks.drift
+	$(BIN)/python -m tests.benchmarks.serving
 	$(BIN)/python -m tests.benchmarks.memory $(if $(BEFORE_PYTHON),--before $(BEFORE_PYTHON))
 
 # Evidently (the drift benchmark's comparison) needs pandas < 3, so it gets an environment of its own.

@@ -17,6 +17,7 @@ from mlpipe.cli.gc import gc
 from mlpipe.cli.output import err
 from mlpipe.cli.rollback import rollback
 from mlpipe.cli.score import score
+from mlpipe.cli.serve import serve
 from mlpipe.cli.sweep import automl, sweep
 from mlpipe.cli.train import train
 from mlpipe.cli.up import down, status, up
@@ -25,7 +26,7 @@ from mlpipe.runtime import configure_process
 app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLflow.", no_args_is_help=True)
 
 
-USES_SERVERS = {"train", "demo", "sweep", "automl", "score", "drift", "rollback", "deploy", "worker", "gc"}
+USES_SERVERS = {"train", "demo", "sweep", "automl", "score", "drift", "rollback", "deploy", "worker", "gc", "serve"}
 """Commands that say so when they use the servers `mlpipe up` runs."""
 
 
@@ -41,7 +42,7 @@ def _main(
         err.print(f"[dim]Using the servers of `mlpipe up`: {servers}[/]", highlight=False, soft_wrap=True)
 
 
-for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc, up, down, status):
+for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc, serve, up, down, status):
     app.command()(command)
 app.add_typer(deploy_app, name="deploy")
 app.command()(worker)

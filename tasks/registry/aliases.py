@@ -94,10 +94,15 @@ def _move_champion(name: str, version: str, tracking: MlflowConnection, reason: 
 
 def find_champion(model_name: str, tracking: MlflowConnection) -> "ModelVersion | None":
     """The version holding the champion alias, or None when there is none yet (or no such model)."""
+    return find_alias(model_name, CHAMPION, tracking)
+
+
+def find_alias(model_name: str, alias: str, tracking: MlflowConnection) -> "ModelVersion | None":
+    """The version holding `alias`, or None when no version holds it (or there is no such model)."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return tracking.client().get_model_version_by_alias(model_name, CHAMPION)
+        return tracking.client().get_model_version_by_alias(model_name, alias)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None

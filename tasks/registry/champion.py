@@ -18,13 +18,18 @@ from mlpipe.tasks.registry.aliases import find_champion
 
 def champion_contract(model_name: str, tracking: MlflowConnection) -> DataContract | None:
     """The contract stored with the current champion, if there is one."""
+    champion = find_champion(model_name, tracking)
+    if champion is None or champion.run_id is None:
+        return None
+    return run_contract(champion.run_id, tracking)
+
+
+def run_contract(run_id: str, tracking: MlflowConnection) -> DataContract:
+    """The contract a training run stored with its model."""
     import mlflow
 
-    champion = find_champion(model_name, tracking)
-    if champion is None:
-        return None
     with tracking.session():
-        text = mlflow.artifacts.load_text(f"runs:/{champion.run_id}/{CONTRACT_ARTIFACT}")
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{CONTRACT_ARTIFACT}")
     return DataContract.model_validate_json(text)
 
 
