@@ -16,7 +16,6 @@ from tests.infra import checks
 from tests.infra.manifests import COMPOSE_FILE, INFRA, Container, compose_containers, kubernetes_containers
 
 
-
 def _serve_built() -> bool:
     """Whether this build has `mlpipe serve`, which the manifests run (its parser checks their command lines)."""
     import typer
