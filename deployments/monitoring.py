@@ -32,7 +32,8 @@ class MonitoringPlan(Strict):
     model: Name
     target: str = Field(description="label column of the labelled data")
     current: WindowTemplate = Field(
-        description="new (unlabelled) data for the drift check; may hold {window_start:%Y-%m-%d}"
+        description="new (unlabelled) data for the drift check; may hold {window_start:%Y-%m-%d}; the scoring "
+        "endpoint's captured traffic: <datastore>/captures/<model>/date={window_start:%Y-%m-%d}"
     )
     recent: WindowTemplate = Field(description="recent labelled data to retrain on; may hold {window_start:%Y-%m-%d}")
     window_days: float = Field(default=1.0, gt=0, description="the windows' length, ending at each run's time")

@@ -6,12 +6,15 @@ included, on a machine without GPUs) is checked without starting it.
 
 import importlib.util
 import ipaddress
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlpipe.errors import ConfigError
 from mlpipe.infra.auth import (
     Credentials,
     client_environment,
@@ -26,6 +29,13 @@ DASK_HOST = LOOPBACK
 """Dask has no password authentication: whoever reaches its scheduler runs code on its workers.
 So the scheduler, its dashboard and the workers stay on loopback whatever `--host` says; a Dask
 cluster that other machines reach belongs to the cluster manifests, with TLS."""
+API_KEYS = "MLPIPE_API_KEYS"
+"""The scoring endpoint's API keys (comma-separated), when they do not come from a Secret block."""
+READY_PATH = "/ready"
+"""The scoring endpoint answers 200 here once its model is loaded (readiness)."""
+HEALTH_PATH = "/health"
+"""The scoring endpoint answers 200 here while its process serves (liveness)."""
+DEFAULT_ALIAS = "champion"
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,12 @@ class Options:
     auth: bool = False
     prefect_auth_secret: str | None = None
     mlflow_password_secret: str | None = None
+    serve: str | None = None
+    """The registered model the scoring endpoint serves (`NAME` means `NAME@champion`); None: no endpoint."""
+    serve_port: int = 8000
+    serve_workers: int = 1
+    serve_no_auth: bool = False
+    serve_api_keys_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,8 @@ class Ports:
     mlflow: int
     dask: int
     dashboard: int
+    serve: int = 0
+    """0 when no scoring endpoint is started."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,8 @@ class Addresses:
     dask_http_url: str
     """The scheduler's HTTP server: the dashboard, its health and JSON endpoints."""
     dask_dashboard_url: str
+    scoring_url: str | None = None
+    """The scoring endpoint (`POST {scoring_url}/predict`), when `mlpipe up` starts one."""
 
 
 def is_loopback(host: str) -> bool:
@@ -110,6 +130,7 @@ def addresses(options: Options, ports: Ports) -> Addresses:
         dask_scheduler_address=f"tcp://{DASK_HOST}:{ports.dask}",
         dask_http_url=http,
         dask_dashboard_url=http + page,
+        scoring_url=f"http://{local}:{ports.serve}" if options.serve else None,
     )
 
 
@@ -119,9 +140,20 @@ def python_module(module: str, *arguments: str) -> list[str]:
 
 
 def components(
-    options: Options, ports: Ports, folder: Path, credentials: Credentials | None, home: Path
+    options: Options,
+    ports: Ports,
+    folder: Path,
+    credentials: Credentials | None,
+    home: Path,
+    environment: Mapping[str, str] | None = None,
 ) -> list[Component]:
-    """Everything `mlpipe up` starts; each starts as soon as the components in its `after` are ready."""
+    """Everything `mlpipe up` starts; each starts as soon as the components in its `after` are ready.
+
+    `environment`: where the endpoint's `MLPIPE_API_KEYS` would come from (default: this process's).
+
+    Raises:
+        ConfigError: a scoring endpoint without API keys, or without them beyond loopback (`serve_arguments`).
+    """
     where = addresses(options, ports)
     clients = {
         "MLPIPE_HOME": str(home),
@@ -143,7 +175,70 @@ def components(
             PrefectWorkerPolling(where.prefect_api_url, options.pool, clients.get("PREFECT_API_AUTH_STRING")),
             after=("prefect",),
         ),
+        *([scoring_endpoint(options, ports.serve, where, clients, environment)] if options.serve else []),
     ]
+
+
+def model_reference(model: str) -> str:
+    """`NAME@champion` for a bare `NAME`; a reference with an alias or version stays as given."""
+    return model if "@" in model or "/" in model else f"{model}@{DEFAULT_ALIAS}"
+
+
+def serve_arguments(options: Options, environment: Mapping[str, str]) -> list[str]:
+    """How the endpoint gets its API keys, refused as the endpoint itself refuses (checked before anything starts).
+
+    Keys come from the Secret block named by `serve_api_keys_secret`, or from `MLPIPE_API_KEYS` in
+    the environment the endpoint inherits (never on its command line, which every local user can
+    list). Without keys it serves only with `serve_no_auth`, and only on loopback.
+
+    Raises:
+        ConfigError: no keys and no `--serve-no-auth`; `--serve-no-auth` beyond loopback or beside keys.
+    """
+    keys = bool(options.serve_api_keys_secret) or bool(environment.get(API_KEYS, "").strip())
+    if options.serve_no_auth:
+        if keys:
+            raise ConfigError(
+                f"--serve-no-auth with API keys given ({API_KEYS} or --serve-api-keys-secret): choose one"
+            )
+        if not is_loopback(options.host):
+            raise ConfigError(
+                f"--serve-no-auth is refused on {options.host} (beyond loopback): anyone reaching it could score; "
+                f"set {API_KEYS} or --serve-api-keys-secret"
+            )
+        return ["--no-auth"]
+    if options.serve_api_keys_secret:
+        return ["--api-keys-secret", options.serve_api_keys_secret]
+    if keys:
+        return []
+    raise ConfigError(
+        f"the scoring endpoint needs API keys: set {API_KEYS} (comma-separated) or --serve-api-keys-secret NAME "
+        "(a Prefect Secret block); on loopback, --serve-no-auth serves without keys"
+    )
+
+
+def scoring_endpoint(
+    options: Options, port: int, where: Addresses, clients: dict[str, str], environment: Mapping[str, str] | None
+) -> Component:
+    """`mlpipe serve` for the model, ready once it answers `/ready` (its model is loaded).
+
+    It starts after the MLflow server (it loads the model from the registry) and the Prefect
+    server (it follows promotions by their events); on `mlpipe down` it gets SIGTERM and drains.
+    """
+    assert options.serve is not None and where.scoring_url is not None  # only called when serving
+    reference = model_reference(options.serve)
+    command = python_module("mlpipe", "serve", "--model", reference, "--host", options.host, "--port", str(port))
+    command += ["--workers", str(options.serve_workers)]
+    command += serve_arguments(options, os.environ if environment is None else environment)
+    return Component(
+        "serve",
+        f"scoring endpoint ({reference})",
+        command,
+        clients,
+        HttpAnswers(f"{where.scoring_url}{READY_PATH}"),
+        address=f"{options.host}:{port}",
+        url=where.scoring_url,
+        after=("prefect", "mlflow"),
+    )
 
 
 def prefect_server(

@@ -7,6 +7,7 @@ two `up`s or an `up` and a `down` from interleaving.
 
 import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -15,7 +16,16 @@ from pathlib import Path
 from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.infra import processes
 from mlpipe.infra.auth import resolve_credentials
-from mlpipe.infra.components import DASK_HOST, Component, Options, Ports, addresses, components, is_loopback
+from mlpipe.infra.components import (
+    DASK_HOST,
+    Component,
+    Options,
+    Ports,
+    addresses,
+    components,
+    is_loopback,
+    serve_arguments,
+)
 from mlpipe.redaction import password_of, redact
 from mlpipe.workspace import (
     ESSENTIAL,
@@ -64,6 +74,8 @@ def up(options: Options, on_ready: Callable[[Component, float], None] = lambda *
         if options.auth or not is_loopback(options.host):
             reason = "--auth" if is_loopback(options.host) else f"listening on {options.host} (beyond loopback)"
             credentials = resolve_credentials(reason, options.prefect_auth_secret, options.mlflow_password_secret)
+        if options.serve:
+            serve_arguments(options, os.environ)  # no keys: refused before a port is taken
         ports = _ports(options)
         folder = servers_folder()
         planned = components(options, ports, folder, credentials, workspace_home())
@@ -74,6 +86,7 @@ def up(options: Options, on_ready: Callable[[Component, float], None] = lambda *
             dask_scheduler_address=where.dask_scheduler_address,
             dask_dashboard_url=where.dask_dashboard_url,
             auth=credentials is not None,
+            scoring_url=where.scoring_url,
         )
         try:
             servers = _start(planned, servers, folder, on_ready)
@@ -101,6 +114,8 @@ def _ports(options: Options) -> Ports:
         "dask": (DASK_HOST, options.dask_port, "the Dask scheduler", "--dask-port"),
         "dashboard": (DASK_HOST, options.dashboard_port, "the Dask dashboard", "--dashboard-port"),
     }
+    if options.serve:
+        asked["serve"] = (options.host, options.serve_port, "the scoring endpoint", "--serve-port")
     chosen: dict[str, int] = {}
     for name, (host, port, what, option) in asked.items():
         if port == 0:
@@ -201,6 +216,7 @@ def _url(servers: Servers, name: str) -> str:
         "prefect": servers.prefect_api_url.removesuffix("/api"),
         "mlflow": servers.mlflow_tracking_uri,
         "dask-scheduler": servers.dask_dashboard_url,
+        "serve": servers.scoring_url or "",
     }.get(name, "")
 
 

@@ -86,6 +86,8 @@ class Servers:
     dask_dashboard_url: str
     auth: bool
     processes: dict[str, ServerProcess] = field(default_factory=dict)
+    scoring_url: str | None = None
+    """The scoring endpoint `mlpipe up --serve` started (None without one)."""
 
     def client_environment(self) -> dict[str, str]:
         """The standard variables that point a client at these servers."""

@@ -75,9 +75,9 @@ def write_bytes(url: str, content: bytes, fs: AbstractFileSystem | None = None) 
         staged.fs.pipe_file(staged.path, content)
 
 
-def write_parquet(table: pa.Table, url: str) -> None:
-    """Write a Parquet file atomically."""
-    with atomic_write(url) as staged:
+def write_parquet(table: pa.Table, url: str, fs: AbstractFileSystem | None = None) -> None:
+    """Write a Parquet file atomically (`fs`: the filesystem `url` is a path in, as for `atomic_write`)."""
+    with atomic_write(url, fs) as staged:
         pq.write_table(table, staged.path, filesystem=staged.fs)
 
 

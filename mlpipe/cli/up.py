@@ -41,8 +41,19 @@ def up(
     mlflow_password_secret: Annotated[
         str | None, typer.Option(help="Prefect Secret block with the MLflow password [default: the environment]")
     ] = None,
+    serve: Annotated[
+        str | None,
+        typer.Option(help="also start the scoring endpoint for this registered model (NAME means NAME@champion)"),
+    ] = None,
+    serve_port: Annotated[int, typer.Option(min=0, max=65535, help="scoring endpoint (0: any free port)")] = 8000,
+    serve_workers: Annotated[int, typer.Option(min=1, help="scoring endpoint worker processes")] = 1,
+    serve_api_keys_secret: Annotated[
+        str | None, typer.Option(help="Prefect Secret block with the endpoint's API keys [default: MLPIPE_API_KEYS]")
+    ] = None,
+    serve_no_auth: Annotated[bool, typer.Option(help="serve without API keys (refused beyond loopback)")] = False,
 ) -> None:
-    """Start the workspace's servers: Prefect, MLflow, a Dask scheduler with CPU (and GPU) workers, a worker.
+    """Start the workspace's servers: Prefect, MLflow, a Dask scheduler with CPU (and GPU) workers, a worker,
+    and with `--serve NAME` the scoring endpoint for a registered model.
 
     Commands run in this workspace (same MLPIPE_HOME) then use them by themselves. Running
     `up` again only reports what runs.
@@ -69,6 +80,11 @@ def up(
             auth=auth,
             prefect_auth_secret=prefect_auth_secret,
             mlflow_password_secret=mlflow_password_secret,
+            serve=serve,
+            serve_port=serve_port,
+            serve_workers=serve_workers,
+            serve_no_auth=serve_no_auth,
+            serve_api_keys_secret=serve_api_keys_secret,
         )
 
         def ready(component: Component, seconds: float) -> None:
@@ -107,7 +123,13 @@ def status(
 
         servers, states = status()
         if as_json:
-            fields = ("prefect_api_url", "mlflow_tracking_uri", "dask_scheduler_address", "dask_dashboard_url")
+            fields = (
+                "prefect_api_url",
+                "mlflow_tracking_uri",
+                "dask_scheduler_address",
+                "dask_dashboard_url",
+                "scoring_url",
+            )
             report = {name: getattr(servers, name) if servers else None for name in fields}
             report |= {
                 "running": essential_running(states),
@@ -136,5 +158,7 @@ def _print_status(servers: "Servers", states: "list[ComponentState]") -> None:
     out.print(f"PREFECT_API_URL={servers.prefect_api_url}", highlight=False, soft_wrap=True)
     out.print(f"MLFLOW_TRACKING_URI={servers.mlflow_tracking_uri}", highlight=False, soft_wrap=True)
     out.print(f"DASK_SCHEDULER_ADDRESS={servers.dask_scheduler_address}", highlight=False, soft_wrap=True)
+    if servers.scoring_url:
+        out.print(f"Scoring endpoint: POST {servers.scoring_url}/predict", highlight=False, soft_wrap=True)
     if servers.auth:
         out.print("The servers require credentials: PREFECT_API_AUTH_STRING, MLFLOW_TRACKING_USERNAME/PASSWORD.")

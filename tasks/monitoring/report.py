@@ -9,6 +9,9 @@ from mlpipe.tasks.monitoring.drift import Rule
 from mlpipe.tasks.monitoring.drift_check import DriftSummary
 from mlpipe.tasks.monitoring.performance import PerformanceSummary
 
+EVENT_FILES = 100
+"""Current files an event names at most: a capture folder holds thousands, and Prefect refuses an event
+over 1.5 MB (`PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES`); `current_files` gives the count."""
 RULE_WORDS: dict[Rule, str] = {
     "weighted_share": "the importance-weighted share of drifted features",
     "prediction": "prediction drift",
@@ -32,6 +35,11 @@ def publish_drift(summary: DriftSummary, tracking: MlflowConnection) -> dict[str
     artifacts.table(key, feature_table(summary), _headline(summary), links=links)
     title = f"{summary.model.name} v{summary.model.version}: data quality"
     artifacts.markdown(f"{key}-quality", _quality_markdown(summary), title, links=links)
+    return drift_payload(summary)
+
+
+def drift_payload(summary: DriftSummary) -> dict[str, Any]:
+    """What the drift events carry: the verdict, the evidence, the first `EVENT_FILES` current files and their count."""
     return {
         "drifted": summary.drifted,
         "rules": summary.data.rules,
@@ -44,7 +52,8 @@ def publish_drift(summary: DriftSummary, tracking: MlflowConnection) -> dict[str
         "prediction_drifted": summary.prediction.drifted,
         "mlflow_run_id": summary.mlflow_run_id,
         "report": summary.report,
-        "current": summary.current,
+        "current": summary.current[:EVENT_FILES],
+        "current_files": len(summary.current),
     }
 
 

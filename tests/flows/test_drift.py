@@ -133,6 +133,40 @@ def test_current_window_comes_from_the_run_time_and_a_missing_column_is_named(
         drift_check(DriftParams(model=MODEL, current=str(broken)), workspace)
 
 
+def test_captured_traffic_gives_the_verdict_of_the_same_rows_as_a_file(
+    workspace: WorkspaceConfig, champion: str, tmp_path: Path
+):
+    import mlflow
+
+    from mlpipe.tasks.monitoring.capture import CaptureWriter
+    from mlpipe.tasks.registry.model_ref import resolve_model
+
+    tracking = workspace.resolve().mlflow
+    model = resolve_model(f"{MODEL}@champion", tracking)
+    with tracking.session():
+        predictor = mlflow.pyfunc.load_model(model.uri)
+    for drift in (0.0, 1.0):
+        rows = credit_default(rows=3_000, seed=56, drift=drift)[[column.name for column in model.inputs]]
+        captures = tmp_path / f"captures-{drift}"
+        writer = CaptureWriter(str(captures), sample_rate=1.0, batch_rows=1_000)
+        for start in range(0, len(rows), 250):  # requests as the endpoint records them, answered by two versions
+            inputs = rows.iloc[start : start + 250]
+            writer.record(MODEL, champion if start < 2_000 else "0", inputs, predictor.predict(inputs))
+        writer.close(timeout=30)
+        assert writer.counters.written == 3_000 and len({p.parent for p in captures.rglob("part-*")}) == 2
+        as_file = tmp_path / f"same-rows-{drift}.parquet"
+        rows.to_parquet(as_file, index=False)
+
+        captured = drift_check(DriftParams(model=MODEL, current=str(captures)), workspace)
+        given = drift_check(DriftParams(model=MODEL, current=str(as_file)), workspace)
+        assert captured.drifted is given.drifted is bool(drift), (captured.data, given.data)
+        assert captured.current_rows == given.current_rows == 3_000
+        assert captured.data.drifted_features == given.data.drifted_features
+        for left, right in zip(captured.data.features, given.data.features, strict=True):
+            assert left.statistic == pytest.approx(right.statistic), left.feature
+        assert captured.prediction.statistic == pytest.approx(given.prediction.statistic)
+
+
 def shifted(frame: pd.DataFrame, columns: list[str], stds: float = 1.5) -> pd.DataFrame:
     """The frame with `columns` moved up by `stds` of their own standard deviation."""
     return frame.assign(**{name: frame[name] + stds * frame[name].std() for name in columns})

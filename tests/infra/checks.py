@@ -21,6 +21,7 @@ import click
 import jsonschema
 import yaml
 
+from mlpipe.infra.components import API_KEYS
 from mlpipe.workspace import GPU_RESOURCE
 from tests.infra.manifests import (
     COMPOSE_ENV_EXAMPLE,
@@ -47,7 +48,9 @@ KUBERNETES_VERSION = "1.30"
 """The oldest Kubernetes the manifests are checked against (strict schemas: unknown fields are errors)."""
 DASK_COMM_PORT = 8786
 """`dask scheduler`'s port when none is given (distributed's CLI has it inline, not as an option default)."""
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|AUTH_STRING|TOKEN|ACCESS_KEY|DATABASE_CONNECTION_URL|BACKEND_STORE_URI")
+SECRET_NAME = re.compile(
+    r"PASSWORD|SECRET|AUTH_STRING|TOKEN|ACCESS_KEY|API_KEYS|DATABASE_CONNECTION_URL|BACKEND_STORE_URI"
+)
 """Environment variables whose value is, or holds, a credential."""
 KNOWN_DEFAULT_CREDENTIALS = ("password1234", "minioadmin")
 """MLflow's former basic-auth admin password and MinIO's default root login: public, never acceptable."""
@@ -173,7 +176,7 @@ def listening_ports(container: Container) -> dict[str, int]:
             ports["console"] = int(container.argv[container.argv.index("--console-address") + 1].rpartition(":")[2])
         return ports
     params = parse_command(container.argv)
-    if container.program in ("prefect server", "mlflow server"):
+    if container.program in ("prefect server", "mlflow server", "mlpipe serve"):
         return {"api": int(params["port"])}
     if container.program == "dask scheduler":
         return {
@@ -534,6 +537,60 @@ def kubernetes_port_problems(infra: Path = INFRA) -> list[str]:
             if isinstance(value, str):
                 problems += _url_problems(container.where, variable, value, listening, programs)
     return problems
+
+
+def compose_serving_problems(infra: Path = INFRA) -> list[str]:
+    """The endpoint is healthy only once ready (`/ready`), gets time to drain, and requires API keys."""
+    from mlpipe.infra.components import READY_PATH
+
+    problems = []
+    services = compose_document(infra, example_environment(infra))["services"]
+    endpoints = [c for c in compose_containers_cached(infra) if c.program == "mlpipe serve"]
+    for container in endpoints:
+        service = services[container.where.rpartition(" ")[2]]
+        port = listening_ports(container)["api"]
+        urls = re.findall(r"https?://[^\s'\"]+", " ".join(service.get("healthcheck", {}).get("test", [])))
+        if [urlsplit(url)[1:3] for url in urls] != [(f"127.0.0.1:{port}", READY_PATH)]:
+            problems.append(f"{container.where}: the health check must call {READY_PATH} on port {port}, calls {urls}")
+        if "stop_grace_period" not in service:
+            problems.append(f"{container.where}: no stop_grace_period, so in-flight requests are cut on stop")
+        problems += _endpoint_key_problems(container)
+    return problems or ([] if endpoints else [f"{COMPOSE_FILE}: no service runs `mlpipe serve`"])
+
+
+def kubernetes_serving_problems(infra: Path = INFRA) -> list[str]:
+    """Readiness on `/ready`, liveness on `/health`, a grace period to drain, keys from a Secret, a Service."""
+    from mlpipe.infra.components import HEALTH_PATH, READY_PATH
+
+    problems = []
+    documents = kubernetes_documents(infra)
+    services = _kubernetes_services([document for _, document in documents], infra)
+    reached = {container.where for _, containers in services.values() for container in containers}
+    grace = {where: spec.get("terminationGracePeriodSeconds") for _, doc in documents for where, spec in pod_specs(doc)}
+    endpoints = [c for c in kubernetes_containers(infra) if c.program == "mlpipe serve"]
+    for container in endpoints:
+        for probe, path in (("readinessProbe", READY_PATH), ("livenessProbe", HEALTH_PATH)):
+            found = container.raw.get(probe, {}).get("httpGet", {}).get("path")
+            if found != path:
+                problems.append(f"{container.where}: the {probe} must call {path}, calls {found}")
+        if not grace.get(container.where.split(": ")[1].rpartition(",")[0]):
+            problems.append(f"{container.where}: no terminationGracePeriodSeconds, so in-flight requests are cut")
+        if container.where not in reached:
+            problems.append(f"{container.where}: no Service reaches it")
+        if isinstance(container.env.get(API_KEYS), str):
+            problems.append(f"{container.where}: {API_KEYS} is not taken from a Secret")
+        problems += _endpoint_key_problems(container)
+    return problems or ([] if endpoints else [f"{KUBERNETES}: no container runs `mlpipe serve`"])
+
+
+def _endpoint_key_problems(container: Container) -> list[str]:
+    """Beyond loopback the endpoint refuses to start without keys (as `mlpipe up --serve` does)."""
+    params = parse_command(container.argv)
+    if params.get("no_auth"):
+        return [f"{container.where}: serves with --no-auth on {params.get('host')}, beyond loopback"]
+    if API_KEYS not in container.env and not params.get("api_keys_secret"):
+        return [f"{container.where}: has neither {API_KEYS} nor --api-keys-secret, so it refuses to start"]
+    return []
 
 
 def gpu_problems(containers: list[Container], requests_gpu: Any) -> list[str]:

@@ -11,7 +11,8 @@ import pytest
 
 from mlpipe.errors import ConfigError
 from mlpipe.infra.auth import resolve_credentials
-from mlpipe.infra.components import Options, Ports, components, is_loopback
+from mlpipe.infra.components import API_KEYS, READY_PATH, Component, Options, Ports, components, is_loopback
+from mlpipe.infra.readiness import HttpAnswers
 from mlpipe.processes import process_started
 from mlpipe.runtime import use_running_servers
 from mlpipe.workspace import ServerProcess, Servers, running_servers, servers_state_file
@@ -85,7 +86,7 @@ def test_credentials_are_never_defaults(monkeypatch: pytest.MonkeyPatch):
 
 def _mlpipe(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "MLPIPE_HOME": str(home), **env}
-    for name in ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+    for name in ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLPIPE_API_KEYS"):
         environment.pop(name, None)
     return subprocess.run([MLPIPE, *args], env=environment, capture_output=True, text=True, timeout=120)
 
@@ -211,4 +212,64 @@ def test_a_database_url_with_a_password_is_refused_before_anything_starts(
         up(Options(mlflow_db="postgresql://ops:hunter2-secret@db:5432/mlflow"))
     assert "--mlflow-db postgresql://ops:***@db:5432/mlflow holds a password" in str(raised.value)
     assert "hunter2" not in str(raised.value) and "PGPASSWORD" in str(raised.value)
+    assert not (tmp_path / "servers" / "workspace.json").exists()
+
+
+SERVE_PORTS = Ports(prefect=4200, mlflow=5000, dask=8786, dashboard=8787, serve=8000)
+
+
+def _endpoint(tmp_path: Path, environment: dict[str, str], **options: object) -> Component:
+    planned = components(
+        Options(serve="credit", **options),  # type: ignore[arg-type]
+        SERVE_PORTS,
+        tmp_path,
+        None,
+        tmp_path,
+        environment,
+    )
+    return next(component for component in planned if component.name == "serve")
+
+
+def test_the_scoring_endpoint_serves_the_champion_and_is_ready_when_its_model_answers(tmp_path: Path):
+    endpoint = _endpoint(tmp_path, {API_KEYS: "k1,k2"}, serve_workers=2)
+    assert endpoint.command[1:] == [
+        "-m", "mlpipe", "serve", "--model", "credit@champion", "--host", "127.0.0.1", "--port", "8000", "--workers", "2"
+    ]  # fmt: skip
+    assert API_KEYS not in endpoint.environment and "k1" not in " ".join(endpoint.command)  # inherited, never listed
+    assert endpoint.environment["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert endpoint.environment["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"  # promotions arrive as events
+    assert isinstance(endpoint.ready, HttpAnswers) and endpoint.ready.url == f"http://127.0.0.1:8000{READY_PATH}"
+    assert endpoint.url == "http://127.0.0.1:8000" and set(endpoint.after) == {"prefect", "mlflow"}
+    assert "serve" not in _plan(tmp_path)  # only when asked for
+
+
+def test_the_endpoint_takes_its_keys_from_a_secret_block_or_serves_without_only_on_loopback(tmp_path: Path):
+    secret = _endpoint(tmp_path, {}, serve_api_keys_secret="scoring-keys")
+    assert secret.command[-2:] == ["--api-keys-secret", "scoring-keys"]
+    assert _endpoint(tmp_path, {}, serve_no_auth=True).command[-1] == "--no-auth"
+    pinned = components(
+        Options(serve="credit@challenger", serve_no_auth=True), SERVE_PORTS, tmp_path, None, tmp_path, {}
+    )
+    assert "credit@challenger" in pinned[-1].command
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "message"),
+    [
+        ({}, {}, "needs API keys: set MLPIPE_API_KEYS"),
+        ({}, {API_KEYS: " "}, "needs API keys"),
+        ({"serve_no_auth": True, "host": "0.0.0.0"}, {}, "--serve-no-auth is refused on 0.0.0.0"),
+        ({"serve_no_auth": True}, {API_KEYS: "k1"}, "choose one"),
+    ],
+)
+def test_an_endpoint_without_keys_is_refused_before_anything_starts(
+    tmp_path: Path, options: dict[str, object], environment: dict[str, str], message: str
+):
+    with pytest.raises(ConfigError, match=message):
+        _endpoint(tmp_path, environment, **options)
+
+
+def test_up_without_keys_for_the_endpoint_starts_nothing(tmp_path: Path):
+    result = _mlpipe("up", "--serve", "credit", home=tmp_path)
+    assert result.returncode == 1 and "the scoring endpoint needs API keys" in result.stderr
     assert not (tmp_path / "servers" / "workspace.json").exists()

@@ -15,7 +15,20 @@ import pytest
 from tests.infra import checks
 from tests.infra.manifests import COMPOSE_FILE, INFRA, Container, compose_containers, kubernetes_containers
 
-pytestmark = pytest.mark.unit
+
+def _serve_built() -> bool:
+    """Whether this build has `mlpipe serve`, which the manifests run (its parser checks their command lines)."""
+    import typer
+
+    from mlpipe.cli import app
+
+    return "serve" in typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(not _serve_built(), reason="the manifests run `mlpipe serve`, which this build lacks"),
+]
 
 
 def every_container(infra: Path) -> list[Container]:
@@ -39,6 +52,8 @@ CHECKS: dict[str, Callable[[Path], list[str]]] = {
     "compose gpu": lambda infra: checks.gpu_problems(compose_containers(infra), checks.compose_requests_gpu),
     "kubernetes gpu": lambda infra: checks.gpu_problems(kubernetes_containers(infra), checks.kubernetes_requests_gpu),
     "images": checks.image_problems,
+    "compose serving": checks.compose_serving_problems,
+    "kubernetes serving": checks.kubernetes_serving_problems,
 }
 
 COMPOSE = str(COMPOSE_FILE)
@@ -183,6 +198,47 @@ BREAKAGES = [
         "",
         "without being given a GPU",
     ),
+    (
+        "compose serving",
+        COMPOSE,
+        "urlopen('http://127.0.0.1:8000/ready')",
+        "urlopen('http://127.0.0.1:8000/health')",
+        "must call /ready on port 8000",
+    ),
+    ("compose serving", COMPOSE, "    stop_grace_period: 30s  # draining", "    # draining", "no stop_grace_period"),
+    (
+        "compose secrets",
+        COMPOSE,
+        "${MLPIPE_API_KEYS:?set MLPIPE_API_KEYS (comma-separated keys callers send)}",
+        "${MLPIPE_API_KEYS:-key}",
+        "MLPIPE_API_KEYS is not a required variable",
+    ),
+    ("kubernetes serving", "kubernetes/serve.yaml", "path: /ready", "path: /health", "readinessProbe must call /ready"),
+    ("kubernetes serving", "kubernetes/serve.yaml", "path: /health", "path: /ready", "livenessProbe must call /health"),
+    (
+        "kubernetes serving",
+        "kubernetes/serve.yaml",
+        "      terminationGracePeriodSeconds: 30",
+        "      # terminationGracePeriodSeconds: 30",
+        "no terminationGracePeriodSeconds",
+    ),
+    ("kubernetes serving", "kubernetes/serve.yaml", '--workers, "2"]', '--workers, "2", --no-auth]', "--no-auth"),
+    (
+        "kubernetes serving",
+        "kubernetes/serve.yaml",
+        "name: MLPIPE_API_KEYS",
+        "name: MLPIPE_API_KEY",
+        "neither MLPIPE_API_KEYS nor --api-keys-secret",
+    ),
+    ("kubernetes serving", "kubernetes/serve.yaml", "name: serve\n  ports:", "name: other\n  ports:", "no Service"),
+    (
+        "kubernetes ports",
+        "kubernetes/serve.yaml",
+        "containerPort: 8000",
+        "containerPort: 8080",
+        "readinessProbe calls port http",
+    ),
+    ("kubernetes secrets", "README.md", "--from-literal=api-keys=", "--from-literal=keys=", "mlpipe-serve/api-keys"),
     ("images", "constraints.txt", "prefect==", "prefect==0.", "prefect==0."),
     ("images", "kubernetes/kustomization.yaml", 'newTag: "', 'newTag: "9', "kustomization.yaml: image mlpipe tag 9"),
     ("images", COMPOSE, "image: postgres:17.6", "image: postgres", "no pinned tag"),
