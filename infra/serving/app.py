@@ -14,13 +14,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
+from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.infra.serving.auth import KeyCheck, load_keys
 from mlpipe.infra.serving.batching import Batcher, Scored
@@ -28,7 +29,11 @@ from mlpipe.infra.serving.inputs import BadRequest
 from mlpipe.infra.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlpipe.infra.serving.settings import ServeSettings
 from mlpipe.infra.serving.shadow import AfterResponse, Recorder
-from mlpipe.infra.serving.slot import ModelSlot, ServedModel
+from mlpipe.infra.serving.slot import ModelSlot, ServedModel, followed_alias
+
+if TYPE_CHECKING:
+    from mlpipe.blocks.workspace import WorkspaceConfig
+    from mlpipe.tasks.monitoring.capture import CaptureWriter
 
 log = logging.getLogger("mlpipe.serve")
 INLINE_BYTES = 16_384
@@ -39,8 +44,23 @@ JSON = "application/json"
 
 
 def app_from_environment() -> FastAPI:
-    """The app of one uvicorn worker process, from the settings the command handed over."""
-    return create_app(ServeSettings.from_environment())
+    """The app of one uvicorn worker process, from the settings the command handed over.
+
+    Each worker captures its own sample of what it answers (files never shared between writers).
+    """
+    settings = ServeSettings.from_environment()
+    workspace = _workspace(settings.config_file)
+    return create_app(settings, recorder=_capture(settings, workspace.datastore), tracking=workspace.mlflow)
+
+
+def _capture(settings: ServeSettings, datastore: Datastore) -> "CaptureWriter | None":
+    from mlpipe.tasks.monitoring.capture import CaptureWriter, capture_location
+
+    if settings.capture_rate == 0:
+        return None
+    name, _ = followed_alias(settings.model)
+    root = settings.capture_to or capture_location(datastore, name)
+    return CaptureWriter(root, sample_rate=settings.capture_rate, storage_options=datastore.resolve().options())
 
 
 def create_app(
@@ -48,7 +68,7 @@ def create_app(
 ) -> FastAPI:
     """The endpoint for `settings`; `recorder` takes what it saw (capture), off the request path."""
     keys = KeyCheck(load_keys(settings.api_keys_secret, settings.no_auth))
-    tracking = (tracking or _tracking(settings.config_file)).resolve()
+    tracking = (tracking or _workspace(settings.config_file).mlflow).resolve()
     metrics = ServingMetrics()
     slot = ModelSlot(settings.model, tracking, shadow=settings.shadow_share > 0, poll_seconds=settings.poll_seconds)
     slot.on_swap = lambda served: metrics.serving(served.name, served.version)
@@ -187,10 +207,10 @@ def _json(status: int, content: Any, headers: dict[str, str] | None = None) -> R
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON)
 
 
-def _tracking(config_file: str | None) -> MlflowConnection:
+def _workspace(config_file: str | None) -> "WorkspaceConfig":
     from mlpipe.blocks.config import run_config
 
-    return run_config(Path(config_file) if config_file else None).workspace.mlflow
+    return run_config(Path(config_file) if config_file else None).workspace
 
 
 async def _follow_promotions(slot: ModelSlot) -> None:

@@ -24,6 +24,10 @@ class ServeSettings(Strict):
     poll_seconds: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=8_000_000, gt=0)
     drain_seconds: int = Field(default=30, ge=0)
+    capture_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of the rows answered that are captured to the datastore for drift checks (0: none)."""
+    capture_to: str | None = None
+    """Where captures go; default: the datastore's `captures/<model>` (`capture_location`)."""
     shadow_queue: int = Field(default=256, ge=1)
     """Requests waiting for the challenger; more are dropped (counted) so the caller never waits."""
 

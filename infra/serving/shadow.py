@@ -20,6 +20,8 @@ from mlpipe.infra.serving.metrics import ServingMetrics
 from mlpipe.infra.serving.slot import ModelSlot, ServedModel
 
 log = logging.getLogger("mlpipe.serve")
+RECORDER_CLOSE_SECONDS = 10.0
+"""On stop, how long the recorder may take to write what it holds (the orchestrator's grace period is 30 s)."""
 REGRESSION_AGREEMENT = 0.05
 """A regression challenger agrees on a row when it is within this share of the champion's prediction."""
 
@@ -37,8 +39,9 @@ class Recorder(Protocol):
         shadow_version: str | None,
     ) -> None: ...
 
-    def close(self) -> None:
-        """Write what is buffered; called once, when the server stops, after the last `record`."""
+    def close(self, timeout: float) -> None:
+        """Write what is buffered (waiting at most `timeout` s); called once, when the server stops, after the last
+        `record`."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class AfterResponse:
             self._queue.put(None)
             self._thread.join(timeout=30)
         if self.recorder is not None:
-            self.recorder.close()
+            self.recorder.close(timeout=RECORDER_CLOSE_SECONDS)
 
     def submit(self, served: ServedModel, inputs: pd.DataFrame, predictions: pd.DataFrame) -> None:
         """Queue a request answered by `served` for shadowing (a sampled share) and recording; never blocks."""

@@ -23,6 +23,12 @@ def serve(
     poll_seconds: Annotated[float, typer.Option(help="how often the registry's aliases are checked")] = 10.0,
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 8_000_000,
     drain_seconds: Annotated[int, typer.Option(help="on SIGTERM, how long requests in flight may finish")] = 30,
+    capture_rate: Annotated[
+        float, typer.Option(help="share of answered rows captured to the datastore for drift checks (0: none)")
+    ] = 0.1,
+    capture_to: Annotated[
+        str | None, typer.Option(help="where captures go (default: the datastore's captures/<model>)")
+    ] = None,
     config: Annotated[opt.ConfigFile, opt.config_option("mlflow")] = None,
 ) -> None:
     """Serve a registered model over HTTP: POST /predict, GET /health, /ready, /metadata, /metrics."""
@@ -44,6 +50,8 @@ def serve(
             "poll_seconds": poll_seconds,
             "max_body_bytes": max_body_bytes,
             "drain_seconds": drain_seconds,
+            "capture_rate": capture_rate,
+            "capture_to": capture_to,
         }
         run_server(validated(ServeSettings, options, "command line"))
 

@@ -28,7 +28,7 @@ class ListRecorder:
         self.closed = False
         self.lock = threading.Lock()
 
-    def close(self) -> None:
+    def close(self, timeout: float) -> None:
         self.closed = True
 
     def record(self, model_name, model_version, inputs, predictions, shadow_predictions, shadow_version) -> None:
