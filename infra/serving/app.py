@@ -30,10 +30,10 @@ from mlpipe.infra.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlpipe.infra.serving.settings import ServeSettings
 from mlpipe.infra.serving.shadow import AfterResponse, Recorder
 from mlpipe.infra.serving.slot import ModelSlot, ServedModel, followed_alias
+from mlpipe.tasks.monitoring.capture import CaptureWriter, capture_location
 
 if TYPE_CHECKING:
     from mlpipe.blocks.workspace import WorkspaceConfig
-    from mlpipe.tasks.monitoring.capture import CaptureWriter
 
 log = logging.getLogger("mlpipe.serve")
 INLINE_BYTES = 16_384
@@ -53,9 +53,7 @@ def app_from_environment() -> FastAPI:
     return create_app(settings, recorder=_capture(settings, workspace.datastore), tracking=workspace.mlflow)
 
 
-def _capture(settings: ServeSettings, datastore: Datastore) -> "CaptureWriter | None":
-    from mlpipe.tasks.monitoring.capture import CaptureWriter, capture_location
-
+def _capture(settings: ServeSettings, datastore: Datastore) -> CaptureWriter | None:
     if settings.capture_rate == 0:
         return None
     name, _ = followed_alias(settings.model)
@@ -70,6 +68,8 @@ def create_app(
     keys = KeyCheck(load_keys(settings.api_keys_secret, settings.no_auth))
     tracking = (tracking or _workspace(settings.config_file).mlflow).resolve()
     metrics = ServingMetrics()
+    if isinstance(recorder, CaptureWriter):
+        metrics.watch_capture(lambda: recorder.counters)
     slot = ModelSlot(settings.model, tracking, shadow=settings.shadow_share > 0, poll_seconds=settings.poll_seconds)
     slot.on_swap = lambda served: metrics.serving(served.name, served.version)
     after = AfterResponse(slot, metrics, settings.shadow_share, recorder, settings.shadow_queue)

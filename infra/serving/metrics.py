@@ -4,8 +4,15 @@ One registry per app (not the process-wide default), so two apps in one process 
 their counts apart. With `--workers N` each worker process counts its own requests.
 """
 
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from mlpipe.tasks.monitoring.capture import CaptureCounters
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -68,5 +75,26 @@ class ServingMetrics:
         seen[1] += agreeing
         self.shadow_agreement.labels(version=version).set(seen[1] / seen[0] if seen[0] else 1.0)
 
+    def watch_capture(self, counters: Callable[[], CaptureCounters]) -> None:
+        """Report the capture writer's counts (read when Prometheus scrapes)."""
+        self.registry.register(_CaptureCollector(counters))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CaptureCollector(Collector):
+    """Rows through capture by outcome (offered, sampled, written, dropped, failed), files and rows pending."""
+
+    def __init__(self, counters: Callable[[], CaptureCounters]) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        counts = asdict(self.counters())
+        files, pending = counts.pop("files"), counts.pop("pending")
+        rows = CounterMetricFamily("mlpipe_serve_capture_rows", "Rows through capture, by outcome", labels=["outcome"])
+        for outcome, value in counts.items():
+            rows.add_metric([outcome], value)
+        yield rows
+        yield CounterMetricFamily("mlpipe_serve_capture_files", "Capture files written", value=files)
+        yield GaugeMetricFamily("mlpipe_serve_capture_pending_rows", "Captured rows not yet written", value=pending)

@@ -1,6 +1,7 @@
 """`mlpipe serve` captures what it answered to the datastore, and the drift check reads the capture folder."""
 
 import signal
+import time
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,11 @@ def test_answered_rows_are_captured_by_version_and_written_on_stop(
             assert answer.status_code == 200, answer.text
             answered.append(pd.DataFrame(answer.json()["predictions"]))
         assert not list(captures.rglob("*.parquet"))  # batched: nothing written per request
+        sampled = 'mlpipe_serve_capture_rows_total{outcome="sampled"} 300.0'  # recorded off the request path
+        deadline = time.monotonic() + 30
+        while sampled not in (metrics := httpx.get(f"{base}/metrics", timeout=10).text):
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.2)
         process.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
         assert process.wait(timeout=60) in (0, -signal.SIGTERM)  # type: ignore[attr-defined]
 
