@@ -104,12 +104,19 @@ def create_app(
         metrics.latency.observe(time.perf_counter() - started)
         return response
 
-    async def _predict(request: Request) -> Response:
+    def champion_for(request: Request) -> ServedModel | Response:
+        """The version answering, or the refusal: 401 without a valid key, 503 before a version is loaded."""
         if not keys.allows(request.headers.get("authorization")):
             return unauthorized()
         served = slot.champion
         if served is None:
             return _json(503, {"detail": f"no version of {settings.model} is loaded yet"})
+        return served
+
+    async def _predict(request: Request) -> Response:
+        served = champion_for(request)
+        if isinstance(served, Response):
+            return served
         try:
             body = await _body(request, settings.max_body_bytes)
             if len(body) <= INLINE_BYTES:
@@ -138,11 +145,9 @@ def create_app(
     @app.get("/metadata")
     async def metadata(request: Request) -> Response:
         """The model serving: name, version, signature, data contract, and the challenger shadowed."""
-        if not keys.allows(request.headers.get("authorization")):
-            return unauthorized()
-        served = slot.champion
-        if served is None:
-            return _json(503, {"detail": f"no version of {settings.model} is loaded yet"})
+        served = champion_for(request)
+        if isinstance(served, Response):
+            return served
         challenger = slot.challenger
         return _json(
             200,
