@@ -5,7 +5,8 @@ window's training rows plus the history (less any history rows the holdout also 
 holdout is the recent window's test split, so champion and challenger are judged on the same
 fresh rows, unseen by both, by the training pipeline's own gate (threshold and margin from the
 `GatePolicy`). The decision is recorded on both versions and
-announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`.
+announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`. How the challenger being replaced
+did on live traffic (shadowed by `mlpipe serve`, captured) is reported first.
 """
 
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from mlpipe.flows.training import DataParams, TrainingSummary, prepare_data, tra
 from mlpipe.tasks.data.holdout import without_holdout_rows_task
 from mlpipe.tasks.data.split import SplitRefs, combine_task
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED, emit
+from mlpipe.tasks.monitoring.shadow import ShadowSummary, challenger_traffic_task
 from mlpipe.tasks.registry.aliases import champion_version
 from mlpipe.tasks.registry.champion import champion_spec_task
 from mlpipe.tasks.registry.report import RetrainingDecision, record_retraining_task
@@ -41,6 +43,8 @@ class RetrainingSummary(BaseModel):
     promoted: bool
     history_rows_removed: int = 0
     """History rows left out of training because the recent holdout holds them too."""
+    replaced_challenger: ShadowSummary | None = None
+    """How the challenger this run replaces did on live traffic, shadowing the champion (`mlpipe serve`)."""
 
 
 @pipeline_flow("retraining")
@@ -49,6 +53,7 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
     workspace = open_workspace(config)
     params = params.model_copy(update={"data": resolve_window(params.data, scheduled_time(), params.window_days)[0]})
     previous = champion_version(params.name, workspace.mlflow)
+    replaced = challenger_traffic_task.submit(params.name, workspace.datastore, workspace.mlflow).result()
     spec = champion_spec_task.submit(params.name, workspace.mlflow).result()
     recent = prepare_data(params, workspace)
     train, removed = recent.splits.train, 0
@@ -68,5 +73,9 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
     record_retraining_task.submit(decision, workspace.mlflow).result()
     emit(MODEL_PROMOTED if decision.promoted else MODEL_REJECTED, params.name, training.version, decision.payload())
     return RetrainingSummary(
-        training=training, previous_champion=previous, promoted=decision.promoted, history_rows_removed=removed
+        training=training,
+        previous_champion=previous,
+        promoted=decision.promoted,
+        history_rows_removed=removed,
+        replaced_challenger=replaced,
     )

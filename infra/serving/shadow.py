@@ -13,17 +13,15 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 import pandas as pd
 
 from mlpipe.infra.serving.metrics import ServingMetrics
 from mlpipe.infra.serving.slot import ModelSlot, ServedModel
+from mlpipe.tasks.monitoring.shadow import PREDICTION, agreeing_rows
 
 log = logging.getLogger("mlpipe.serve")
 RECORDER_CLOSE_SECONDS = 10.0
 """On stop, how long the recorder may take to write what it holds (the orchestrator's grace period is 30 s)."""
-REGRESSION_AGREEMENT = 0.05
-"""A regression challenger agrees on a row when it is within this share of the champion's prediction."""
 
 
 class Recorder(Protocol):
@@ -116,7 +114,9 @@ class AfterResponse:
         shadowed = None
         if challenger is not None:
             shadowed = challenger.predict(item.inputs)
-            self.metrics.agreement(challenger.version, len(shadowed), agreeing_rows(item.predictions, shadowed))
+            self.metrics.agreement(
+                challenger.version, len(shadowed), agreeing_rows(item.predictions[PREDICTION], shadowed[PREDICTION])
+            )
         if self.recorder is not None:
             self.recorder.record(
                 item.served.name,
@@ -126,12 +126,3 @@ class AfterResponse:
                 shadowed,
                 challenger.version if challenger is not None else None,
             )
-
-
-def agreeing_rows(champion: pd.DataFrame, challenger: pd.DataFrame) -> int:
-    """Rows where the two predictions agree: the same label, or numbers within `REGRESSION_AGREEMENT`."""
-    ours, theirs = champion["prediction"].to_numpy(), challenger["prediction"].to_numpy()
-    if ours.dtype.kind in "fc" and theirs.dtype.kind in "fc":
-        close = np.abs(ours - theirs) <= REGRESSION_AGREEMENT * np.maximum(np.abs(ours), 1e-12)
-        return int(close.sum())
-    return int((ours == theirs).sum())

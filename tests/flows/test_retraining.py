@@ -14,12 +14,24 @@ from mlpipe.flows.retraining import RetrainingParams, retraining
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED
 from mlpipe.tasks.links import artifact_key
+from mlpipe.tasks.monitoring.capture import CaptureWriter, capture_location
+from mlpipe.tasks.monitoring.shadow import ShadowSummary
 from mlpipe.tasks.registry.aliases import alias_history, champion_version
 from tests.pipeline import model_events, run_training
 
 pytestmark = pytest.mark.flow
 
 MODEL = "retrain-demo"
+
+
+def shadowed_by_endpoint(workspace: WorkspaceConfig, challenger: str, rows: int, agreeing: int) -> None:
+    """Captures as `mlpipe serve --shadow-share` writes them: `challenger` agreed with the champion on `agreeing`."""
+    answers = pd.DataFrame({"prediction": [1] * rows})
+    shadow = pd.DataFrame({"prediction": [1] * agreeing + [0] * (rows - agreeing)})
+    resolved = workspace.resolve()
+    writer = CaptureWriter(capture_location(resolved.datastore, MODEL), sample_rate=1.0)
+    writer.record(MODEL, "1", pd.DataFrame({"income": range(rows)}), answers, shadow, shadow_version=challenger)
+    writer.close(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +62,11 @@ def test_challenger_on_drifted_data_is_promoted_and_one_on_shuffled_labels_rejec
     shuffled = credit_default(rows=4_000, seed=82, drift=1.0)
     shuffled["default"] = shuffled["default"].sample(frac=1.0, random_state=0).to_numpy()
     shuffled.to_parquet(tmp_path / "shuffled.parquet", index=False)
+    assert better.replaced_challenger == ShadowSummary(version=first.summary.version, rows=0, agreeing=0)
+    shadowed_by_endpoint(gated, better.training.version, rows=10, agreeing=7)
     worse = retraining(RetrainingParams(data=str(tmp_path / "shuffled.parquet"), reason="bad batch", **common), gated)
     assert not worse.promoted
+    assert worse.replaced_challenger == ShadowSummary(version=better.training.version, rows=10, agreeing=7)
     tracking = gated.resolve().mlflow
     assert champion_version(MODEL, tracking) == better.training.version  # unchanged
     assert model_events(MODEL, MODEL_REJECTED, worse.training.version)
