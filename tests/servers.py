@@ -9,8 +9,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 BIN = Path(sys.executable).parent
@@ -102,6 +104,24 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tupl
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with serving(command, f"{url}/health", home / "server.log", env, seconds=300) as server:
         yield url, server
+
+
+@contextmanager
+def together(*managers: AbstractContextManager[Any]) -> Iterator[list[Any]]:
+    """Enter `managers` at once, each in a thread of its own, and exit them at once: what each yields, in order.
+
+    Servers that wait on their own start-up (imports, database migrations) then start in the time of
+    the slowest rather than of all together. If one fails to start, those that started are stopped.
+    """
+    with ThreadPoolExecutor(len(managers)) as pool:
+        starts = [pool.submit(manager.__enter__) for manager in managers]
+        started = [manager for manager, start in zip(managers, starts, strict=True) if start.exception() is None]
+        try:
+            yield [start.result() for start in starts]  # the first failure to start raises here
+        finally:
+            stops = [pool.submit(manager.__exit__, None, None, None) for manager in started]
+            for stop in stops:
+                stop.result()
 
 
 @contextmanager
