@@ -24,6 +24,7 @@ import pytest  # noqa: E402
 
 from mlpipe.blocks import Datastore, WorkspaceConfig  # noqa: E402
 from mlpipe.demo_data import credit_default  # noqa: E402
+from tests import servers  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,6 +42,27 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture(scope="session")
+def _shared_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `prefect server start` (SQLite, no credentials) for every module that needs a real server.
+
+    Starting and stopping one costs a minute or more on two busy cores; the modules share it.
+    """
+    with servers.prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def prefect_server_api(_shared_prefect_server: str) -> str:
+    """The API URL of a real `prefect server` on 127.0.0.1 (its UI at the URL without `/api`).
+
+    The session's shared server, cleared of every deployment and automation when a module starts
+    using it: a module sees none of another's, in any order or alone.
+    """
+    servers.clear_prefect_server(_shared_prefect_server)
+    return _shared_prefect_server
 
 
 @pytest.fixture(autouse=True)

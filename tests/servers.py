@@ -9,8 +9,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 BIN = Path(sys.executable).parent
@@ -102,6 +104,62 @@ def prefect_server(home: Path, database_url: str | None = None) -> Iterator[tupl
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with serving(command, f"{url}/health", home / "server.log", env, seconds=300) as server:
         yield url, server
+
+
+def clear_prefect_server(api: str) -> None:
+    """Delete every automation, deployment and flow run on the server at `api`.
+
+    A module on the session's shared server then starts from none of another module's, whatever ran
+    before: no list in the UI longer than its own, no run left waiting for a worker on a shared pool.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            client.delete_automation(automation.id)
+        while deployments := client.read_deployments(limit=200):
+            for deployment in deployments:
+                client.delete_deployment(deployment.id)
+        while flow_runs := client.read_flow_runs(limit=200):
+            for flow_run in flow_runs:
+                client.delete_flow_run(flow_run.id)
+
+
+@contextmanager
+def mlpipe_worker(folder: Path, env: dict[str, str], pool: str = "mlpipe") -> Iterator[subprocess.Popen[bytes]]:
+    """`mlpipe worker` on `pool`, polling every second, in `folder` (output in `folder/worker.log`); stopped at the end.
+
+    `env` is the whole environment: it names the server (`PREFECT_API_URL`) and what the flow runs need.
+    """
+    command = [str(BIN / "mlpipe"), "worker", "--pool", pool]
+    with (folder / "worker.log").open("w") as log:
+        worker = subprocess.Popen(
+            command, env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, cwd=folder, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+@contextmanager
+def together(*managers: AbstractContextManager[Any]) -> Iterator[list[Any]]:
+    """Enter `managers` at once, each in a thread of its own, and exit them at once: what each yields, in order.
+
+    Servers that wait on their own start-up (imports, database migrations) then start in the time of
+    the slowest rather than of all together. If one fails to start, those that started are stopped.
+    """
+    with ThreadPoolExecutor(len(managers)) as pool:
+        starts = [pool.submit(manager.__enter__) for manager in managers]
+        started = [manager for manager, start in zip(managers, starts, strict=True) if start.exception() is None]
+        try:
+            yield [start.result() for start in starts]  # the first failure to start raises here
+        finally:
+            stops = [pool.submit(manager.__exit__, None, None, None) for manager in started]
+            for stop in stops:
+                stop.result()
 
 
 @contextmanager

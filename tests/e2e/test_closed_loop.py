@@ -21,8 +21,7 @@ from mlpipe.deployments.monitoring import MonitoringPlan, deploy_monitoring
 from mlpipe.tasks.events import DRIFT_CHECKED, DRIFT_DETECTED, model_resource_id
 from mlpipe.tasks.registry.aliases import champion_version
 from tests.pipeline import model_events, run_cli, run_training
-from tests.servers import BIN
-from tests.servers import prefect_server as start_prefect_server
+from tests.servers import mlpipe_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +35,6 @@ for _ in range(4):  # a burst of the same alarm, seconds after the first
 """
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`prefect server start` on 127.0.0.1 with its own database; stopped after the module."""
-    with start_prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, _):
-        yield url
-
-
 @contextmanager
 def served(prefect_server: str, tracking_uri: str, folder: Path) -> Iterator[dict[str, str]]:
     """This process pointed at the real server, and `mlpipe worker` (a process worker on the mlpipe pool) running.
@@ -50,29 +42,13 @@ def served(prefect_server: str, tracking_uri: str, folder: Path) -> Iterator[dic
     Yields the environment for processes that must talk to that server (this process's event
     client stays bound to the test server, so events are sent from processes of their own).
     """
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "MLFLOW_TRACKING_URI": tracking_uri,
-    }
-    with temporary_settings({PREFECT_API_URL: prefect_server}):
-        worker = subprocess.Popen(
-            [str(BIN / "mlpipe"), "worker", "--pool", "mlpipe"],
-            env=env,
-            cwd=folder,
-            stdout=(folder / "worker.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield env
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "MLFLOW_TRACKING_URI": tracking_uri}
+    with temporary_settings({PREFECT_API_URL: prefect_server}), mlpipe_worker(folder, env):
+        yield env
 
 
 def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
-    prefect_server: str, workspace: WorkspaceConfig, tmp_path: Path
+    prefect_server_api: str, workspace: WorkspaceConfig, tmp_path: Path
 ):
     original, drifted = tmp_path / "original.parquet", tmp_path / "drifted.parquet"
     fresh = tmp_path / "fresh.parquet"
@@ -83,7 +59,7 @@ def test_drift_triggers_exactly_one_retraining_that_promotes_a_better_model(
     assert first.error is None, first.error
     tracking = workspace.resolve().mlflow
 
-    with served(prefect_server, tracking.tracking_uri or "", tmp_path) as env:
+    with served(prefect_server_api, tracking.tracking_uri or "", tmp_path) as env:
         plan = MonitoringPlan(
             model=MODEL,
             target="default",
@@ -152,7 +128,7 @@ print(performance_check(params, WorkspaceConfig()).degraded)
 
 
 def test_degraded_accuracy_on_late_labels_triggers_retraining(
-    prefect_server: str, workspace: WorkspaceConfig, tmp_path: Path
+    prefect_server_api: str, workspace: WorkspaceConfig, tmp_path: Path
 ):
     model = "loop-performance"
     original, recent = tmp_path / "original.parquet", tmp_path / "recent.parquet"
@@ -169,7 +145,7 @@ def test_degraded_accuracy_on_late_labels_triggers_retraining(
     # Feedback that disagrees with most predictions: accuracy far below 0.88.
     fresh[["application_id"]].assign(default=1 - scored["prediction"]).to_parquet(tmp_path / "labels.parquet")
 
-    with served(prefect_server, tracking.tracking_uri or "", tmp_path) as env:
+    with served(prefect_server_api, tracking.tracking_uri or "", tmp_path) as env:
         plan = MonitoringPlan(
             model=model,
             target="default",

@@ -26,10 +26,10 @@ POOL = "mlpipe-stop"
 STOP_LIMIT = 10.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, _):
-        yield url
+@pytest.fixture
+def server(prefect_server_api: str) -> str:
+    """The session's real `prefect server`; the test that stops its server starts one of its own."""
+    return prefect_server_api
 
 
 @contextmanager

@@ -65,14 +65,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     (folder / "prefect").mkdir()
     with (
         servers.postgres_databases("prefect", "mlflow") as databases,
-        servers.prefect_server(folder / "prefect", databases["prefect"]) as (prefect, _),
-        servers.mlflow_server(folder / "mlflow", database_url=databases["mlflow"]) as mlflow,
-        servers.dask_scheduler(folder) as scheduler,
+        servers.together(
+            servers.prefect_server(folder / "prefect", databases["prefect"]),
+            servers.mlflow_server(folder / "mlflow", database_url=databases["mlflow"]),
+            servers.dask_scheduler(folder),
+        ) as ((prefect, _), mlflow, scheduler),
     ):
         env = {"PREFECT_API_URL": prefect}
         with (
-            servers.dask_worker(scheduler, "cpu", folder, env, nthreads=2) as (cpu, _),
-            servers.dask_worker(scheduler, "gpu", folder, env, nthreads=2, resources="GPU=1") as (gpu, _),
+            servers.together(
+                servers.dask_worker(scheduler, "cpu", folder, env, nthreads=2),
+                servers.dask_worker(scheduler, "gpu", folder, env, nthreads=2, resources="GPU=1"),
+            ) as ((cpu, _), (gpu, _)),
             Client(scheduler) as dask,
         ):
             dask.wait_for_workers(2, timeout=60)

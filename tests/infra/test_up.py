@@ -149,6 +149,7 @@ def _tasks_finished_on(scheduler: str) -> int:
 def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspace):
     data = workspace.folder / "tiny.csv"
     credit_default(rows=300, seed=3).to_csv(data, index=False)
+    finished_before = _tasks_finished_on(workspace.status["dask_scheduler_address"])
     command = [MLPIPE, "train", "--data", str(data), "--target", "default", "--name", "up-model"]
     train = subprocess.Popen(
         command,
@@ -170,7 +171,8 @@ def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspa
     status = workspace.status
     assert f"Using the servers of `mlpipe up`: Prefect {status['prefect_api_url']}" in stderr
     assert not [line for line in seen if "uvicorn" in line or "prefect.server" in line]  # no temporary API
-    assert _tasks_finished_on(status["dask_scheduler_address"]) > 0  # the workspace's Dask workers ran the steps
+    # the workspace's Dask workers ran this command's steps
+    assert _tasks_finished_on(status["dask_scheduler_address"]) > finished_before
 
     auth = CREDENTIALS["PREFECT_API_AUTH_STRING"]
     runs = _json(f"{status['prefect_api_url']}/flow_runs/filter", auth, {"flows": {"name": {"any_": ["training"]}}})

@@ -9,7 +9,6 @@ to match, waits for the UI's asynchronous rendering by itself and takes the scre
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,22 +24,11 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from mlpipe.demo_data import credit_default
 from mlpipe.deployments.project import deploy_project
 from mlpipe.flows.training import TrainingParams, training
-from tests.servers import BIN, prefect_server
+from tests.servers import mlpipe_worker
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "ui-demo"
-
-
-@pytest.fixture(scope="module")
-def workspace_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The local workspace's Prefect API URL; its UI is served at the same address without `/api`.
-
-    The one place the workspace starts: a `prefect server` of the module's own on a free port of
-    127.0.0.1, with `PREFECT_UI_API_URL` set (tests/servers.py) so that its UI finds its API.
-    """
-    with prefect_server(tmp_path_factory.mktemp("workspace")) as (url, _):
-        yield url
 
 
 @dataclass
@@ -67,47 +55,33 @@ def form_values(params: TrainingParams) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def control_room(workspace_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlRoom]:
-    """Register training and the closed loop as `mlpipe deploy` does, then run training from the form's values."""
+def control_room(prefect_server_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlRoom]:
+    """Register training and the closed loop as `mlpipe deploy` does, then run training from the form's values.
+
+    The workspace is the session's real `prefect server` (tests/conftest.py), its UI told where its API is.
+    """
     folder = tmp_path_factory.mktemp("control-room")
     data = folder / "loans.csv"
     credit_default(rows=600, seed=7).to_csv(data, index=False)
     required = {"data": str(data), "target": "default", "name": MODEL}
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": workspace_api,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "MLPIPE_HOME": str(folder / ".mlpipe"),
-    }
-    worker = subprocess.Popen(  # started first: its start-up overlaps the registration
-        [str(BIN / "mlpipe"), "worker", "--pool", "mlpipe"],
-        env=env,
-        cwd=folder,
-        stdout=(folder / "worker.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with temporary_settings({PREFECT_API_URL: workspace_api}):
-            sections = {
-                "training": required,
-                "monitoring": {"model": MODEL, "target": "default", "current": str(data), "recent": str(data)},
-            }
-            deployments = deploy_project(sections, "control room")
-            # the same training on a pool no worker serves: a run submitted from the browser's form waits there
-            form = deploy_project(
-                {"training": {**required, "deployment": "form-check", "work_pool": "ui-form"}}, "form"
-            )
-            values = form_values(TrainingParams(**required))
-            with get_client(sync_client=True) as client:
-                schema = client.read_deployment(deployments["training"]).parameter_openapi_schema
-                checked = client.request("POST", "/ui/schemas/validate", json={"schema": schema, "values": values})
-                assert checked.json()["valid"], checked.json()  # what the form checks before it submits
-                run = client.create_flow_run_from_deployment(deployments["training"], parameters=values)
-            final_state(run.id, 300)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
-    yield ControlRoom(workspace_api, folder, deployments, form["training"], run.id, data)
+    env = {**os.environ, "PREFECT_API_URL": prefect_server_api, "MLPIPE_HOME": str(folder / ".mlpipe")}
+    # the worker starts first: its start-up overlaps the registration
+    with mlpipe_worker(folder, env), temporary_settings({PREFECT_API_URL: prefect_server_api}):
+        sections = {
+            "training": required,
+            "monitoring": {"model": MODEL, "target": "default", "current": str(data), "recent": str(data)},
+        }
+        deployments = deploy_project(sections, "control room")
+        # the same training on a pool no worker serves: a run submitted from the browser's form waits there
+        form = deploy_project({"training": {**required, "deployment": "form-check", "work_pool": "ui-form"}}, "form")
+        values = form_values(TrainingParams(**required))
+        with get_client(sync_client=True) as client:
+            schema = client.read_deployment(deployments["training"]).parameter_openapi_schema
+            checked = client.request("POST", "/ui/schemas/validate", json={"schema": schema, "values": values})
+            assert checked.json()["valid"], checked.json()  # what the form checks before it submits
+            run = client.create_flow_run_from_deployment(deployments["training"], parameters=values)
+        final_state(run.id, 300)
+    yield ControlRoom(prefect_server_api, folder, deployments, form["training"], run.id, data)
 
 
 def final_state(run_id: UUID, seconds: float) -> str:
