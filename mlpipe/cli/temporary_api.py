@@ -44,7 +44,13 @@ class TemporaryApi:
 
     @staticmethod
     def needed() -> bool:
-        """Whether Prefect would start a temporary API for this command: no server named, temporary ones allowed."""
+        """Whether Prefect would start a temporary API for this command: no server named, temporary ones allowed.
+
+        Only before Prefect is imported: Prefect reads its settings once, so a process that already
+        imported it would not see the URL and would start a server of its own.
+        """
+        if "prefect" in sys.modules:
+            return False
         enabled = (prefect_setting("PREFECT_SERVER_EPHEMERAL_ENABLED") or "true").lower() not in ("0", "false")
         return not prefect_setting("PREFECT_API_URL") and enabled
 
