@@ -22,6 +22,7 @@ from mlpipe.infra.auth import (
     prefect_server_environment,
 )
 from mlpipe.infra.readiness import Check, DaskWorkersConnected, HttpAnswers, PrefectWorkerPolling
+from mlpipe.infra.serving.settings import API_KEYS, READY_PATH
 from mlpipe.workspace import GPU_RESOURCE, connect_host
 
 LOOPBACK = "127.0.0.1"
@@ -29,12 +30,6 @@ DASK_HOST = LOOPBACK
 """Dask has no password authentication: whoever reaches its scheduler runs code on its workers.
 So the scheduler, its dashboard and the workers stay on loopback whatever `--host` says; a Dask
 cluster that other machines reach belongs to the cluster manifests, with TLS."""
-API_KEYS = "MLPIPE_API_KEYS"
-"""The scoring endpoint's API keys (comma-separated), when they do not come from a Secret block."""
-READY_PATH = "/ready"
-"""The scoring endpoint answers 200 here once its model is loaded (readiness)."""
-HEALTH_PATH = "/health"
-"""The scoring endpoint answers 200 here while its process serves (liveness)."""
 DEFAULT_ALIAS = "champion"
 
 

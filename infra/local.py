@@ -32,6 +32,7 @@ from mlpipe.workspace import (
     ServerProcess,
     Servers,
     accepts_connections,
+    free_port,
     read_servers,
     servers_folder,
     servers_state_file,
@@ -119,7 +120,7 @@ def _ports(options: Options) -> Ports:
     chosen: dict[str, int] = {}
     for name, (host, port, what, option) in asked.items():
         if port == 0:
-            while (port := processes.free_port(host)) in chosen.values():
+            while (port := free_port(host)) in chosen.values():
                 pass
         elif port in chosen.values():
             raise MlpipeError(f"port {port} ({what}, {option}) is given to two components; choose another")

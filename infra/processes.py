@@ -13,7 +13,7 @@ import psutil
 from mlpipe.errors import ConfigError
 from mlpipe.infra.components import Component
 from mlpipe.processes import still_running
-from mlpipe.workspace import ServerProcess
+from mlpipe.workspace import ServerProcess, address_family
 
 GRACE_SECONDS = 10.0
 """How long a component has to stop on SIGTERM before it and what it started are killed
@@ -78,16 +78,9 @@ def _signal_group(pid: int, number: int) -> None:
             os.killpg(pid, number)
 
 
-def free_port(host: str) -> int:
-    """A port nothing listens on at `host` now."""
-    with socket.socket(_family(host)) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def check_free(host: str, port: int, what: str, option: str) -> None:
     """A ConfigError naming the port, what wanted it and how to choose another, when something listens there."""
-    with socket.socket(_family(host)) as probe:
+    with socket.socket(address_family(host)) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no conflict
         try:
             probe.bind((host, port))
@@ -96,10 +89,6 @@ def check_free(host: str, port: int, what: str, option: str) -> None:
                 f"port {port} on {host} ({what}) is already in use ({error.strerror}): stop what listens there, "
                 f"or choose another port with {option} (0: any free port)"
             ) from None
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def log_tail(path: str, lines: int = 15) -> str:

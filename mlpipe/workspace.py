@@ -153,6 +153,17 @@ def running_servers() -> Servers | None:
     return servers
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at `host` now."""
+    with socket.socket(address_family(host)) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def address_family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def accepts_connections(address: str, timeout: float = 0.5) -> bool:
     """Whether something accepts a TCP connection at `host:port`."""
     host, _, port = address.rpartition(":")

@@ -27,7 +27,7 @@ from mlpipe.infra.serving.auth import KeyCheck, load_keys
 from mlpipe.infra.serving.batching import Batcher, Scored
 from mlpipe.infra.serving.inputs import BadRequest
 from mlpipe.infra.serving.metrics import CONTENT_TYPE, ServingMetrics
-from mlpipe.infra.serving.settings import ServeSettings
+from mlpipe.infra.serving.settings import HEALTH_PATH, READY_PATH, ServeSettings
 from mlpipe.infra.serving.shadow import AfterResponse, Recorder
 from mlpipe.infra.serving.slot import ModelSlot, ServedModel, followed_alias
 from mlpipe.tasks.monitoring.capture import CaptureWriter, capture_location
@@ -134,12 +134,12 @@ def create_app(
         body_out = {"model": served.name, "version": served.version, "predictions": scored.records}
         return _json(200, body_out, {VERSION_HEADER: served.version})
 
-    @app.get("/health")
+    @app.get(HEALTH_PATH)
     async def health() -> Response:
         """Liveness: the process answers."""
         return _json(200, {"status": "ok"})
 
-    @app.get("/ready")
+    @app.get(READY_PATH)
     async def ready() -> Response:
         """Readiness: a version is loaded and answering."""
         served = slot.champion

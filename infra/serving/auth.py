@@ -10,9 +10,9 @@ import os
 
 from mlpipe.blocks.secrets import secret_value
 from mlpipe.errors import ConfigError
+from mlpipe.infra.serving.settings import API_KEYS
 from mlpipe.redaction import install_log_redaction, remember_secret
 
-KEYS_VARIABLE = "MLPIPE_API_KEYS"
 """Comma-separated API keys."""
 LOOPBACK_NAMES = {"localhost"}
 
@@ -30,12 +30,12 @@ def load_keys(secret_name: str | None, no_auth: bool) -> list[bytes]:
         listed = value if isinstance(value, list) else str(value).split(",")
         source = f"Secret block {secret_name!r}"
     else:
-        listed = (os.environ.get(KEYS_VARIABLE) or "").split(",")
-        source = f"environment variable {KEYS_VARIABLE}"
+        listed = (os.environ.get(API_KEYS) or "").split(",")
+        source = f"environment variable {API_KEYS}"
     keys = [str(key).strip() for key in listed if str(key).strip()]
     if not keys:
         raise ConfigError(
-            f"no API key: {source} is empty; set {KEYS_VARIABLE}=KEY[,KEY…] or --api-keys-secret NAME "
+            f"no API key: {source} is empty; set {API_KEYS}=KEY[,KEY…] or --api-keys-secret NAME "
             "(or --no-auth on 127.0.0.1 only)"
         )
     install_log_redaction()

@@ -6,6 +6,12 @@ from pydantic import Field
 
 from mlpipe.validation import Strict
 
+API_KEYS = "MLPIPE_API_KEYS"
+"""The endpoint's API keys (comma-separated), when they do not come from a Secret block."""
+READY_PATH = "/ready"
+"""Answers 200 once a version is loaded (readiness); `mlpipe up` and the manifests probe it."""
+HEALTH_PATH = "/health"
+"""Answers 200 while the process serves (liveness)."""
 SETTINGS_VARIABLE = "MLPIPE_SERVE_SETTINGS"
 """How the command hands the settings to uvicorn's worker processes, which build the app themselves."""
 

@@ -13,7 +13,6 @@ import ctypes
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from mlpipe.errors import MlpipeError
 from mlpipe.runtime import prefect_setting
+from mlpipe.workspace import free_port
 
 TEMPORARY_API = "MLPIPE_TEMPORARY_PREFECT_API"
 """Set to 1 while a command's `PREFECT_API_URL` names its own temporary API (gone when it exits)."""
@@ -57,7 +57,7 @@ class TemporaryApi:
     @classmethod
     def start(cls) -> "TemporaryApi":
         """Start the server on a free port of 127.0.0.1 and point this process (and its children) at it."""
-        port = _free_port()
+        port = free_port()
         spec = importlib.util.find_spec("prefect")  # where Prefect is installed, without importing it
         assert spec is not None and spec.origin is not None
         command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent)]
@@ -108,12 +108,6 @@ class TemporaryApi:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _die_with_parent() -> None:

@@ -21,7 +21,7 @@ import click
 import jsonschema
 import yaml
 
-from mlpipe.infra.components import API_KEYS
+from mlpipe.infra.serving.settings import API_KEYS
 from mlpipe.workspace import GPU_RESOURCE
 from tests.infra.manifests import (
     COMPOSE_ENV_EXAMPLE,
@@ -541,7 +541,7 @@ def kubernetes_port_problems(infra: Path = INFRA) -> list[str]:
 
 def compose_serving_problems(infra: Path = INFRA) -> list[str]:
     """The endpoint is healthy only once ready (`/ready`), gets time to drain, and requires API keys."""
-    from mlpipe.infra.components import READY_PATH
+    from mlpipe.infra.serving.settings import READY_PATH
 
     problems = []
     services = compose_document(infra, example_environment(infra))["services"]
@@ -560,7 +560,7 @@ def compose_serving_problems(infra: Path = INFRA) -> list[str]:
 
 def kubernetes_serving_problems(infra: Path = INFRA) -> list[str]:
     """Readiness on `/ready`, liveness on `/health`, a grace period to drain, keys from a Secret, a Service."""
-    from mlpipe.infra.components import HEALTH_PATH, READY_PATH
+    from mlpipe.infra.serving.settings import HEALTH_PATH, READY_PATH
 
     problems = []
     documents = kubernetes_documents(infra)

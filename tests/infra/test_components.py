@@ -11,8 +11,9 @@ import pytest
 
 from mlpipe.errors import ConfigError
 from mlpipe.infra.auth import resolve_credentials
-from mlpipe.infra.components import API_KEYS, READY_PATH, Component, Options, Ports, components, is_loopback
+from mlpipe.infra.components import Component, Options, Ports, components, is_loopback
 from mlpipe.infra.readiness import HttpAnswers
+from mlpipe.infra.serving.settings import API_KEYS, READY_PATH
 from mlpipe.processes import process_started
 from mlpipe.runtime import use_running_servers
 from mlpipe.workspace import ServerProcess, Servers, running_servers, servers_state_file

@@ -1,7 +1,6 @@
 """Tiny models trained and registered the way training does (TabularModel, contract, signature), in seconds."""
 
 import warnings
-from importlib.metadata import version
 
 import mlflow
 import pandas as pd
@@ -15,7 +14,7 @@ from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.model.families import ModelSpec, build_estimator
 from mlpipe.tasks.model.preprocessing import build_preprocessor
 from mlpipe.tasks.model.pyfunc import TabularModel
-from mlpipe.tasks.model.train import CONTRACT_ARTIFACT, MODEL_ARTIFACT, RUNTIME_PACKAGES, encode_target
+from mlpipe.tasks.model.train import CONTRACT_ARTIFACT, MODEL_ARTIFACT, encode_target, runtime_requirements
 
 TARGETS = {"classification": "default", "regression": "interest_rate"}
 CLOSED = "home_ownership"
@@ -63,6 +62,6 @@ def register_model(
                 name=MODEL_ARTIFACT,
                 python_model=model,
                 signature=infer_signature(features, model.predict(None, features)),
-                pip_requirements=[f"{package}=={version(package)}" for package in RUNTIME_PACKAGES],
+                pip_requirements=list(runtime_requirements()),
             )
         return str(mlflow.register_model(info.model_uri, name).version)
