@@ -103,11 +103,16 @@ class Reporter:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TrialTimeout("the trial ran past its time limit")
 
-    def report(self, step: int, value: float) -> None:
+    def report(self, step: int, value: float, *, last: bool = False) -> None:
+        """Record `value` at `step`; the pruner may stop the trial here unless training is over (`last`).
+
+        A trial that has finished training has paid for it: it completes with its value rather than
+        being pruned after the fact. The value still reaches the study for the pruner's later judgements.
+        """
         self.history.append((step, value))
         if self.trial is not None:
             self.trial.report(value, step)
-            if self.trial.should_prune():
+            if not last and self.trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}")
         self.tick()
 
@@ -126,14 +131,17 @@ XGB_METRICS = {"roc_auc": "auc", "log_loss": "logloss", "rmse": "rmse", "mae": "
 class XGBoostReporter(TrainingCallback):
     """Reports the validation metric every `every` rounds from xgboost's own evaluation."""
 
-    def __init__(self, reporter: Reporter, metric: str, every: int | None, scorer: Scorer, rows: Any) -> None:
+    def __init__(
+        self, reporter: Reporter, metric: str, every: int | None, scorer: Scorer, rows: Any, total: int
+    ) -> None:
         super().__init__()
         self.reporter, self.metric, self.every, self.scorer, self.rows = reporter, metric, every, scorer, rows
+        self.total = total
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
         self.reporter.tick()
         rounds = epoch + 1
-        if self.every is None or rounds % self.every:
+        if self.every is None or (rounds % self.every and rounds < self.total):
             return False
         native = XGB_METRICS.get(self.metric)
         history = evals_log.get("validation_0", {})
@@ -142,7 +150,7 @@ class XGBoostReporter(TrainingCallback):
             value = 1.0 - value if native == "error" else value
         else:
             value = self.scorer(model.inplace_predict(self.rows, iteration_range=(0, rounds)))
-        self.reporter.report(rounds, value)
+        self.reporter.report(rounds, value, last=rounds >= self.total)
         return False
 
 
@@ -163,7 +171,8 @@ def fit_reporting(
         binary_or_regression = getattr(estimator, "n_classes_", 2) <= 2 and len(np.unique(y_train)) <= 2
         if native and (binary_or_regression or metric in ("rmse", "mae")):
             estimator.set_params(eval_metric=native)
-        estimator.set_params(callbacks=[XGBoostReporter(reporter, metric, every, scorer, x_valid)])
+        rounds = int(estimator.get_params()["n_estimators"] or 100)  # xgboost's own default when unset
+        estimator.set_params(callbacks=[XGBoostReporter(reporter, metric, every, scorer, x_valid, rounds)])
         estimator.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
         return
     grown = {"n_estimators": "n_estimators", "max_iter": "max_iter"}
@@ -173,14 +182,14 @@ def fit_reporting(
     if size_param is None or every is None:  # linear models: one step
         estimator.fit(x_train, y_train)
         if every is not None:
-            reporter.report(1, scorer(_raw_output(estimator, x_valid)))
+            reporter.report(1, scorer(_raw_output(estimator, x_valid)), last=True)
         return
     total = int(estimator.get_params()[size_param])
     estimator.set_params(warm_start=True)
     for size in sorted({max(1, round(total * k / STAGES)) for k in range(1, STAGES + 1)}):
         estimator.set_params(**{size_param: size})
         estimator.fit(x_train, y_train)
-        reporter.report(size, scorer(_raw_output(estimator, x_valid)))
+        reporter.report(size, scorer(_raw_output(estimator, x_valid)), last=size == total)
     estimator.set_params(warm_start=False)
 
 
@@ -256,7 +265,7 @@ def cross_validate(
                 request.spec, contract, train_rows, valid_rows, request.metric, quiet, None, threads, source
             )
         )
-        reporter.report(fold, float(np.mean([s[request.metric] for s in scores])))
+        reporter.report(fold, float(np.mean([s[request.metric] for s in scores])), last=fold == request.cv)
     summary = {name: float(np.mean([s[name] for s in scores])) for name in scores[0]}
     summary.update({f"{name}_std": float(np.std([s[name] for s in scores])) for name in scores[0]})
     return summary
