@@ -1,6 +1,6 @@
 """Benchmark: peak resident memory of ingest → validate → split, at 1M and 10M rows of CSV.
 
-Each size runs once per code version in a fresh process that reports its own peak (`getrusage`),
+Each size runs once per code version in a fresh process that reports its own peak (`VmHWM`),
 on the same file: this checkout, and with `--before PYTHON` another checkout's interpreter (its
 `mlpipe` installed), e.g. main's, so the ratio before/after is printed. The CSV is 1M rows of the
 demo data (18 columns), repeated for larger sizes; the contract is inferred from its first 100k
@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.scratch import scratch_workspace
+from tests.peak_memory import PEAK_RSS_BYTES
 
 BLOCK_ROWS = 1_000_000
 
-STEPS = """
-import json, resource, sys, time
+STEPS = f"""
+import json, sys, time
 import pandas as pd
 from mlpipe.blocks import Datastore
 from mlpipe.tasks.data.contract_inference import infer_contract
@@ -31,7 +32,7 @@ from mlpipe.tasks.data.validate import validate
 
 source, store = sys.argv[1], Datastore(url=sys.argv[2]).resolve()
 contract = infer_contract(pd.read_csv(source, nrows=100_000), "default", exclude=["application_id", "applied_at"])
-seconds = {}
+seconds = {{}}
 started = time.perf_counter()
 ref = ingest(source, store)
 seconds["ingest"] = time.perf_counter() - started
@@ -39,8 +40,8 @@ validate(ref, contract, store)
 seconds["validate"] = time.perf_counter() - started - seconds["ingest"]
 parts = split(ref, contract, SplitSpec(), store)
 seconds["split"] = time.perf_counter() - started - seconds["ingest"] - seconds["validate"]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"peak": peak, "rows": ref.rows, "seconds": seconds, "test_rows": parts.test.rows}))
+peak = {PEAK_RSS_BYTES}
+print(json.dumps({{"peak": peak, "rows": ref.rows, "seconds": seconds, "test_rows": parts.test.rows}}))
 """
 """Uses only what both code versions offer: ingest, infer_contract, validate and split as plain functions."""
 
