@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from mlpipe.cli.output import err
 from mlpipe.cli.temporary_api import TemporaryApi
-from mlpipe.runtime import quiet_mlflow, verbose_output
+from mlpipe.runtime import prefect_setting, quiet_mlflow, verbose_output
 
 PRELOADED = ("mlpipe.tasks.model.pyfunc", "mlpipe.tasks.model.preprocessing", "xgboost")
 """Modules every local training run's steps import (the champion's and the candidate's models unpickle them)."""
@@ -36,9 +36,25 @@ def preparing_flow() -> Iterator[None]:
     if api is not None:
         _preload_while(api)
         api.wait()
+    _no_heartbeats()
     if not verbose_output():
         _show_progress()
         _quiet_libraries()
+
+
+def _no_heartbeats() -> None:
+    """The command's own flow run sends no heartbeats, unless the user's settings ask for them.
+
+    Prefect's heartbeat thread sleeps in one-second slices and the flow waits for it to end, so
+    heartbeats cost up to a second at the end of every command. They matter for runs nobody
+    watches: deployment runs (started by `mlpipe worker`, which keeps Prefect's setting) are
+    marked Crashed by the worker when their process dies; a command's user sees it end.
+    """
+    if prefect_setting("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or prefect_setting("PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
+        return
+    from prefect.settings import get_current_settings
+
+    get_current_settings().flows.heartbeat_frequency = None
 
 
 def _preload_while(api: TemporaryApi) -> None:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -146,6 +147,25 @@ def _tasks_finished_on(scheduler: str) -> int:
         return int(client.run_on_scheduler(finished))
 
 
+def test_the_workers_import_the_steps_libraries_before_any_step_asks(workspace: Workspace):
+    """A fresh worker would import great-expectations, MLflow, scikit-learn and xgboost in the user's first run."""
+    from distributed import Client
+
+    def preloaded() -> bool:  # defined here, so that it travels to the workers by value
+        import sys
+
+        from mlpipe.infra.worker_preload import PRELOADED
+
+        return all(module in sys.modules for module in PRELOADED)
+
+    with Client(workspace.status["dask_scheduler_address"], timeout=30) as client:
+        deadline = time.monotonic() + 120  # two workers importing at once on a busy machine
+        while not all((answers := client.run(preloaded)).values()) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert answers and all(answers.values()), answers
+        assert _tasks_finished_on(workspace.status["dask_scheduler_address"]) == 0  # no step has run yet
+
+
 def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspace):
     data = workspace.folder / "tiny.csv"
     credit_default(rows=300, seed=3).to_csv(data, index=False)
@@ -177,6 +197,14 @@ def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspa
     auth = CREDENTIALS["PREFECT_API_AUTH_STRING"]
     runs = _json(f"{status['prefect_api_url']}/flow_runs/filter", auth, {"flows": {"name": {"any_": ["training"]}}})
     assert [run["state_type"] for run in runs] == ["COMPLETED"]
+    # a command's flow run sends no heartbeats (their thread made every command wait up to a second at its end)
+    heartbeats = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]},
+            "any_resource": {"id_prefix": ["prefect.flow-run."]},
+        }
+    }
+    assert _json(f"{status['prefect_api_url']}/events/filter", auth, heartbeats)["events"] == []
     mlflow_auth = f"{CREDENTIALS['MLFLOW_TRACKING_USERNAME']}:{CREDENTIALS['MLFLOW_TRACKING_PASSWORD']}"
     model = _json(f"{status['mlflow_tracking_uri']}/api/2.0/mlflow/registered-models/get?name=up-model", mlflow_auth)
     assert model["registered_model"]["latest_versions"][0]["version"] == "1"
