@@ -7,11 +7,13 @@ created unconfigured and told its cluster when the run starts (`flows.common.ope
 from typing import Any
 
 import distributed
+from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.utils import format_dashboard_link
 from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
 from mlpipe.blocks.cluster import DaskCluster
+from mlpipe.prefect_tls import share_tls_contexts
 
 
 class WorkspaceTaskRunner(DaskTaskRunner):
@@ -51,7 +53,23 @@ class WorkspaceTaskRunner(DaskTaskRunner):
     def client(self) -> PrefectDaskClient:
         if self._client is None and not self.configured and not _inside_dask_worker():
             self.use(DaskCluster().resolve())
-        return DaskTaskRunner.client.fget(self)  # type: ignore[attr-defined]
+        starting = self._client is None
+        client: PrefectDaskClient = DaskTaskRunner.client.fget(self)  # type: ignore[attr-defined]
+        if starting:
+            client.register_plugin(SharedTlsContexts(), name=SharedTlsContexts.name)
+        return client
+
+
+class SharedTlsContexts(WorkerPlugin):
+    """On every worker of the cluster (those that join later too): Prefect's API clients share TLS contexts.
+
+    Each task run on a worker makes two Prefect API clients; see `mlpipe.prefect_tls`.
+    """
+
+    name = "mlpipe-shared-tls-contexts"
+
+    def setup(self, worker: distributed.Worker) -> None:
+        share_tls_contexts()
 
 
 class LocalDaskCluster(distributed.LocalCluster):
