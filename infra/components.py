@@ -312,6 +312,7 @@ def dask_workers(options: Options, folder: Path, where: Addresses, clients: dict
     """
     scheduler, counts = where.dask_scheduler_address, where.dask_http_url
     common = ["--host", DASK_HOST, "--no-dashboard", "--local-directory", str(folder / "dask")]
+    common += ["--preload", "mlpipe.infra.worker_preload"]
     workers = [
         Component(
             "dask-workers",
