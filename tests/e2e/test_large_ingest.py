@@ -40,7 +40,7 @@ from mlpipe.tasks.data.ingest import ingest
 ref = ingest(sys.argv[1], Datastore(url=sys.argv[2]).resolve())
 print(ref.uri, {PEAK_RSS_BYTES})
 """
-"""Runs in a process of its own, which reports its own peak resident memory (not its parent's: see tests.peak_memory)."""
+"""Runs in a process of its own, which reports its own peak resident memory (see tests.peak_memory)."""
 
 
 def test_a_2_gb_csv_is_ingested_under_768_mib_of_memory(tmp_path: Path):
