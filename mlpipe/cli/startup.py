@@ -10,8 +10,10 @@ registered model"); a command shows one line per step of its own instead, on std
 library warnings and errors. `mlpipe --verbose` shows the libraries' lines as they are.
 """
 
+import atexit
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +22,17 @@ from mlpipe.cli.output import err
 from mlpipe.cli.temporary_api import TemporaryApi
 from mlpipe.runtime import prefect_setting, quiet_mlflow, verbose_output
 
-PRELOADED = ("mlpipe.tasks.model.pyfunc", "mlpipe.tasks.model.preprocessing", "xgboost")
-"""Modules every local training run's steps import (the champion's and the candidate's models unpickle them)."""
+PRELOADED = (
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlpipe.tasks.model.pyfunc",
+    "mlflow.tracing.processor.base_mlflow",
+    "mlpipe.tasks.model.preprocessing",
+    "xgboost",
+)
+"""Modules every local training run's steps import, cached re-runs included, in the order they need them:
+MLflow's store on SQLite (the embedded default; the first step reads the champion), the models'
+own classes (the champion's and the candidate's models unpickle them) and MLflow's tracing, which
+every switch of tracking URI loads."""
 
 
 @contextmanager
@@ -34,7 +45,7 @@ def preparing_flow() -> Iterator[None]:
     api = TemporaryApi.start() if TemporaryApi.needed() else None
     yield
     if api is not None:
-        _preload_while(api)
+        _preload_in_background()
         api.wait()
     _no_heartbeats()
     if not verbose_output():
@@ -57,18 +68,28 @@ def _no_heartbeats() -> None:
     get_current_settings().flows.heartbeat_frequency = None
 
 
-def _preload_while(api: TemporaryApi) -> None:
-    """Import what a local run's steps load, while the temporary API still starts.
+def _preload_in_background() -> None:
+    """Import what a local run's steps load, in a thread of its own, while the temporary API starts and after.
 
     With no Prefect server there is no `mlpipe up` workspace either, so the steps run in this
     process's threads (the default local cluster) and would import MLflow, scikit-learn and
-    xgboost one after the other once the flow runs; waiting for the API, the import is free
-    (with a cluster configured elsewhere, it only fills the wait).
+    xgboost one after the other as the flow runs. Imported in the background from the moment the
+    command's own imports are done, they cost the wait for the API and then only what the flow's
+    first steps leave of the processor: the flow starts as soon as the API answers, and a step that
+    needs a module still being imported waits for that import (Python's import lock) instead of
+    repeating it. The process waits for the thread at exit, so it never ends inside an import.
     """
+    preloading = threading.Thread(target=_import_all, name="mlpipe-preload", daemon=True)
+    preloading.start()
+    atexit.register(preloading.join)
+
+
+def _import_all() -> None:
     for module in PRELOADED:
-        if not api.starting():
-            return
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception:  # the step that needs it fails with the real error
+            logging.getLogger(__name__).debug("could not preload %s", module, exc_info=True)
 
 
 class _StepProgress(logging.Handler):
