@@ -18,6 +18,7 @@ from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
 from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
 from mlpipe.tasks.model.train import TrainedModel
+from mlpipe.workspace import available_cores
 
 if TYPE_CHECKING:  # loaded when the step runs, not by a cached run that never evaluates
     from matplotlib.figure import Figure
@@ -62,13 +63,15 @@ def evaluate(
     importance of each input column on it, stored with the model for drift checks to weigh features by.
     """
     from mlflow.entities import Metric
+    from threadpoolctl import threadpool_limits
 
     rows = read_snapshot(splits.test, store)
     logged = _load(model.model_uri, tracking)
-    predictions, metrics = _score(logged, rows, contract)
-    importance = permutation_importance_of(
-        logged.unwrap_python_model(), rows, contract, model.spec.seed, splits.test.source
-    )
+    with threadpool_limits(available_cores()):  # as in training: Dask worker processes start with one thread
+        predictions, metrics = _score(logged, rows, contract)
+        importance = permutation_importance_of(
+            logged.unwrap_python_model(), rows, contract, model.spec.seed, splits.test.source
+        )
     # Logged through the client, not by reopening the run: a failure here must not mark the
     # finished training run as failed, and a retry overwrites the same metric steps.
     client = tracking.client()
