@@ -6,10 +6,9 @@ waited for each of them in turn, on each worker. They are imported in the backgr
 starts, so the worker is ready at once and a step that needs one of them waits only for what is left.
 """
 
-import importlib
-import logging
-import threading
 from typing import Any
+
+from mlpipe.runtime import preload_in_background
 
 PRELOADED = (
     "great_expectations",
@@ -20,17 +19,7 @@ PRELOADED = (
 )
 """What a training's steps import on the worker (validation, the model, its plots), slowest first."""
 
-log = logging.getLogger(__name__)
-
 
 def dask_setup(worker: Any) -> None:
     """Dask's preload hook: start importing in a thread of the worker's own."""
-    threading.Thread(target=_import_all, name="mlpipe-preload", daemon=True).start()
-
-
-def _import_all() -> None:
-    for module in PRELOADED:
-        try:
-            importlib.import_module(module)
-        except Exception:  # a step that needs it fails with the real error
-            log.warning("could not preload %s", module, exc_info=True)
+    preload_in_background(PRELOADED)

@@ -1,10 +1,12 @@
 """Process settings for the CLI, applied before Prefect is imported (Prefect reads them once)."""
 
+import importlib
 import logging
 import os
 import threading
 import tomllib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from mlpipe.redaction import install_log_redaction
@@ -145,3 +147,23 @@ def quiet_mlflow() -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_Noise())
         logger.addHandler(handler)
+
+
+def preload_in_background(modules: Sequence[str]) -> threading.Thread:
+    """Import `modules` in a daemon thread, in order, so that whoever needs one later finds it loaded.
+
+    Python's import lock makes a thread that needs a module still being imported wait for that
+    import instead of repeating it. A module that fails to import is left for the code that needs
+    it, which fails with the real error.
+    """
+
+    def import_all() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:
+                logging.getLogger(__name__).debug("could not preload %s", module, exc_info=True)
+
+    thread = threading.Thread(target=import_all, name="mlpipe-preload", daemon=True)
+    thread.start()
+    return thread

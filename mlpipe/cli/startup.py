@@ -11,16 +11,14 @@ library warnings and errors. `mlpipe --verbose` shows the libraries' lines as th
 """
 
 import atexit
-import importlib
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mlpipe.cli.output import err
 from mlpipe.cli.temporary_api import TemporaryApi
-from mlpipe.runtime import prefect_setting, quiet_mlflow, verbose_output
+from mlpipe.runtime import prefect_setting, preload_in_background, quiet_mlflow, verbose_output
 
 PRELOADED = (
     "mlflow.store.tracking.sqlalchemy_store",
@@ -75,21 +73,10 @@ def _preload_in_background() -> None:
     process's threads (the default local cluster) and would import MLflow, scikit-learn and
     xgboost one after the other as the flow runs. Imported in the background from the moment the
     command's own imports are done, they cost the wait for the API and then only what the flow's
-    first steps leave of the processor: the flow starts as soon as the API answers, and a step that
-    needs a module still being imported waits for that import (Python's import lock) instead of
-    repeating it. The process waits for the thread at exit, so it never ends inside an import.
+    first steps leave of the processor: the flow starts as soon as the API answers. The process
+    waits for the thread at exit, so it never ends inside an import.
     """
-    preloading = threading.Thread(target=_import_all, name="mlpipe-preload", daemon=True)
-    preloading.start()
-    atexit.register(preloading.join)
-
-
-def _import_all() -> None:
-    for module in PRELOADED:
-        try:
-            importlib.import_module(module)
-        except Exception:  # the step that needs it fails with the real error
-            logging.getLogger(__name__).debug("could not preload %s", module, exc_info=True)
+    atexit.register(preload_in_background(PRELOADED).join)
 
 
 class _StepProgress(logging.Handler):

@@ -71,10 +71,6 @@ class TemporaryApi:
         os.environ[TEMPORARY_API] = "1"
         return api
 
-    def starting(self) -> bool:
-        """Whether the server is still on its way up (not yet answering, not exited)."""
-        return self.process.poll() is None and not self._answers()
-
     def wait(self) -> None:
         """Return once the server answers; raise if it exited or did not answer in time."""
         seconds = float(prefect_setting("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") or 20)
