@@ -12,7 +12,14 @@ did on live traffic (shadowed by `mlpipe serve`, captured) is reported first.
 from pydantic import BaseModel, Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
-from mlpipe.flows.common import WindowTemplate, open_workspace, pipeline_flow, resolve_window, scheduled_time
+from mlpipe.flows.common import (
+    Device,
+    WindowTemplate,
+    open_workspace,
+    pipeline_flow,
+    resolve_window,
+    scheduled_time,
+)
 from mlpipe.flows.training import DataParams, TrainingSummary, prepare_data, train_and_register
 from mlpipe.tasks.data.holdout import without_holdout_rows_task
 from mlpipe.tasks.data.split import SplitRefs, combine_task
@@ -33,6 +40,9 @@ class RetrainingParams(DataParams):
     window_days: float = Field(default=1.0, gt=0, description="length of the recent window before the run's time")
     history: str | None = Field(default=None, description="older labelled data (file or URL) to train on too")
     reason: str = Field(default="on demand", description="why: recorded with the decision (e.g. the event)")
+    device: Device = Field(
+        default="auto", description="cuda: xgboost on a GPU worker; auto: cuda if the cluster has one; cpu"
+    )
 
 
 class RetrainingSummary(BaseModel):
@@ -68,7 +78,7 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
         "mlpipe.retraining_history": params.history or "",
         "mlpipe.retraining_history_removed": str(removed),
     }
-    training = train_and_register(recent, splits, spec, params.name, workspace, tags)
+    training = train_and_register(recent, splits, spec, params.name, workspace, tags, device=params.device)
     decision = RetrainingDecision.of(params.name, training.version, training.gate, previous, params.reason)
     record_retraining_task.submit(decision, workspace.mlflow).result()
     emit(MODEL_PROMOTED if decision.promoted else MODEL_REJECTED, params.name, training.version, decision.payload())

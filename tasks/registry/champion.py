@@ -45,6 +45,7 @@ def champion_spec(model_name: str, tracking: MlflowConnection) -> ModelSpec:
     logged = dict(tracking.client().get_run(champion.run_id).data.params)
     family, seed = logged.pop("family"), int(logged.pop("seed", "42"))
     logged.pop("task", None)
+    logged.pop("device", None)  # where the champion trained, not what it is: the retraining places its own
     return ModelSpec(family=family, seed=seed, params={key: yaml.safe_load(value) for key, value in logged.items()})
 
 
