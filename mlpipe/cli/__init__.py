@@ -15,6 +15,7 @@ import typer
 from mlpipe.cli.demo import demo, generate
 from mlpipe.cli.deploy import deploy_app, worker
 from mlpipe.cli.drift import drift
+from mlpipe.cli.explain import explain
 from mlpipe.cli.gc import gc
 from mlpipe.cli.output import err
 from mlpipe.cli.rollback import rollback
@@ -28,7 +29,20 @@ from mlpipe.runtime import configure_process
 app = typer.Typer(help="Open, self-hosted ML pipelines on Prefect, Dask and MLflow.", no_args_is_help=True)
 
 
-USES_SERVERS = {"train", "demo", "sweep", "automl", "score", "drift", "rollback", "deploy", "worker", "gc", "serve"}
+USES_SERVERS = {
+    "train",
+    "demo",
+    "sweep",
+    "automl",
+    "score",
+    "explain",
+    "drift",
+    "rollback",
+    "deploy",
+    "worker",
+    "gc",
+    "serve",
+}
 """Commands that say so when they use the servers `mlpipe up` runs."""
 
 
@@ -48,7 +62,7 @@ def _main(
         err.print(f"[dim]Using the servers of `mlpipe up`: {servers}[/]", highlight=False, soft_wrap=True)
 
 
-for command in (train, demo, generate, sweep, automl, score, drift, rollback, gc, serve, up, down, status):
+for command in (train, demo, generate, sweep, automl, score, explain, drift, rollback, gc, serve, up, down, status):
     app.command()(command)
 app.add_typer(deploy_app, name="deploy")
 app.command()(worker)

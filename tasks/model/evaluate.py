@@ -1,4 +1,5 @@
-"""Evaluate: score the logged model on the test split; log metrics, plots, predictions and feature importance."""
+"""Evaluate: score the logged model on the test split; log metrics, plots, predictions, feature importance
+and the explanation."""
 
 import io
 import tempfile
@@ -16,6 +17,7 @@ from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
+from mlpipe.tasks.model.explanation import Explanation, explain, log_explanation
 from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
 from mlpipe.tasks.model.train import TrainedModel
 from mlpipe.workspace import available_cores
@@ -34,6 +36,8 @@ class Evaluation(BaseModel):
     run_id: str
     test_hash: str
     metrics: dict[str, float]
+    explanation: Explanation | None = None
+    """Which input columns the model leans on (None in an evaluation cached before explanations were made)."""
 
 
 def score(
@@ -59,8 +63,9 @@ def _score(model: "PyFuncModel", rows: pd.DataFrame, contract: DataContract) -> 
 def evaluate(
     model: TrainedModel, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
 ) -> Evaluation:
-    """Scores on the test split, exactly as the registered pyfunc model will produce them, and the
-    importance of each input column on it, stored with the model for drift checks to weigh features by.
+    """Scores on the test split, exactly as the registered pyfunc model will produce them, the
+    importance of each input column on it, stored with the model for drift checks to weigh features by,
+    and the explanation (mean |SHAP contribution| per input column where the model has exact ones).
     """
     from mlflow.entities import Metric
     from threadpoolctl import threadpool_limits
@@ -69,9 +74,9 @@ def evaluate(
     logged = _load(model.model_uri, tracking)
     with threadpool_limits(available_cores()):  # as in training: Dask worker processes start with one thread
         predictions, metrics = _score(logged, rows, contract)
-        importance = permutation_importance_of(
-            logged.unwrap_python_model(), rows, contract, model.spec.seed, splits.test.source
-        )
+        tabular = logged.unwrap_python_model()
+        importance = permutation_importance_of(tabular, rows, contract, model.spec.seed, splits.test.source)
+        explanation = explain(tabular, rows, contract.feature_names, model.spec.seed, importance)
     # Logged through the client, not by reopening the run: a failure here must not mark the
     # finished training run as failed, and a retry overwrites the same metric steps.
     client = tracking.client()
@@ -86,7 +91,8 @@ def evaluate(
     predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
     _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
     log_importance(importance, model.run_id, tracking)
-    return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics)
+    log_explanation(explanation, model.run_id, client)
+    return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics, explanation=explanation)
 
 
 def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, "Figure"]:

@@ -23,7 +23,7 @@ def publish(
     registration: Registration,
     tracking: MlflowConnection,
 ) -> None:
-    """Metrics table, gate decision with the numbers compared, and the link to the MLflow run."""
+    """Metrics table, explanation table, gate decision with the numbers compared, and the link to the MLflow run."""
     key = artifact_key(registration.name)
     links = mlflow_links(
         tracking,
@@ -37,6 +37,13 @@ def publish(
         f"{registration.name} v{registration.version}: test-set metrics",
         links=links,
     )
+    if evaluation.explanation is not None:
+        artifacts.table(
+            f"{key}-explanation",
+            evaluation.explanation.table(),
+            f"{registration.name} v{registration.version}: feature importance, {evaluation.explanation.describe()}",
+            links=links,
+        )
     verdict = "passed — promoted to champion" if decision.passed else "rejected — stays challenger"
     rows = [
         ("candidate", f"v{registration.version}", f"{decision.candidate:.6g}"),

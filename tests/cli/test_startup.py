@@ -26,7 +26,9 @@ def run_profiled(
     return result, imported
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["sweep", "--help"], ["deploy", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["train", "--help"], ["sweep", "--help"], ["deploy", "--help"], ["explain", "--help"]]
+)
 def test_help_answers_in_under_a_second_without_pipeline_libraries(args: list[str], tmp_path: Path):
     result, imported = run_profiled(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -10,6 +10,8 @@ import pytest
 from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT
+from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, EXPLANATION_PLOT, Explanation
+from mlpipe.tasks.registry.champion import run_contract
 from tests.pipeline import DATA_TASKS, model_versions, run_training
 
 pytestmark = pytest.mark.flow
@@ -154,8 +156,26 @@ def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: Workspac
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="artifact-demo")))
     by_key = {artifact.key: artifact for artifact in artifacts}
-    assert set(by_key) == {"artifact-demo-metrics", "artifact-demo-gate", "artifact-demo-mlflow-run"}
+    assert set(by_key) == {
+        "artifact-demo-metrics",
+        "artifact-demo-explanation",
+        "artifact-demo-gate",
+        "artifact-demo-mlflow-run",
+    }
     assert by_key["artifact-demo-metrics"].type == "table"
     assert "roc_auc" in str(by_key["artifact-demo-metrics"].data)
+    assert by_key["artifact-demo-explanation"].type == "table"
+    assert "credit_score" in str(by_key["artifact-demo-explanation"].data)
+    tracking = workspace.resolve().mlflow
+    with tracking.session():
+        stored = Explanation.model_validate_json(
+            mlflow.artifacts.load_text(f"runs:/{outcome.summary.run_id}/{EXPLANATION_ARTIFACT}")
+        )
+        plots = {a.path for a in mlflow.MlflowClient().list_artifacts(outcome.summary.run_id, "evaluation")}
+    assert stored.method == "tree SHAP" and stored.rows == 128
+    # Original names, each once: the one-hot columns of `purpose` and `region` are summed back to them.
+    assert sorted(stored.importances) == sorted(run_contract(outcome.summary.run_id, tracking).feature_names)
+    assert {"purpose", "region"} <= set(stored.importances)
+    assert EXPLANATION_PLOT in plots
     assert "no champion yet" in str(by_key["artifact-demo-gate"].data)
     assert outcome.summary.run_id in str(by_key["artifact-demo-mlflow-run"].data)
