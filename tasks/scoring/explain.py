@@ -8,6 +8,7 @@ explained exactly as it would be scored.
 from collections.abc import Iterator
 
 import pandas as pd
+import pyarrow as pa
 
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError, DataError
@@ -15,6 +16,7 @@ from mlpipe.tasks.data.columns import InputColumn, check_schema, coerce
 from mlpipe.tasks.data.files import list_inputs, read_blocks, read_layout
 from mlpipe.tasks.model.explanation import contributions, unexplained
 from mlpipe.tasks.registry.model_ref import load_model, resolve_model
+from mlpipe.tasks.storage import write_bytes, write_parquet
 from mlpipe.workspace import available_cores
 
 OUTPUT_SUFFIXES = (".parquet", ".csv")
@@ -60,11 +62,11 @@ def _parsed(location: str, inputs: list[InputColumn], rows: int) -> Iterator[pd.
 
 
 def write_contributions(frame: pd.DataFrame, output: str) -> None:
-    """Parquet or CSV by the suffix of `output` (a local path or any fsspec URL)."""
+    """Parquet or CSV by the suffix of `output` (a local path or any fsspec URL), written whole or not at all."""
     if output.lower().endswith(".csv"):
-        frame.to_csv(output, index=False)
+        write_bytes(output, frame.to_csv(index=False).encode())
     else:
-        frame.to_parquet(output, index=False)
+        write_parquet(pa.Table.from_pandas(frame, preserve_index=False), output)
 
 
 def check_output(output: str) -> None:
