@@ -28,7 +28,8 @@ class _SharedTlsContexts(types.ModuleType):
 
     def __init__(self) -> None:
         super().__init__("ssl")
-        self._built: dict[tuple[str, int, int], ssl.SSLContext] = {}
+        self._built: dict[str, tuple[tuple[int, int], ssl.SSLContext]] = {}
+        """Per CA file: its modification time and size when the context was built, and the context."""
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -45,10 +46,8 @@ class _SharedTlsContexts(types.ModuleType):
         if cafile is None or capath is not None or cadata is not None or purpose != ssl.Purpose.SERVER_AUTH:
             return ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
         status = os.stat(cafile)
-        key = (cafile, status.st_mtime_ns, status.st_size)
+        stamp = (status.st_mtime_ns, status.st_size)
         with self._lock:
-            if key not in self._built:
-                self._built = {key: ssl.create_default_context(purpose, cafile=cafile)} | {
-                    k: v for k, v in self._built.items() if k[0] != cafile
-                }
-            return self._built[key]
+            if cafile not in self._built or self._built[cafile][0] != stamp:
+                self._built[cafile] = (stamp, ssl.create_default_context(purpose, cafile=cafile))
+            return self._built[cafile][1]
