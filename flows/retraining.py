@@ -25,7 +25,7 @@ from mlpipe.tasks.data.holdout import without_holdout_rows_task
 from mlpipe.tasks.data.split import SplitRefs, combine_task
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED, emit
 from mlpipe.tasks.monitoring.shadow import ShadowSummary, challenger_traffic_task
-from mlpipe.tasks.registry.aliases import champion_version
+from mlpipe.tasks.registry.aliases import find_champion
 from mlpipe.tasks.registry.champion import champion_spec_task
 from mlpipe.tasks.registry.report import RetrainingDecision, record_retraining_task
 
@@ -62,7 +62,8 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
     """Train a challenger on recent + historical data; promote it only if it beats the champion on recent data."""
     workspace = open_workspace(config)
     params = params.model_copy(update={"data": resolve_window(params.data, scheduled_time(), params.window_days)[0]})
-    previous = champion_version(params.name, workspace.mlflow)
+    champion = find_champion(params.name, workspace.mlflow)
+    previous = str(champion.version) if champion else None
     replaced = challenger_traffic_task.submit(params.name, workspace.datastore, workspace.mlflow).result()
     spec = champion_spec_task.submit(params.name, workspace.mlflow).result()
     recent = prepare_data(params, workspace)
@@ -78,7 +79,16 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
         "mlpipe.retraining_history": params.history or "",
         "mlpipe.retraining_history_removed": str(removed),
     }
-    training = train_and_register(recent, splits, spec, params.name, workspace, tags, device=params.device)
+    training = train_and_register(
+        recent,
+        splits,
+        spec,
+        params.name,
+        workspace,
+        tags,
+        device=params.device,
+        description=champion.description if champion else None,  # the same model, for the same use
+    )
     decision = RetrainingDecision.of(params.name, training.version, training.gate, previous, params.reason)
     record_retraining_task.submit(decision, workspace.mlflow).result()
     emit(MODEL_PROMOTED if decision.promoted else MODEL_REJECTED, params.name, training.version, decision.payload())

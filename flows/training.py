@@ -1,4 +1,4 @@
-"""The training pipeline: ingest → validate → split → train → evaluate → gate → register → promote."""
+"""The training pipeline: ingest → validate → split → train → evaluate → gate → register → promote → model card."""
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,7 @@ from mlpipe.tasks.links import run_link
 from mlpipe.tasks.model.evaluate import evaluate_task
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import train_task
+from mlpipe.tasks.registry.card import model_card_task
 from mlpipe.tasks.registry.champion import champion_contract_task
 from mlpipe.tasks.registry.gate import GateDecision, gate_task
 from mlpipe.tasks.registry.register import promote_task, register_task
@@ -48,6 +49,9 @@ class TrainingParams(DataParams):
     model: ModelSpec = Field(default_factory=ModelSpec)
     device: Device = Field(
         default="cpu", description="cuda: xgboost on a GPU worker; auto: cuda if the cluster has one"
+    )
+    description: str | None = Field(
+        default=None, description="what the model is for and who may use it: the model card's intended use"
     )
 
 
@@ -105,10 +109,11 @@ def train_and_register(
     workspace: WorkspaceConfig,
     tags: dict[str, str] | None = None,
     device: Device = "cpu",
+    description: str | None = None,
 ) -> TrainingSummary:
-    """Train (on a GPU worker when `device` says so) → evaluate → gate → register → promote → publish.
+    """Train (on a GPU worker when `device` says so) → evaluate → gate → register → promote → publish → card.
 
-    `tags` link the model to what chose it (a sweep).
+    `tags` link the model to what chose it (a sweep); `description` is the version's intended use.
     """
     store, tracking = workspace.datastore, workspace.mlflow
     contract = data.contract
@@ -119,7 +124,7 @@ def train_and_register(
         model = train_task.submit(splits, contract, spec, name, tracking, store, tags or {}).result()
     evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
     decision = gate_task.submit(evaluation, splits, contract, name, workspace.gate, tracking, store).result()
-    registration = register_task.submit(model, evaluation, data.dataset, name, tracking).result()
+    registration = register_task.submit(model, evaluation, data.dataset, name, tracking, description).result()
     promotion = promote_task.submit(
         registration,
         decision,
@@ -132,6 +137,7 @@ def train_and_register(
     ).result()
     registration, decision = promotion.registration, promotion.decision
     publish_task.submit(model, evaluation, decision, registration, tracking).result()
+    model_card_task.submit(registration, splits, contract, tracking, store).result()
     return TrainingSummary(
         model_name=name,
         version=registration.version,
@@ -150,4 +156,6 @@ def training(params: TrainingParams, config: WorkspaceConfig | None = None) -> T
     """Train, evaluate, gate and register one model; unchanged steps are served from cache."""
     workspace = open_workspace(config)
     data = prepare_data(params, workspace)
-    return train_and_register(data, data.splits, params.model, params.name, workspace, device=params.device)
+    return train_and_register(
+        data, data.splits, params.model, params.name, workspace, device=params.device, description=params.description
+    )

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from mlpipe.cli.card import card
 from mlpipe.cli.demo import demo, generate
 from mlpipe.cli.deploy import deploy_app, worker
 from mlpipe.cli.drift import drift
@@ -36,6 +37,7 @@ USES_SERVERS = {
     "automl",
     "score",
     "explain",
+    "card",
     "drift",
     "rollback",
     "deploy",
@@ -62,7 +64,8 @@ def _main(
         err.print(f"[dim]Using the servers of `mlpipe up`: {servers}[/]", highlight=False, soft_wrap=True)
 
 
-for command in (train, demo, generate, sweep, automl, score, explain, drift, rollback, gc, serve, up, down, status):
+commands = (train, demo, generate, sweep, automl, score, explain, card, drift, rollback, gc, serve, up, down, status)
+for command in commands:
     app.command()(command)
 app.add_typer(deploy_app, name="deploy")
 app.command()(worker)

@@ -24,9 +24,13 @@ def train(
     contract: opt.Contract = None,
     seed: opt.Seed = None,
     device: opt.Device = None,
+    description: Annotated[
+        str | None, typer.Option(help="what the model is for and who may use it (the model card's intended use)")
+    ] = None,
 ) -> None:
     """Train, evaluate, gate and register a model."""
     options = {**opt.data_options(data, target, name, task, time_column, exclude, contract), "device": device}
+    options["description"] = description
     run(
         lambda: train_model(
             config,

@@ -60,6 +60,25 @@ def resolve_model(reference: str, tracking: MlflowConnection) -> ResolvedModel:
     )
 
 
+def pin_version(reference: str, tracking: MlflowConnection) -> tuple[str, str]:
+    """(name, version) of a registered version named as `NAME@ALIAS` or `NAME/VERSION`.
+
+    Raises:
+        ConfigError: a logged model's URI (it has no version), or no such model or alias.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name, version, *_ = _parse(reference)
+    if name is None:
+        raise ConfigError(f"'{reference}' is a logged model, not a registered version: give NAME@ALIAS or NAME/VERSION")
+    if version is not None:
+        return name, version
+    try:
+        return name, str(tracking.client().get_model_version_by_alias(name, _alias(reference)).version)
+    except MlflowException as error:
+        raise ConfigError(f"model '{reference}': {error.message}") from None
+
+
 def _parse(reference: str) -> tuple[str | None, str | None, str | None, str]:
     """(name, version, run_id, uri): version None with a name means an alias to look up."""
     if reference.startswith("models:/"):

@@ -16,6 +16,8 @@ from mlpipe.tasks.model.train import TrainedModel
 from mlpipe.tasks.registry.aliases import CHALLENGER, compare_and_set_champion, find_version
 from mlpipe.tasks.registry.gate import GateDecision, gate
 
+RUN_DESCRIPTION = "mlflow.note.content"
+"""The tag MLflow's UI shows as a run's description."""
 PROMOTION_ATTEMPTS = 5
 """How many times a candidate is judged again because other writers kept moving the champion meanwhile."""
 
@@ -42,11 +44,13 @@ def register(
     dataset: DatasetRef,
     model_name: str,
     tracking: MlflowConnection,
+    description: str | None = None,
 ) -> Registration:
     """Register `model` (or find the version already registered for its run), record its lineage, make it challenger.
 
     Keyed by the training run: a retry after a lost response, or a re-run whose training was
-    cached, finds the existing version instead of creating a second one.
+    cached, finds the existing version instead of creating a second one. `description` (the
+    intended use) goes on the version and the run; a re-run with a new one updates both.
     """
     import mlflow
 
@@ -69,6 +73,9 @@ def register(
         },
         tracking,
     )
+    if description and client.get_model_version(model_name, version).description != description:
+        client.update_model_version(model_name, version, description=description)
+        client.set_tag(model.run_id, RUN_DESCRIPTION, description)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     aliases = client.get_model_version(model_name, version).aliases
     return Registration(name=model_name, version=version, aliases=sorted(aliases), run_id=model.run_id)

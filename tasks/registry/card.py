@@ -1,0 +1,402 @@
+"""Model cards: one readable record per registered version, built from what MLflow holds about it.
+
+A card is assembled from the registry and the training run alone (the version's tags and
+description, the run's parameters, metrics and artifacts), so `mlpipe card` can write one for any
+version long after its training, and its numbers are the logged numbers, not a second copy of
+them. The training flow writes the data facts only the flow knows (the splits' rows and dated
+periods) onto the version first, then logs the card to the run and shows it in the Prefect UI.
+"""
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from mlpipe.blocks.datastore import Datastore
+from mlpipe.blocks.mlflow import MlflowConnection
+from mlpipe.errors import ConfigError
+from mlpipe.lineage import LINEAGE_KEYS
+from mlpipe.redaction import redact
+from mlpipe.tasks import artifacts
+from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.data.split import SplitRefs
+from mlpipe.tasks.datasets import read_snapshot
+from mlpipe.tasks.links import artifact_key, mlflow_links
+from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, Explanation
+from mlpipe.tasks.model.train import CONTRACT_ARTIFACT
+from mlpipe.tasks.registry.register import RUN_DESCRIPTION, Registration, record_tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CARD_MARKDOWN, CARD_HTML = "model_card/model_card.md", "model_card/model_card.html"
+SPLITS = ("train", "validation", "test")
+SHOWN_FEATURES = 10
+NOT_HYPERPARAMETERS = frozenset({"family", "task", "seed"})
+"""Run parameters the card shows in their own rows rather than as hyperparameters."""
+
+
+class DataFacts(BaseModel):
+    """The dataset a version learned from: where it came from, how big each split was, and when it was dated."""
+
+    source: str
+    content_hash: str
+    rows: int | None
+    split_rows: dict[str, int]
+    periods: dict[str, str]
+    """Per split, `first … last` of the time column (empty when the data has none)."""
+    time_column: str | None
+    contract_source: str
+    """The contract file its promises come from, or how the contract was made."""
+    features: list[dict[str, str]]
+
+
+class ModelCard(BaseModel):
+    """Everything the card says about one version, as values (the Markdown and HTML are renderings of it)."""
+
+    name: str
+    version: str
+    aliases: list[str]
+    registered_at: str
+    run_id: str
+    intended_use: str | None
+    family: str
+    task: str
+    seed: str | None
+    hyperparameters: dict[str, str]
+    lineage: dict[str, str]
+    data: DataFacts
+    metrics: dict[str, float]
+    gate: str | None
+    gate_reason: str | None
+    explanation: Explanation | None
+    fairness: dict[str, Any] | None
+    privacy: dict[str, Any] | None
+    limitations: list[str]
+
+
+def record_data_facts(
+    registration: Registration, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
+) -> None:
+    """Write each split's rows and dated period onto the version (once: a re-run keeps the first record).
+
+    Only the time column is read, so this costs one column per split whatever the data's width.
+    """
+    tags = {f"mlpipe.rows.{split}": str(getattr(splits, split).rows) for split in SPLITS}
+    if contract.time_column:
+        for split in SPLITS:
+            period = time_period(read_snapshot(getattr(splits, split), store, [contract.time_column]))
+            if period:
+                tags[f"mlpipe.period.{split}"] = period
+    record_tags(registration.name, registration.version, tags, tracking)
+
+
+def time_period(frame: pd.DataFrame) -> str | None:
+    """`first … last` of the one column of `frame` (None when it holds no value)."""
+    values = pd.to_datetime(frame.iloc[:, 0], errors="coerce", utc=True).dropna()
+    if values.empty:
+        return None
+    return f"{_instant(values.min())} … {_instant(values.max())}"
+
+
+def _instant(value: pd.Timestamp) -> str:
+    return value.strftime("%Y-%m-%d") if value == value.normalize() else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def build_card(name: str, version: str, tracking: MlflowConnection) -> ModelCard:
+    """The card of `name` version `version`, from the registry and the run that trained it.
+
+    Raises:
+        ConfigError: the model or version does not exist.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = tracking.client()
+    try:
+        registered = client.get_model_version(name, version)
+    except MlflowException as error:
+        raise ConfigError(f"model '{name}' version {version}: {error.message}") from None
+    run = client.get_run(registered.run_id)
+    tags, params, metrics = registered.tags, run.data.params, run.data.metrics
+    contract_json = _artifact_text(client, run.info.run_id, CONTRACT_ARTIFACT)
+    if contract_json is None:
+        raise ConfigError(f"model '{name}' version {version}: its run {run.info.run_id} has no {CONTRACT_ARTIFACT}")
+    contract = DataContract.model_validate_json(contract_json)
+    explanation = _json_artifact(client, run.info.run_id, EXPLANATION_ARTIFACT)
+    card = ModelCard(
+        name=name,
+        version=str(version),
+        aliases=sorted(registered.aliases),
+        registered_at=_utc(registered.creation_timestamp),
+        run_id=run.info.run_id,
+        intended_use=registered.description or run.data.tags.get(RUN_DESCRIPTION) or None,
+        family=params.get("family", "unknown"),
+        task=params.get("task", contract.task),
+        seed=params.get("seed"),
+        hyperparameters={key: value for key, value in sorted(params.items()) if key not in NOT_HYPERPARAMETERS},
+        lineage={key.removeprefix("mlpipe."): run.data.tags[key] for key in LINEAGE_KEYS if run.data.tags.get(key)},
+        data=_data_facts(tags, contract),
+        metrics={key.removeprefix("test_"): value for key, value in sorted(metrics.items()) if key.startswith("test_")},
+        gate=tags.get("mlpipe.gate"),
+        gate_reason=tags.get("mlpipe.gate_reason"),
+        explanation=Explanation.model_validate(explanation) if explanation else None,
+        fairness=_json_artifact(client, run.info.run_id, "evaluation/fairness.json"),
+        privacy=_json_artifact(client, run.info.run_id, "privacy.json"),
+        limitations=[],
+    )
+    return card.model_copy(update={"limitations": limitations(card, contract)})
+
+
+def _data_facts(tags: dict[str, str], contract: DataContract) -> DataFacts:
+    split_rows = {split: int(tags[f"mlpipe.rows.{split}"]) for split in SPLITS if f"mlpipe.rows.{split}" in tags}
+    features = [
+        {"name": column.name, "kind": column.kind, "values": _values(column.model_dump())}
+        for column in contract.features
+    ]
+    return DataFacts(
+        source=redact(tags.get("mlpipe.dataset_source", "unknown")),
+        content_hash=tags.get("mlpipe.dataset_hash", "unknown"),
+        rows=sum(split_rows.values()) or None,
+        split_rows=split_rows,
+        periods={split: tags[f"mlpipe.period.{split}"] for split in SPLITS if f"mlpipe.period.{split}" in tags},
+        time_column=contract.time_column,
+        contract_source=contract.declared_in or "inferred from the first training data",
+        features=features,
+    )
+
+
+def _values(column: dict[str, Any]) -> str:
+    """A column's promised or observed values in a few words."""
+    observed = column.get("observed") or {}
+    if column.get("allowed_values"):
+        return "one of " + ", ".join(map(str, column["allowed_values"]))
+    if column.get("minimum") is not None or column.get("maximum") is not None:
+        return f"declared {_number(column.get('minimum'))} … {_number(column.get('maximum'))}"
+    if observed.get("minimum") is not None:
+        return f"seen {_number(observed['minimum'])} … {_number(observed['maximum'])}"
+    if observed.get("values"):
+        return f"seen {len(observed['values'])} values"
+    return ""
+
+
+def limitations(card: ModelCard, contract: DataContract) -> list[str]:
+    """What a reader must not assume about this version, said from its own record."""
+    notes = []
+    test_rows = card.data.split_rows.get("test")
+    scope = f"{test_rows:,} held-out rows" if test_rows else "held-out rows"
+    notes.append(
+        f"Its scores come from {scope} of the same data it was trained on; how it does on other populations, "
+        "later periods or other sources is not measured here (the drift and performance checks watch that)."
+    )
+    if contract.declared_in is None:
+        notes.append(
+            "Its data contract was inferred from the training data: the value ranges and categories it shows "
+            "are what that data held, not promises about new data."
+        )
+    if card.gate == "rejected":
+        notes.append(f"The gate rejected it: {card.gate_reason}")
+    if card.fairness is None:
+        notes.append("It was not assessed for fairness: no sensitive column was named (`--sensitive COLUMN`).")
+    if card.privacy is None:
+        notes.append("It was trained without differential privacy: it may memorise individual training rows.")
+    else:
+        notes.extend(str(warning) for warning in card.privacy.get("warnings", []))
+    if card.explanation is not None and card.explanation.method == "permutation":
+        notes.append("Its explanation is global (permutation importance): there are no per-row contributions.")
+    return notes
+
+
+def render_markdown(card: ModelCard) -> str:
+    """The card as Markdown: the text logged to MLflow, shown in the Prefect UI and printed by `mlpipe card`."""
+    data = card.data
+    lines = [
+        f"# Model card: {card.name} v{card.version}",
+        "",
+        f"Aliases: {', '.join(card.aliases) or 'none'} · registered {card.registered_at} · MLflow run `{card.run_id}`",
+        "",
+        "## Intended use",
+        "",
+        _escape(card.intended_use)
+        if card.intended_use
+        else "Not stated: give `--description` when training (or `description:` in the config file's "
+        "`training` section).",
+        "",
+        "## Model",
+        "",
+        *_table(
+            ["", ""],
+            [
+                ["family", card.family],
+                ["task", card.task],
+                ["seed", card.seed or ""],
+                *(
+                    [[f"`{key}`", value] for key, value in card.hyperparameters.items()]
+                    or [["hyperparameters", "defaults"]]
+                ),
+                *[[key.replace("_", " "), value] for key, value in card.lineage.items()],
+            ],
+        ),
+        "",
+        "## Data",
+        "",
+        *_table(
+            ["", ""],
+            [
+                ["source", data.source],
+                ["content hash", f"`{data.content_hash}`"],
+                ["rows", _count(data.rows)],
+                *[[f"{split} rows", _count(rows)] for split, rows in data.split_rows.items()],
+                *_periods(data),
+                ["contract", data.contract_source],
+            ],
+        ),
+        "",
+        *_table(["feature", "kind", "values"], [[f["name"], f["kind"], f["values"]] for f in data.features]),
+        "",
+        "## Evaluation",
+        "",
+        *_table(["metric", "test"], [[name, _number(value)] for name, value in card.metrics.items()]),
+        "",
+        f"Gate: **{card.gate or 'not recorded'}**" + (f" — {_escape(card.gate_reason)}" if card.gate_reason else ""),
+        "",
+        "## Explanation",
+        "",
+        *_explanation(card.explanation),
+        "",
+        "## Fairness",
+        "",
+        *_fairness(card.fairness),
+        "",
+        "## Privacy",
+        "",
+        *_privacy(card.privacy),
+        "",
+        "## Limitations",
+        "",
+        *[f"- {_escape(note)}" for note in card.limitations],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(card: ModelCard) -> str:
+    """The card as a standalone HTML page (raw HTML in user text is escaped, never passed through)."""
+    from html import escape
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(render_markdown(card))
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(card.name)} v{escape(card.version)}: model card</title><style>{_STYLE}</style></head>\n"
+        f"<body>\n{body}</body></html>\n"
+    )
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
+    "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .6rem;text-align:left}"
+    "code{background:#f4f4f4;padding:0 .2rem}"
+)
+
+
+def _periods(data: DataFacts) -> list[list[str]]:
+    if data.periods:
+        return [[f"{split} period", period] for split, period in data.periods.items()]
+    if data.time_column:
+        return [["period", f"by `{data.time_column}`: not recorded"]]
+    return [["period", "no time column: the rows are not dated"]]
+
+
+def _explanation(explanation: Explanation | None) -> list[str]:
+    if explanation is None:
+        return ["No explanation was recorded for this version."]
+    top = list(explanation.importances.items())[:SHOWN_FEATURES]
+    return [
+        f"Importance of each input column: {explanation.describe()}.",
+        "",
+        *_table(["feature", "importance"], [[name, _number(value)] for name, value in top]),
+    ]
+
+
+def _fairness(report: dict[str, Any] | None) -> list[str]:
+    if report is None:
+        return ["Not assessed: no sensitive column was named."]
+    return ["```json", json.dumps(report, indent=2), "```"]
+
+
+def _privacy(record: dict[str, Any] | None) -> list[str]:
+    if record is None:
+        return ["Trained without differential privacy."]
+    return ["```json", json.dumps(record, indent=2), "```"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_escape(cell) for cell in row) + " |" for row in rows]
+
+
+def _escape(text: str | None) -> str:
+    """Text safe inside a Markdown table cell or list item: pipes escaped, line breaks as spaces."""
+    return (text or "").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _count(value: int | None) -> str:
+    return "unknown" if value is None else f"{value:,}"
+
+
+def _utc(milliseconds: int | None) -> str:
+    if not milliseconds:
+        return "unknown"
+    return dt.datetime.fromtimestamp(milliseconds / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _artifact_text(client: "MlflowClient", run_id: str, path: str) -> str | None:
+    """A text artifact of the run, or None when the run has none at that path."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            local = client.download_artifacts(run_id, path, scratch)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_text(encoding="utf-8")
+
+
+def _json_artifact(client: "MlflowClient", run_id: str, path: str) -> dict[str, Any] | None:
+    text = _artifact_text(client, run_id, path)
+    return json.loads(text) if text else None
+
+
+def model_card(
+    registration: Registration, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
+) -> ModelCard:
+    """Record the data facts on the version, then log its card (Markdown and HTML) to the run and the Prefect UI."""
+    record_data_facts(registration, splits, contract, tracking, store)
+    card = build_card(registration.name, registration.version, tracking)
+    markdown = render_markdown(card)
+    client = tracking.client()
+    client.log_text(card.run_id, markdown, CARD_MARKDOWN)
+    client.log_text(card.run_id, render_html(card), CARD_HTML)
+    artifacts.markdown(
+        f"{artifact_key(registration.name)}-model-card",
+        markdown,
+        f"{registration.name} v{registration.version}: model card",
+        links=mlflow_links(tracking, run_id=card.run_id, models=[(registration.name, registration.version)]),
+    )
+    return card
+
+
+model_card_task = pipeline_task(model_card, cache_policy=NO_CACHE)
