@@ -136,8 +136,9 @@ def train_and_register(
         store=store,
     ).result()
     registration, decision = promotion.registration, promotion.decision
-    publish_task.submit(model, evaluation, decision, registration, tracking).result()
-    model_card_task.submit(registration, splits, contract, tracking, store).result()
+    published = publish_task.submit(model, evaluation, decision, registration, tracking)
+    card = model_card_task.submit(registration, splits, contract, tracking, store)  # at once: neither needs the other
+    published.result(), card.result()
     return TrainingSummary(
         model_name=name,
         version=registration.version,
