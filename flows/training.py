@@ -81,10 +81,13 @@ def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData
     """Ingest → contract (the user's, the champion's or inferred) → validate → split; invalid data stops the run here.
 
     The flow waits for each result so that a failure stops the pipeline with the step's own error.
+    Only the champion's contract is read while ingest runs: it needs nothing ingest makes.
     """
     store = workspace.datastore
-    raw = ingest_task.submit(params.data, store).result()
-    champion = None if params.contract_file else champion_contract_task.submit(params.name, workspace.mlflow).result()
+    ingested = ingest_task.submit(params.data, store)
+    champion_contract = None if params.contract_file else champion_contract_task.submit(params.name, workspace.mlflow)
+    raw = ingested.result()
+    champion = champion_contract.result() if champion_contract else None
     contract = contract_task.submit(
         raw,
         params.target,
