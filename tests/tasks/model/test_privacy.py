@@ -214,3 +214,16 @@ def test_a_numeric_column_without_bounds_is_named():
     )
     inputs = private_inputs(observed)
     assert inputs.numeric["noise"] == (-4.0, 3.5) and inputs.from_data == ["noise"]
+
+
+def test_automl_leaves_private_families_out_and_a_space_checks_their_task():
+    """Each trial of a private family spends its epsilon again: a sweep over them is the user's explicit choice."""
+    from mlpipe.tasks.model.families import PRIVATE_FAMILIES
+    from mlpipe.tasks.sweep.space import auto_space, parse_space
+
+    for task in ("classification", "regression"):
+        assert not set(auto_space(task).families) & set(PRIVATE_FAMILIES)  # type: ignore[arg-type]
+    space = parse_space({"dp_logistic_regression": {"epsilon": {"type": "loguniform", "low": 0.1, "high": 1}}}, "s")
+    space.check("classification")
+    with pytest.raises(ConfigError, match=r"model 'dp_logistic_regression' trains classification models only"):
+        space.check("regression")
