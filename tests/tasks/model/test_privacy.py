@@ -123,6 +123,8 @@ def test_regression_takes_the_targets_bounds_from_the_contract():
     assert record.target_bounds == (-15.0, 15.0) and record.bounds_from_data == []
     assert record.mechanism.startswith("diffprivlib LinearRegression")
     assert model.predict(None, rows.head(3))["prediction"].notna().all()
+    frame = contributions(model, rows.head(20)[["driver", "noise", "shop"]])  # explained by its coefficients
+    np.testing.assert_allclose(frame[["driver", "noise", "shop"]].sum(axis=1) + frame[BIAS], frame[MARGIN])
 
 
 def test_diffprivlib_never_measures_bounds_itself_and_a_leak_it_reports_is_recorded():
