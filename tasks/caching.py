@@ -11,6 +11,7 @@ A hit is served only while what it points at (snapshots, MLflow runs) still exis
 
 import hashlib
 import inspect
+import logging
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -257,6 +258,17 @@ def pipeline_task(fn: Callable[P, R], cache_policy: CachePolicy = CACHED) -> Tas
     )(fn)
     _remember_loaded(inspect.getmodule(fn))
     return wrapped
+
+
+def run_logger(module: str) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger (its lines show in the Prefect UI), or `module`'s outside a run."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(module)
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:

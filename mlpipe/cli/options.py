@@ -11,7 +11,10 @@ import typer
 
 from mlpipe.errors import ConfigError
 
-FAMILIES = "xgboost | random_forest | extra_trees | hist_gradient_boosting | linear"
+FAMILIES = (
+    "xgboost | random_forest | extra_trees | hist_gradient_boosting | linear | dp_logistic_regression | "
+    "dp_linear_regression"
+)
 SAMPLERS = "grid | random | tpe"
 PRUNERS = "none | median | halving | hyperband | percentile"
 

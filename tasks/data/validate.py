@@ -5,7 +5,6 @@ training data showed (values outside it are quality signals, logged as warnings)
 read a row group at a time and the suite's counts add up, so it is never held whole.
 """
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,7 @@ from pydantic import BaseModel
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import ValidationFailed
-from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.caching import pipeline_task, run_logger
 from mlpipe.tasks.contract import ColumnContract, DataContract, column_kind, require_columns
 from mlpipe.tasks.datasets import DatasetRef, row_groups
 
@@ -51,7 +50,7 @@ def validate(dataset: DatasetRef, contract: DataContract, store: Datastore) -> D
         raise ValidationFailed(
             f"{dataset.source}: {len(check.failures)} expectation(s){declared} failed: " + "; ".join(check.failures)
         )
-    log = _run_logger()
+    log = run_logger(__name__)
     for signal in check.signals:
         log.warning("%s: unlike the training data: %s", dataset.source, signal)
     return dataset
@@ -85,17 +84,6 @@ def check_frames(frames: Iterable[pd.DataFrame], contract: DataContract, source:
         failures=[f for f in kind_failures if f] + suite.failures(well_typed, observed=False),
         signals=suite.failures(well_typed, observed=True),
     )
-
-
-def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's logger (its lines show in the Prefect UI), or this module's outside a run."""
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:

@@ -3,8 +3,9 @@
 For xgboost the contributions are TreeSHAP values computed by xgboost itself (`pred_contribs`):
 exact, and with the bias they add up to the model's margin (the log-odds of the positive class
 for a binary classifier, the prediction for a regression). For linear models they are
-coefficient × preprocessed value (numeric inputs are scaled around their training mean; a
-category adds its own coefficient), which adds up to the margin with the intercept as the bias.
+coefficient × preprocessed value (numeric inputs are scaled around their training mean, or to
+[0, 1] by their bounds for a differentially private model; a category adds its own coefficient),
+which adds up to the margin with the intercept as the bias.
 Each input column's block of preprocessed columns (a one-hot block) is summed back to it:
 contributions are additive, so the sum is exact. Forests and histogram boosting have no cheap
 exact contributions: their global ranking is the permutation importance measured in the same
@@ -65,10 +66,11 @@ class Explanation(BaseModel):
 
 def unexplained(model: "TabularModel") -> str | None:
     """Why `contributions` cannot explain `model`, or None when it can."""
-    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
     estimator = model.pipeline[-1]
-    if not (hasattr(estimator, "get_booster") or isinstance(estimator, LogisticRegression | Ridge)):
+    linear = LogisticRegression | Ridge | LinearRegression  # diffprivlib's private models subclass the first and last
+    if not (hasattr(estimator, "get_booster") or isinstance(estimator, linear)):
         return f"{type(estimator).__name__} has no exact per-row contributions; xgboost and linear models have"
     if model.task == "classification" and len(model.classes or []) > 2:
         return f"the model has {len(model.classes or [])} classes; contributions are explained for two classes at most"

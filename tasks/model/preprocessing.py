@@ -5,17 +5,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlpipe.tasks.contract import DataContract
-from mlpipe.tasks.model.families import Family
+from mlpipe.tasks.contract import DataContract, Value
+from mlpipe.tasks.model.families import PRIVATE_FAMILIES, Family
+from mlpipe.tasks.model.privacy import PrivateInputs, private_inputs
 
 MAX_ONE_HOT = 50
 """Categories beyond the most frequent this many share one `<other>` column."""
+MISSING_AT = 0.5
+"""Where a bounded scaler puts a null number on [0, 1]: the middle of its bounds, fixed before any row is seen."""
 
 
 class OneHotTop(TransformerMixin, BaseEstimator):
@@ -60,11 +63,54 @@ class OneHotTop(TransformerMixin, BaseEstimator):
         )
 
 
+class BoundedScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Numbers clipped to given bounds and scaled to [0, 1] by them; nulls at `MISSING_AT`.
+
+    `fit` reads no value: the transform is the bounds', whatever range the data has.
+    """
+
+    def __init__(self, lower: list[float], upper: list[float]) -> None:
+        self.lower = lower
+        self.upper = upper
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> "BoundedScaler":
+        if frame.shape[1] != len(self.lower) or len(self.lower) != len(self.upper):
+            raise ValueError(f"{frame.shape[1]} columns for {len(self.lower)} lower and {len(self.upper)} upper bounds")
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        lower, upper = np.asarray(self.lower, dtype="float64"), np.asarray(self.upper, dtype="float64")
+        width = np.where(upper > lower, upper - lower, 1.0)  # a single-value range maps to 0
+        values = frame[list(self.feature_names_in_)].to_numpy(dtype="float64", na_value=np.nan)
+        scaled = (np.clip(values, lower, upper) - lower) / width
+        return np.where(np.isnan(scaled), MISSING_AT, scaled)
+
+
+class ClosedOneHot(OneHotTop):
+    """One-hot encoding of closed category sets given up front, plus `<other>` and `<missing>`; `fit` reads no value."""
+
+    def __init__(self, categories: list[list[Value]]) -> None:
+        self.categories = categories
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> "ClosedOneHot":
+        if frame.shape[1] != len(self.categories):
+            raise ValueError(f"{frame.shape[1]} columns for {len(self.categories)} category sets")
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.categories_ = [list(values) for values in self.categories]
+        return self
+
+
 def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransformer:
     """Impute, scale (linear models only) and one-hot encode, from the contract's column kinds.
 
-    Histogram gradient boosting takes no sparse input, so its features come out dense.
+    Histogram gradient boosting takes no sparse input, so its features come out dense. A
+    differentially private family learns nothing from the data here: its bounds and categories
+    are the contract's (tasks/model/privacy.py).
     """
+    if family in PRIVATE_FAMILIES:
+        return bounded_preprocessor(private_inputs(contract))
     numeric = [c.name for c in contract.features if c.kind == "numeric"]
     categorical = [c.name for c in contract.features if c.kind in ("string", "boolean")]
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
@@ -74,6 +120,21 @@ def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransfor
         [("numeric", Pipeline(numeric_steps), numeric), ("categorical", OneHotTop(), categorical)],
         remainder="drop",
         sparse_threshold=0.0 if family == "hist_gradient_boosting" else 0.3,
+    )
+
+
+def bounded_preprocessor(inputs: PrivateInputs) -> ColumnTransformer:
+    """Numbers clipped and scaled by their bounds, categories one-hot from their closed sets; dense output
+    (diffprivlib's linear regression takes no sparse input)."""
+    lower = [low for low, _ in inputs.numeric.values()]
+    upper = [high for _, high in inputs.numeric.values()]
+    return ColumnTransformer(
+        [
+            ("numeric", BoundedScaler(lower, upper), list(inputs.numeric)),
+            ("categorical", ClosedOneHot(list(inputs.categories.values())), list(inputs.categories)),
+        ],
+        remainder="drop",
+        sparse_threshold=0.0,
     )
 
 

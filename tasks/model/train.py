@@ -19,7 +19,8 @@ from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef, read_snapshot
-from mlpipe.tasks.model.families import GPU_FAMILIES, ModelSpec, build_estimator
+from mlpipe.tasks.model.families import GPU_FAMILIES, PRIVATE_FAMILIES, ModelSpec, build_estimator
+from mlpipe.tasks.model.privacy import PRIVACY_ARTIFACT, PrivacyRecord, fit_private
 from mlpipe.workspace import available_cores
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class TrainedModel(BaseModel):
     model_uri: str
     task: TaskType
     spec: ModelSpec
+    privacy: PrivacyRecord | None = None
+    """For a differentially private family: the epsilon it spent and where its bounds came from."""
 
     def outputs_present(self, inputs: Mapping[str, Any]) -> bool:
         """Whether the training run is still in the tracking store the task logged it to (not deleted)."""
@@ -68,7 +71,9 @@ def train(
 ) -> TrainedModel:
     """Fit on the train split (the validation split feeds per-round metrics) and log the model.
 
-    `tags` are added to the MLflow run, e.g. the sweep that chose these hyperparameters.
+    `tags` are added to the MLflow run, e.g. the sweep that chose these hyperparameters. A
+    differentially private family is fitted once, from the contract's bounds, and its privacy
+    record is stored with the run (`privacy.json`) and carried to registration.
     """
     from sklearn.pipeline import Pipeline
     from threadpoolctl import threadpool_limits
@@ -79,24 +84,30 @@ def train(
     train_rows = read_snapshot(splits.train, store)
     validation_rows = read_snapshot(splits.validation, store)
     cores = available_cores()
-    estimator = build_estimator(spec, contract.task, n_jobs=cores)
+    estimator = build_estimator(spec, contract.task, n_jobs=cores, contract=contract)
     preprocessor = build_preprocessor(contract, spec.family)
     y_train, classes = encode_target(train_rows[contract.target], contract, splits.train.source, every_class=True)
     y_validation, _ = encode_target(validation_rows[contract.target], contract, splits.validation.source)
+    privacy = None
     started = time.perf_counter()
     with threadpool_limits(cores):  # Dask worker processes start with one BLAS/OpenMP thread
         x_train = preprocessor.fit_transform(train_rows)
         fit_kwargs = {}
         if spec.family == "xgboost":
             fit_kwargs = {"eval_set": [(preprocessor.transform(validation_rows), y_validation)], "verbose": False}
-        estimator.fit(x_train, y_train, **fit_kwargs)
+        if spec.family in PRIVATE_FAMILIES:
+            privacy = fit_private(estimator, x_train, y_train, contract, spec.family)
+        else:
+            estimator.fit(x_train, y_train, **fit_kwargs)
     fit_seconds = time.perf_counter() - started
     if spec.family in GPU_FAMILIES and estimator.get_params().get("device") not in (None, "cpu"):
         # Trained on a GPU, scored anywhere: the registered model predicts on the CPU of whichever
         # worker or server loads it, with no device-mismatch fallback on a GPU host either.
         estimator.set_params(device="cpu")
     model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
-    return _log(model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds, tags or {})
+    return _log(
+        model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds, tags or {}, privacy
+    )
 
 
 def encode_target(
@@ -132,6 +143,7 @@ def _log(
     train_rows: pd.DataFrame,
     fit_seconds: float,
     extra_tags: dict[str, str],
+    privacy: PrivacyRecord | None,
 ) -> TrainedModel:
     import mlflow
 
@@ -141,12 +153,13 @@ def _log(
         "mlpipe.model_name": model_name,
         "mlpipe.family": spec.family,
         "mlpipe.train_split_hash": splits.train.content_hash,
+        **(privacy.tags() if privacy else {}),
         **lineage_tags(),
     }
     with tracking.session():
         run = mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags)
         try:
-            info = _log_run(model, estimator, contract, spec, splits, train_rows, fit_seconds)
+            info = _log_run(model, estimator, contract, spec, splits, train_rows, fit_seconds, privacy)
         except BaseException:
             # A retry starts a new run; leave no half-logged one behind for users to mistake.
             mlflow.end_run("FAILED")
@@ -159,6 +172,7 @@ def _log(
         model_uri=info.model_uri,
         task=contract.task,
         spec=spec,
+        privacy=privacy,
     )
 
 
@@ -170,18 +184,24 @@ def _log_run(
     splits: SplitRefs,
     train_rows: pd.DataFrame,
     fit_seconds: float,
+    privacy: PrivacyRecord | None,
 ) -> "ModelInfo":
-    """Parameters, inputs, learning curve, contract and the model, into the active run."""
+    """Parameters, inputs, learning curve, contract, privacy record and the model, into the active run."""
     import mlflow
     from mlflow.models import infer_signature
 
     features = train_rows[contract.feature_names].head(5)
-    mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spec.params})
+    spent = {"epsilon": privacy.epsilon} if privacy else {}  # logged even when the family's default was used
+    mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spent, **spec.params})
     mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
     for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
         mlflow.log_input(_as_mlflow_dataset(ref), context=context)
     _log_learning_curve(estimator)
     mlflow.log_text(contract.to_json(), CONTRACT_ARTIFACT)
+    requirements = list(runtime_requirements())
+    if privacy is not None:
+        mlflow.log_dict(privacy.model_dump(mode="json"), PRIVACY_ARTIFACT)
+        requirements.append(f"diffprivlib=={version('diffprivlib')}")  # the model is diffprivlib's estimator
     with warnings.catch_warnings():
         # The signature keeps the training dtypes on purpose (raw rows must score as they
         # are); MLflow's hint about integer columns and nulls is for hand-built examples.
@@ -192,7 +212,7 @@ def _log_run(
             python_model=model,
             signature=infer_signature(features, model.predict(None, features)),
             input_example=features,
-            pip_requirements=list(runtime_requirements()),
+            pip_requirements=requirements,
         )
     return info
 

@@ -48,6 +48,9 @@ def register(
 ) -> Registration:
     """Register `model` (or find the version already registered for its run), record its lineage, make it challenger.
 
+    A differentially private model's version is also tagged with its epsilon and where its
+    bounds came from (`mlpipe.privacy.epsilon`, `mlpipe.privacy.bounds`).
+
     Keyed by the training run: a retry after a lost response, or a re-run whose training was
     cached, finds the existing version instead of creating a second one. `description` (the
     intended use) goes on the version and the run; a re-run with a new one updates both.
@@ -70,6 +73,7 @@ def register(
             **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
             **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
             **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
+            **(model.privacy.tags() if model.privacy else {}),  # epsilon, and where the bounds came from
         },
         tracking,
     )

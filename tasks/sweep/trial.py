@@ -34,6 +34,7 @@ from mlpipe.tasks.datasets import DatasetRef, read_snapshot
 from mlpipe.tasks.metrics import compute_metrics
 from mlpipe.tasks.model.families import ModelSpec, build_estimator
 from mlpipe.tasks.model.preprocessing import build_preprocessor
+from mlpipe.tasks.model.privacy import is_private
 from mlpipe.tasks.model.pyfunc import output_frame
 from mlpipe.tasks.model.train import encode_target
 from mlpipe.tasks.sweep.study import PrunerSpec
@@ -179,7 +180,8 @@ def fit_reporting(
     size_param = next(
         (p for p in grown if p in estimator.get_params() and "warm_start" in estimator.get_params()), None
     )
-    if size_param is None or every is None:  # linear models: one step
+    if size_param is None or every is None or is_private(estimator):
+        # Linear models fit in one step; a differentially private one would spend its epsilon at every step.
         estimator.fit(x_train, y_train)
         if every is not None:
             reporter.report(1, scorer(_raw_output(estimator, x_valid)), last=True)
@@ -224,7 +226,7 @@ def evaluate_candidate(
 ) -> dict[str, float]:
     """Fit `spec` on `train_rows` and return every metric on `valid_rows`."""
     task: TaskType = contract.task
-    estimator = build_estimator(spec, task, n_jobs=threads)
+    estimator = build_estimator(spec, task, n_jobs=threads, contract=contract)
     preprocessor = build_preprocessor(contract, spec.family)
     y_train, classes = encode_target(train_rows[contract.target], contract, source, every_class=True)
     y_valid, _ = encode_target(valid_rows[contract.target], contract, source)

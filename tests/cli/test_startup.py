@@ -13,7 +13,17 @@ import pytest
 
 pytestmark = pytest.mark.unit
 MLPIPE = str(Path(sys.executable).parent / "mlpipe")
-PIPELINE_LIBRARIES = {"prefect", "mlflow", "pandas", "sklearn", "great_expectations", "dask", "distributed", "xgboost"}
+PIPELINE_LIBRARIES = {
+    "prefect",
+    "mlflow",
+    "pandas",
+    "sklearn",
+    "great_expectations",
+    "dask",
+    "distributed",
+    "xgboost",
+    "diffprivlib",
+}
 
 
 def run_profiled(
@@ -62,8 +72,11 @@ def test_worker_loads_no_scikit_learn_or_great_expectations(tmp_path: Path):
 @pytest.mark.parametrize(
     ("flows", "never"),
     [
-        ("training, scoring, drift", {"great_expectations", "matplotlib", "sklearn", "mlflow", "xgboost", "scipy"}),
-        ("sweep", {"great_expectations", "matplotlib"}),  # optuna samples and checks its space in the flow
+        (
+            "training, scoring, drift",
+            {"great_expectations", "matplotlib", "sklearn", "mlflow", "xgboost", "scipy", "diffprivlib"},
+        ),
+        ("sweep", {"great_expectations", "matplotlib", "diffprivlib"}),  # optuna samples and checks its space
     ],
 )
 def test_the_pipelines_load_the_heavy_libraries_only_in_the_steps_that_use_them(
