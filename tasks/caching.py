@@ -151,7 +151,10 @@ class SourceFingerprint(CachePolicy):
         return hash_objects({"size": str(info.get("size")), **markers})
 
 
-RESULT_LIBRARIES = ("numpy", "pandas", "pyarrow", "scikit-learn", "xgboost", "great-expectations", "mlflow")
+RESULT_LIBRARIES = (
+    *("numpy", "pandas", "pyarrow", "scikit-learn", "xgboost", "great-expectations", "mlflow"),
+    *("fairlearn", "diffprivlib"),
+)
 """Libraries whose version can change what a step produces (a model, a split, a validation verdict)."""
 
 

@@ -9,7 +9,7 @@ periods) onto the version first, then logs the card to the run and shows it in t
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from prefect.cache_policies import NO_CACHE
@@ -27,6 +27,7 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.links import artifact_key, mlflow_links
 from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, Explanation
+from mlpipe.tasks.model.privacy import PRIVACY_ARTIFACT, PrivacyRecord
 from mlpipe.tasks.model.train import CONTRACT_ARTIFACT
 from mlpipe.tasks.registry.register import RUN_DESCRIPTION, Registration, record_tags
 
@@ -75,7 +76,7 @@ class ModelCard(BaseModel):
     gate_reason: str | None
     explanation: Explanation | None
     fairness: dict[str, Any] | None
-    privacy: dict[str, Any] | None
+    privacy: PrivacyRecord | None
     limitations: list[str]
 
 
@@ -143,9 +144,9 @@ def build_card(name: str, version: str, tracking: MlflowConnection) -> ModelCard
         metrics={key.removeprefix("test_"): value for key, value in sorted(metrics.items()) if key.startswith("test_")},
         gate=tags.get("mlpipe.gate"),
         gate_reason=tags.get("mlpipe.gate_reason"),
-        explanation=Explanation.model_validate(explanation) if explanation else None,
+        explanation=_typed(Explanation, explanation),
         fairness=_json_artifact(client, run.info.run_id, "evaluation/fairness.json"),
-        privacy=_json_artifact(client, run.info.run_id, "privacy.json"),
+        privacy=_typed(PrivacyRecord, _json_artifact(client, run.info.run_id, PRIVACY_ARTIFACT)),
         limitations=[],
     )
     return card.model_copy(update={"limitations": limitations(card, contract)})
@@ -204,7 +205,7 @@ def limitations(card: ModelCard, contract: DataContract) -> list[str]:
     if card.privacy is None:
         notes.append("It was trained without differential privacy: it may memorise individual training rows.")
     else:
-        notes.extend(str(warning) for warning in card.privacy.get("warnings", []))
+        notes.extend(card.privacy.warnings)
     if card.explanation is not None and card.explanation.method == "permutation":
         notes.append("Its explanation is global (permutation importance): there are no per-row contributions.")
     return notes
@@ -328,10 +329,22 @@ def _fairness(report: dict[str, Any] | None) -> list[str]:
     return ["```json", json.dumps(report, indent=2), "```"]
 
 
-def _privacy(record: dict[str, Any] | None) -> list[str]:
+def _privacy(record: PrivacyRecord | None) -> list[str]:
     if record is None:
         return ["Trained without differential privacy."]
-    return ["```json", json.dumps(record, indent=2), "```"]
+    rows = [
+        ["epsilon", _number(record.epsilon)],
+        ["delta", _number(record.delta)],
+        ["mechanism", record.mechanism],
+        ["library", record.library],
+        ["bounds from the contract", ", ".join(record.bounds_from_contract) or "none"],
+        ["bounds from the data", ", ".join(record.bounds_from_data) or "none"],
+    ]
+    if record.data_norm is not None:
+        rows.append(["rows clipped to L2 norm", _number(record.data_norm)])
+    if record.target_bounds is not None:
+        rows.append(["target clipped to", " … ".join(map(_number, record.target_bounds))])
+    return _table(["", ""], rows)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -373,6 +386,13 @@ def _artifact_text(client: "MlflowClient", run_id: str, path: str) -> str | None
         except (MlflowException, OSError):
             return None
         return Path(local).read_text(encoding="utf-8")
+
+
+Typed = TypeVar("Typed", bound=BaseModel)
+
+
+def _typed(model: type[Typed], content: dict[str, Any] | None) -> Typed | None:
+    return model.model_validate(content) if content is not None else None
 
 
 def _json_artifact(client: "MlflowClient", run_id: str, path: str) -> dict[str, Any] | None:

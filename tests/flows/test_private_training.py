@@ -1,6 +1,7 @@
 """A differentially private model through the training flow: its epsilon and bounds on the version, scoring raw rows."""
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -13,6 +14,7 @@ from mlpipe.demo_data import HOME, PURPOSES, REGIONS
 from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT
 from mlpipe.tasks.model.privacy import PRIVACY_ARTIFACT
+from mlpipe.tasks.registry.card import build_card, render_markdown
 from tests.pipeline import run_training, wait_for
 
 pytestmark = pytest.mark.flow
@@ -84,6 +86,12 @@ def test_private_model_records_its_epsilon_and_scores_raw_rows(
     assert set(record["bounds_from_contract"]) == {*DECLARED, *CATEGORIES, "has_cosigner", "default"}
     assert len(record["warnings"]) == 1 and "['income']" in record["warnings"][0]
     assert explanation["method"] == "linear"
+    card = render_markdown(build_card("private-demo", summary.version, tracking))
+    shown = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", card.split("## Privacy\n", 1)[1].split("\n## ")[0], re.M))
+    assert float(shown["epsilon"]) == record["epsilon"] and float(shown["delta"]) == record["delta"]
+    assert shown["bounds from the data"] == "income"
+    assert float(shown["rows clipped to L2 norm"]) == pytest.approx(record["data_norm"], rel=1e-5)
+    assert record["warnings"][0] in card.split("## Limitations", 1)[1]
     wait_for(
         lambda: any("['income']" in line for line in privacy_warnings()), 30, "the privacy warning in the run's log"
     )
