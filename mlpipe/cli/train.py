@@ -21,12 +21,16 @@ def train(
     time_column: opt.TimeColumn = None,
     time_split: opt.TimeSplit = False,
     exclude: opt.Exclude = None,
+    sensitive: opt.Sensitive = None,
     contract: opt.Contract = None,
     seed: opt.Seed = None,
     device: opt.Device = None,
 ) -> None:
     """Train, evaluate, gate and register a model."""
-    options = {**opt.data_options(data, target, name, task, time_column, exclude, contract), "device": device}
+    options = {
+        **opt.data_options(data, target, name, task, time_column, exclude, contract, sensitive),
+        "device": device,
+    }
     run(
         lambda: train_model(
             config,
