@@ -14,7 +14,7 @@ from mlpipe.errors import ConfigError
 from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT
 from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, EXPLANATION_PLOT, Explanation
 from mlpipe.tasks.model.fairness import FAIRNESS_ARTIFACT, FairnessReport
-from mlpipe.tasks.registry.champion import run_contract
+from mlpipe.tasks.registry.champion import champion_sensitive, run_contract
 from tests.pipeline import DATA_TASKS, model_versions, run_training
 
 pytestmark = pytest.mark.flow
@@ -264,6 +264,8 @@ def test_the_same_data_with_a_fair_label_passes_the_fairness_gate(workspace: Wor
     assert outcome.summary.gate.passed, outcome.summary.gate.reason
     assert "champion" in outcome.summary.aliases
     assert outcome.summary.gate.fairness["sex"] < 0.1
+    # A retraining of the champion measures, and gates, the same groups.
+    assert champion_sensitive("fair-demo", workspace.resolve().mlflow) == ["sex"]
 
 
 def test_a_fairness_limit_without_a_sensitive_column_fails_before_any_step(workspace: WorkspaceConfig, demo_csv: Path):
