@@ -3,10 +3,11 @@
 The challenger keeps the champion's model family and hyperparameters and learns from the recent
 window's training rows plus the history (less any history rows the holdout also holds); the
 holdout is the recent window's test split, so champion and challenger are judged on the same
-fresh rows, unseen by both, by the training pipeline's own gate (threshold and margin from the
-`GatePolicy`). The decision is recorded on both versions and
-announced as `mlpipe.model.promoted` or `mlpipe.model.rejected`. How the challenger being replaced
-did on live traffic (shadowed by `mlpipe serve`, captured) is reported first.
+fresh rows, unseen by both, by the training pipeline's own gate (threshold, margin and fairness limit
+from the `GatePolicy`; the groups are the champion's sensitive columns unless others are given). The
+decision is recorded on both versions and announced as `mlpipe.model.promoted` or
+`mlpipe.model.rejected`. How the challenger being replaced did on live traffic (shadowed by
+`mlpipe serve`, captured) is reported first.
 """
 
 from pydantic import BaseModel, Field
@@ -26,7 +27,7 @@ from mlpipe.tasks.data.split import SplitRefs, combine_task
 from mlpipe.tasks.events import MODEL_PROMOTED, MODEL_REJECTED, emit
 from mlpipe.tasks.monitoring.shadow import ShadowSummary, challenger_traffic_task
 from mlpipe.tasks.registry.aliases import find_champion
-from mlpipe.tasks.registry.champion import champion_spec_task
+from mlpipe.tasks.registry.champion import champion_sensitive_task, champion_spec_task
 from mlpipe.tasks.registry.report import RetrainingDecision, record_retraining_task
 
 
@@ -66,6 +67,10 @@ def retraining(params: RetrainingParams, config: WorkspaceConfig | None = None) 
     previous = str(champion.version) if champion else None
     replaced = challenger_traffic_task.submit(params.name, workspace.datastore, workspace.mlflow).result()
     spec = champion_spec_task.submit(params.name, workspace.mlflow).result()
+    if not params.sensitive:  # the champion's: the challenger is measured, and gated, on the same groups
+        params = params.model_copy(
+            update={"sensitive": champion_sensitive_task.submit(params.name, workspace.mlflow).result()}
+        )
     recent = prepare_data(params, workspace)
     train, removed = recent.splits.train, 0
     if params.history:

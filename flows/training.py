@@ -20,11 +20,12 @@ from mlpipe.tasks.data.validate import validate_task
 from mlpipe.tasks.datasets import DatasetRef
 from mlpipe.tasks.links import run_link
 from mlpipe.tasks.model.evaluate import evaluate_task
+from mlpipe.tasks.model.fairness import FairnessReport
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import train_task
 from mlpipe.tasks.registry.card import model_card_task
 from mlpipe.tasks.registry.champion import champion_contract_task
-from mlpipe.tasks.registry.gate import GateDecision, gate_task
+from mlpipe.tasks.registry.gate import GateDecision, gate_task, require_binary, require_sensitive
 from mlpipe.tasks.registry.register import promote_task, register_task
 from mlpipe.tasks.registry.report import publish_task
 from mlpipe.validation import Name, Strict
@@ -40,6 +41,11 @@ class DataParams(Strict):
     split: SplitSpec = Field(default_factory=SplitSpec)
     time_column: str | None = Field(default=None, description="timestamp column (not a feature)")
     exclude: list[str] = Field(default_factory=list, description="columns that are not features, e.g. ids")
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="columns whose groups the fairness report compares (e.g. sex); not features unless a contract "
+        "lists them",
+    )
     contract_file: str | None = Field(default=None, description="data contract to enforce instead of inferring")
 
 
@@ -56,11 +62,12 @@ class TrainingParams(DataParams):
 
 
 class PreparedData(BaseModel):
-    """A validated dataset, its contract and its split."""
+    """A validated dataset, its contract and its split, and the sensitive columns its evaluation reports on."""
 
     dataset: DatasetRef
     contract: DataContract
     splits: SplitRefs
+    sensitive: list[str] = []
 
 
 class TrainingSummary(BaseModel):
@@ -70,6 +77,7 @@ class TrainingSummary(BaseModel):
     version: str
     aliases: list[str]
     metrics: dict[str, float]
+    fairness: FairnessReport | None = None
     gate: GateDecision
     run_id: str
     dataset: DatasetRef
@@ -80,9 +88,11 @@ class TrainingSummary(BaseModel):
 def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData:
     """Ingest → contract (the user's, the champion's or inferred) → validate → split; invalid data stops the run here.
 
-    The flow waits for each result so that a failure stops the pipeline with the step's own error.
+    The flow waits for each result so that a failure stops the pipeline with the step's own error; a
+    fairness limit the run cannot measure stops it before ingest, or once the contract says the task.
     Only the champion's contract is read while ingest runs: it needs nothing ingest makes.
     """
+    require_sensitive(workspace.gate.fairness, params.sensitive)
     store = workspace.datastore
     ingested = ingest_task.submit(params.data, store)
     champion_contract = None if params.contract_file else champion_contract_task.submit(params.name, workspace.mlflow)
@@ -98,10 +108,12 @@ def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData
         exclude=params.exclude,
         contract_file=params.contract_file,
         champion=champion,
+        sensitive=params.sensitive,
     ).result()
+    require_binary(workspace.gate.fairness, contract, params.name)
     dataset = validate_task.submit(raw, contract, store).result()
     splits = split_task.submit(dataset, contract, params.split, store).result()
-    return PreparedData(dataset=dataset, contract=contract, splits=splits)
+    return PreparedData(dataset=dataset, contract=contract, splits=splits, sensitive=params.sensitive)
 
 
 def train_and_register(
@@ -125,7 +137,7 @@ def train_and_register(
     spec, placement = placed(spec, chosen)
     with placement:
         model = train_task.submit(splits, contract, spec, name, tracking, store, tags or {}).result()
-    evaluation = evaluate_task.submit(model, splits, contract, tracking, store).result()
+    evaluation = evaluate_task.submit(model, splits, contract, tracking, store, sensitive=data.sensitive).result()
     decision = gate_task.submit(evaluation, splits, contract, name, workspace.gate, tracking, store).result()
     registration = register_task.submit(model, evaluation, data.dataset, name, tracking, description).result()
     promotion = promote_task.submit(
@@ -147,6 +159,7 @@ def train_and_register(
         version=registration.version,
         aliases=registration.aliases,
         metrics=evaluation.metrics,
+        fairness=evaluation.fairness,
         gate=decision,
         run_id=model.run_id,
         dataset=data.dataset,

@@ -25,6 +25,10 @@ Task = Annotated[str | None, typer.Option(help="classification | regression (def
 TimeColumn = Annotated[str | None, typer.Option(help="timestamp column; with --time-split, split by it")]
 TimeSplit = Annotated[bool, typer.Option(help="newest rows become the test set")]
 Exclude = Annotated[list[str] | None, typer.Option(help="column that is not a feature (repeatable)")]
+Sensitive = Annotated[
+    list[str] | None,
+    typer.Option(help="column whose groups the fairness report compares, not a feature (repeatable)"),
+]
 Contract = Annotated[str | None, typer.Option(help="data contract file to enforce")]
 Seed = Annotated[int | None, typer.Option(help="seed for the split and the models (and a sweep's sampler)")]
 Metric = Annotated[str | None, typer.Option(help="validation metric (default roc_auc / rmse)")]
@@ -55,6 +59,7 @@ def data_options(
     time_column: str | None = None,
     exclude: list[str] | None = None,
     contract: str | None = None,
+    sensitive: list[str] | None = None,
 ) -> dict[str, Any]:
     """The parameters every training-like flow starts from (`DataParams`), from their options."""
     return {
@@ -65,6 +70,7 @@ def data_options(
         "time_column": time_column,
         "exclude": exclude,
         "contract_file": contract,
+        "sensitive": sensitive,
     }
 
 

@@ -60,7 +60,7 @@ def run(action: Callable[[], None]) -> None:
 
 
 def print_training(summary: "TrainingSummary") -> None:
-    """Metrics, the gate's decision, aliases, dataset and the MLflow run of a training."""
+    """Metrics, fairness differences, the gate's decision, aliases, dataset and the MLflow run of a training."""
     from rich.table import Table
 
     table = Table(title=f"{summary.model_name} v{summary.version}", show_header=True)
@@ -69,6 +69,9 @@ def print_training(summary: "TrainingSummary") -> None:
     for metric, value in summary.metrics.items():
         table.add_row(metric, f"{value:.4f}")
     out.print(table)
+    for column in summary.fairness.columns if summary.fairness else []:
+        differences = "; ".join(f"{m} {d.value:.4f} ({d.describe()})" for m, d in column.differences.items())
+        out.print(f"Fairness by '{column.column}' ({len(column.groups)} groups): {differences or 'no differences'}")
     verdict = "[green]passed[/]" if summary.gate.passed else "[yellow]rejected[/]"
     out.print(f"Gate {verdict}: {summary.gate.reason}")
     out.print(f"Aliases: {', '.join(summary.aliases) or 'none'}")

@@ -44,6 +44,7 @@ def sweep(
     time_column: opt.TimeColumn = None,
     time_split: opt.TimeSplit = False,
     exclude: opt.Exclude = None,
+    sensitive: opt.Sensitive = None,
     contract: opt.Contract = None,
     seed: opt.Seed = None,
 ) -> None:
@@ -51,7 +52,7 @@ def sweep(
     if gpu and device not in (None, "cuda"):
         raise typer.BadParameter(f"--gpu means --device cuda, not --device {device}", param_hint="--gpu")
     options = {
-        **opt.data_options(data, target, name, task, time_column, exclude, contract),
+        **opt.data_options(data, target, name, task, time_column, exclude, contract, sensitive),
         "study_name": study,
         "max_trials": max_trials,
         "max_concurrent": max_concurrent,
@@ -83,13 +84,14 @@ def automl(
     exit_score: opt.ExitScore = None,
     metric: opt.Metric = None,
     exclude: opt.Exclude = None,
+    sensitive: opt.Sensitive = None,
     time_column: Annotated[str | None, typer.Option(help="timestamp column (not a feature)")] = None,
     config: Annotated[opt.ConfigFile, opt.config_option(SWEEP_SECTIONS)] = None,
     seed: opt.Seed = None,
 ) -> None:
     """AutoML: search xgboost, forests, histogram boosting and linear models within a time budget."""
     options = {
-        **opt.data_options(data, target, name, time_column=time_column, exclude=exclude),
+        **opt.data_options(data, target, name, time_column=time_column, exclude=exclude, sensitive=sensitive),
         "timeout": timeout,
         "max_trials": max_trials,
         "exit_score": exit_score,

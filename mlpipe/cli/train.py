@@ -21,6 +21,7 @@ def train(
     time_column: opt.TimeColumn = None,
     time_split: opt.TimeSplit = False,
     exclude: opt.Exclude = None,
+    sensitive: opt.Sensitive = None,
     contract: opt.Contract = None,
     seed: opt.Seed = None,
     device: opt.Device = None,
@@ -29,8 +30,11 @@ def train(
     ] = None,
 ) -> None:
     """Train, evaluate, gate and register a model."""
-    options = {**opt.data_options(data, target, name, task, time_column, exclude, contract), "device": device}
-    options["description"] = description
+    options = {
+        **opt.data_options(data, target, name, task, time_column, exclude, contract, sensitive),
+        "device": device,
+        "description": description,
+    }
     run(
         lambda: train_model(
             config,

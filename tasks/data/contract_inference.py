@@ -16,6 +16,7 @@ from mlpipe.tasks.contract import (
     column_kind,
     require_columns,
 )
+from mlpipe.tasks.data.groups import check_sensitive
 from mlpipe.tasks.datasets import DatasetRef, read_snapshot
 
 MAX_CATEGORIES = 50
@@ -95,15 +96,19 @@ def resolve_contract(
     exclude: list[str] | None = None,
     contract_file: str | None = None,
     champion: DataContract | None = None,
+    sensitive: list[str] | None = None,
 ) -> DataContract:
     """The contract new data is held to: the user's file, else the champion's (`champion`), else inferred.
 
     Using the champion's contract is what makes a retraining on data that lost a column fail
-    loudly instead of quietly training a different model.
+    loudly instead of quietly training a different model. `sensitive` columns (a fairness
+    report's groups) are left out of an inferred contract like `exclude`; a contract that lists
+    one as a feature keeps it.
 
     Raises:
-        ConfigError: an excluded column the data does not have (a typo would exclude nothing), or
-            a target, task or time column that differs from the contract's.
+        ConfigError: an excluded or sensitive column the data does not have (a typo would exclude
+            nothing), a sensitive column with too many values, or a target, task or time column
+            that differs from the contract's.
     """
     absent = sorted(set(exclude or []) - set(dataset.columns))
     if absent:
@@ -111,11 +116,19 @@ def resolve_contract(
             f"{dataset.source}: excluded column(s) {absent} are not in the data; "
             f"columns present: {list(dataset.columns)}"
         )
+    if target in (sensitive or []):
+        raise ConfigError(f"the target '{target}' cannot be a sensitive column: groups are compared on predicting it")
+    check_sensitive(dataset, sensitive or [], store)
     if contract_file:
         contract = DataContract.from_file(contract_file)
     else:
         contract = champion or infer_contract(
-            read_snapshot(dataset, store), target, task, time_column, exclude, dataset.source
+            read_snapshot(dataset, store),
+            target,
+            task,
+            time_column,
+            [*(exclude or []), *(sensitive or [])],
+            dataset.source,
         )
     if contract.target != target:
         raise ConfigError(

@@ -1,5 +1,5 @@
-"""Evaluate: score the logged model on the test split; log metrics, plots, predictions, feature importance
-and the explanation."""
+"""Evaluate: score the logged model on the test split; log metrics, plots, predictions, feature importance,
+the explanation and, for sensitive columns, the group metrics (fairness)."""
 
 import io
 import tempfile
@@ -18,6 +18,7 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
 from mlpipe.tasks.model.explanation import Explanation, explain, log_explanation
+from mlpipe.tasks.model.fairness import FairnessReport, fairness_report, log_fairness
 from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
 from mlpipe.tasks.model.train import TrainedModel
 from mlpipe.workspace import available_cores
@@ -38,6 +39,8 @@ class Evaluation(BaseModel):
     metrics: dict[str, float]
     explanation: Explanation | None = None
     """Which input columns the model leans on (None in an evaluation cached before explanations were made)."""
+    fairness: FairnessReport | None = None
+    """Group metrics of the sensitive columns (None when the training named none)."""
 
 
 def score(
@@ -61,11 +64,17 @@ def _score(model: "PyFuncModel", rows: pd.DataFrame, contract: DataContract) -> 
 
 
 def evaluate(
-    model: TrainedModel, splits: SplitRefs, contract: DataContract, tracking: MlflowConnection, store: Datastore
+    model: TrainedModel,
+    splits: SplitRefs,
+    contract: DataContract,
+    tracking: MlflowConnection,
+    store: Datastore,
+    sensitive: list[str] | None = None,
 ) -> Evaluation:
     """Scores on the test split, exactly as the registered pyfunc model will produce them, the
     importance of each input column on it, stored with the model for drift checks to weigh features by,
-    and the explanation (mean |SHAP contribution| per input column where the model has exact ones).
+    the explanation (mean |SHAP contribution| per input column where the model has exact ones), and
+    how the same predictions differ between the groups of each `sensitive` column (fairness.py).
     """
     from mlflow.entities import Metric
     from threadpoolctl import threadpool_limits
@@ -77,6 +86,7 @@ def evaluate(
         tabular = logged.unwrap_python_model()
         importance = permutation_importance_of(tabular, rows, contract, model.spec.seed, splits.test.source)
         explanation = explain(tabular, rows, contract.feature_names, model.spec.seed, importance)
+    fairness = fairness_report(rows, predictions, contract, sensitive) if sensitive else None
     # Logged through the client, not by reopening the run: a failure here must not mark the
     # finished training run as failed, and a retry overwrites the same metric steps.
     client = tracking.client()
@@ -92,7 +102,15 @@ def evaluate(
     _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
     log_importance(importance, model.run_id, tracking)
     log_explanation(explanation, model.run_id, client)
-    return Evaluation(run_id=model.run_id, test_hash=splits.test.content_hash, metrics=metrics, explanation=explanation)
+    if fairness is not None:
+        log_fairness(fairness, model.run_id, client)
+    return Evaluation(
+        run_id=model.run_id,
+        test_hash=splits.test.content_hash,
+        metrics=metrics,
+        explanation=explanation,
+        fairness=fairness,
+    )
 
 
 def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, "Figure"]:

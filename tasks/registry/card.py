@@ -27,6 +27,7 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.links import artifact_key, mlflow_links
 from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, Explanation
+from mlpipe.tasks.model.fairness import FAIRNESS_ARTIFACT, FairnessReport, GroupMetrics
 from mlpipe.tasks.model.privacy import PRIVACY_ARTIFACT, PrivacyRecord
 from mlpipe.tasks.model.train import CONTRACT_ARTIFACT
 from mlpipe.tasks.registry.register import RUN_DESCRIPTION, Registration, record_tags
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 CARD_MARKDOWN, CARD_HTML = "model_card/model_card.md", "model_card/model_card.html"
 SPLITS = ("train", "validation", "test")
 SHOWN_FEATURES = 10
+GROUP_METRICS = [name for name in GroupMetrics.model_fields if name not in ("group", "count")]
 NOT_HYPERPARAMETERS = frozenset({"family", "task", "seed"})
 """Run parameters the card shows in their own rows rather than as hyperparameters."""
 
@@ -75,7 +77,7 @@ class ModelCard(BaseModel):
     gate: str | None
     gate_reason: str | None
     explanation: Explanation | None
-    fairness: dict[str, Any] | None
+    fairness: FairnessReport | None
     privacy: PrivacyRecord | None
     limitations: list[str]
 
@@ -145,7 +147,7 @@ def build_card(name: str, version: str, tracking: MlflowConnection) -> ModelCard
         gate=tags.get("mlpipe.gate"),
         gate_reason=tags.get("mlpipe.gate_reason"),
         explanation=_typed(Explanation, explanation),
-        fairness=_json_artifact(client, run.info.run_id, "evaluation/fairness.json"),
+        fairness=_typed(FairnessReport, _json_artifact(client, run.info.run_id, FAIRNESS_ARTIFACT)),
         privacy=_typed(PrivacyRecord, _json_artifact(client, run.info.run_id, PRIVACY_ARTIFACT)),
         limitations=[],
     )
@@ -202,6 +204,12 @@ def limitations(card: ModelCard, contract: DataContract) -> list[str]:
         notes.append(f"The gate rejected it: {card.gate_reason}")
     if card.fairness is None:
         notes.append("It was not assessed for fairness: no sensitive column was named (`--sensitive COLUMN`).")
+    else:
+        measured = ", ".join(f"'{column.column}'" for column in card.fairness.columns)
+        notes.append(
+            f"Fairness was measured on {measured} one column at a time: groups formed by several columns together, "
+            "and groups not in the test split, were not assessed."
+        )
     if card.privacy is None:
         notes.append("It was trained without differential privacy: it may memorise individual training rows.")
     else:
@@ -323,10 +331,22 @@ def _explanation(explanation: Explanation | None) -> list[str]:
     ]
 
 
-def _fairness(report: dict[str, Any] | None) -> list[str]:
+def _fairness(report: FairnessReport | None) -> list[str]:
     if report is None:
         return ["Not assessed: no sensitive column was named."]
-    return ["```json", json.dumps(report, indent=2), "```"]
+    positive = f"; positive class `{report.positive_class}`" if report.positive_class else ""
+    lines = [f"Measured on {report.rows:,} test rows{positive}."]
+    for column in report.columns:
+        shown = [name for name in GROUP_METRICS if any(getattr(g, name) is not None for g in column.groups)]
+        role = "a model input" if column.model_input else "not a model input"
+        lines += ["", f"**{column.column}** ({role})", ""]
+        lines += _table(
+            ["group", "count", *shown],
+            [[g.group, f"{g.count:,}", *(_number(getattr(g, name)) for name in shown)] for g in column.groups],
+        )
+        for metric, disparity in column.differences.items():
+            lines += ["", f"- {metric}: {_number(disparity.value)} ({_escape(disparity.describe())})"]
+    return lines
 
 
 def _privacy(record: PrivacyRecord | None) -> list[str]:

@@ -1,8 +1,11 @@
-"""What the champion was trained with: its data contract and its model settings, read back from its run.
+"""What the champion was trained with: its data contract, its model settings and its sensitive columns, read
+back from its run.
 
 Retraining holds new data to the champion's contract and trains the challenger with the
 champion's family and hyperparameters; both come from the registry, never from configuration.
 """
+
+import json
 
 import yaml
 from prefect.cache_policies import NO_CACHE
@@ -11,6 +14,7 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.model.fairness import SENSITIVE_TAG
 from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import CONTRACT_ARTIFACT
 from mlpipe.tasks.registry.aliases import find_champion
@@ -49,5 +53,15 @@ def champion_spec(model_name: str, tracking: MlflowConnection) -> ModelSpec:
     return ModelSpec(family=family, seed=seed, params={key: yaml.safe_load(value) for key, value in logged.items()})
 
 
+def champion_sensitive(model_name: str, tracking: MlflowConnection) -> list[str]:
+    """The sensitive columns the champion's evaluation reported on (none without a champion or a report)."""
+    champion = find_champion(model_name, tracking)
+    if champion is None or champion.run_id is None:
+        return []
+    tag = tracking.client().get_run(champion.run_id).data.tags.get(SENSITIVE_TAG)
+    return [str(name) for name in json.loads(tag)] if tag else []
+
+
 champion_contract_task = pipeline_task(champion_contract, cache_policy=NO_CACHE)
 champion_spec_task = pipeline_task(champion_spec, cache_policy=NO_CACHE)
+champion_sensitive_task = pipeline_task(champion_sensitive, cache_policy=NO_CACHE)

@@ -23,7 +23,8 @@ def publish(
     registration: Registration,
     tracking: MlflowConnection,
 ) -> None:
-    """Metrics table, explanation table, gate decision with the numbers compared, and the link to the MLflow run."""
+    """Metrics table, explanation table, fairness table, gate decision with the numbers compared (the fairness
+    limit's too), and the link to the MLflow run."""
     key = artifact_key(registration.name)
     links = mlflow_links(
         tracking,
@@ -44,6 +45,14 @@ def publish(
             f"{registration.name} v{registration.version}: feature importance, {evaluation.explanation.describe()}",
             links=links,
         )
+    if evaluation.fairness is not None:
+        artifacts.table(
+            f"{key}-fairness",
+            evaluation.fairness.table(),
+            f"{registration.name} v{registration.version}: test-set metrics by sensitive column and group"
+            + (f" (positive class {evaluation.fairness.positive_class})" if evaluation.fairness.positive_class else ""),
+            links=links,
+        )
     verdict = "passed — promoted to champion" if decision.passed else "rejected — stays challenger"
     rows = [
         ("candidate", f"v{registration.version}", f"{decision.candidate:.6g}"),
@@ -59,6 +68,7 @@ def publish(
     artifacts.markdown(
         f"{key}-gate",
         f"# Gate: {verdict}\n\n{decision.reason}\n\n| | version | {decision.metric} |\n|---|---|---|\n{table}\n\n"
+        f"{_fairness_table(decision)}"
         f"Aliases on v{registration.version}: {', '.join(registration.aliases) or 'none'}\n",
         f"{registration.name}: gate decision",
         links=links,
@@ -69,6 +79,18 @@ def publish(
         "MLflow run",
         f"{registration.name} v{registration.version}: the training run's parameters, metrics, plots and model",
     )
+
+
+def _fairness_table(decision: GateDecision) -> str:
+    """The fairness limit and the candidate's difference on each column it applies to (nothing without a limit)."""
+    limit = decision.fairness_limit
+    if limit is None or decision.fairness is None:
+        return ""
+    rows = "\n".join(
+        f"| {column} | {value:.4f} | {limit.max:g} | {'above' if value > limit.max else 'within'} |"
+        for column, value in decision.fairness.items()
+    )
+    return f"| sensitive column | {limit.metric} | limit | |\n|---|---|---|---|\n{rows}\n\n"
 
 
 def _number(value: float | None) -> str:

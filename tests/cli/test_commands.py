@@ -78,3 +78,13 @@ def test_a_model_name_with_a_quote_fails_before_any_step(tmp_path: Path, demo_cs
     assert result.returncode == 1
     assert "field 'name'" in result.stderr and '"o\'brien" is not a valid name' in result.stderr
     assert not (tmp_path / ".mlpipe" / "datastore").exists()  # nothing was ingested
+
+
+def test_a_sensitive_column_the_data_does_not_have_fails_naming_it(tmp_path: Path, demo_csv: Path):
+    args = ["--data", str(demo_csv), "--target", "default", "--name", "cli-unfair"]
+    result = run_cli("train", *args, "--sensitive", "region", "--sensitive", "nosuchcolumn", cwd=tmp_path)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error:"), result.stderr[-2000:]
+    assert "credit.csv: sensitive column(s) ['nosuchcolumn'] are not in the data; columns present:" in last_line
+    assert "'region'" in last_line  # the columns present are listed

@@ -1,5 +1,6 @@
 """The training flow end to end on embedded defaults: registry, caching, gate."""
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -7,11 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpipe.blocks import WorkspaceConfig
+from mlpipe.blocks import GatePolicy, WorkspaceConfig
 from mlpipe.demo_data import credit_default
+from mlpipe.errors import ConfigError
 from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT
 from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, EXPLANATION_PLOT, Explanation
-from mlpipe.tasks.registry.champion import run_contract
+from mlpipe.tasks.model.fairness import FAIRNESS_ARTIFACT, FairnessReport
+from mlpipe.tasks.registry.card import build_card, render_markdown
+from mlpipe.tasks.registry.champion import champion_sensitive, run_contract
 from tests.pipeline import DATA_TASKS, model_versions, run_training
 
 pytestmark = pytest.mark.flow
@@ -179,3 +183,108 @@ def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: Workspac
     assert EXPLANATION_PLOT in plots
     assert "no champion yet" in str(by_key["artifact-demo-gate"].data)
     assert outcome.summary.run_id in str(by_key["artifact-demo-mlflow-run"].data)
+
+
+def loans_by_sex(rows: int, seed: int, biased: bool) -> pd.DataFrame:
+    """`skill` decides approval; biased, being a man does too, and `height` gives a man away without `sex` itself."""
+    rng = np.random.default_rng(seed)
+    men = rng.random(rows) < 0.5
+    frame = pd.DataFrame(
+        {
+            "sex": np.where(men, "M", "F"),
+            "height": 164 + 14 * men + rng.normal(0, 4, rows),
+            "skill": rng.normal(0, 1, rows),
+            "noise": rng.normal(0, 1, rows),
+        }
+    )
+    favour = 2.5 * men if biased else 0.0
+    frame["approved"] = (frame["skill"] + favour + rng.normal(0, 0.3, rows) > 1.0).astype("int64")
+    return frame
+
+
+FAIRNESS_GATE = GatePolicy(fairness={"metric": "demographic_parity_difference", "max": 0.1})
+PARITY_REASON = re.compile(
+    r"demographic_parity_difference on 'sex' is (?P<value>\d\.\d{4}) "
+    r"\(selection_rate of group 'F' (?P<low>\d\.\d\d) vs 'M' (?P<high>\d\.\d\d)\), above the limit 0\.1"
+)
+
+
+def test_a_model_biased_on_purpose_fails_the_fairness_gate_naming_metric_value_limit_and_group(
+    workspace: WorkspaceConfig, data_dir: Path
+):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    path = data_dir / "biased-loans.parquet"
+    loans_by_sex(6_000, seed=11, biased=True).to_parquet(path, index=False)
+    gated = workspace.model_copy(update={"gate": FAIRNESS_GATE})
+    outcome = run_training(gated, data=str(path), target="approved", name="biased-demo", sensitive=["sex"])
+    assert outcome.error is None, outcome.error
+    summary = outcome.summary
+    assert summary.version == "1" and "challenger" in summary.aliases and "champion" not in summary.aliases
+    assert not summary.gate.passed
+    reason = PARITY_REASON.fullmatch(summary.gate.reason)
+    assert reason, summary.gate.reason
+    assert float(reason["value"]) > 0.3 and float(reason["low"]) < float(reason["high"])
+    assert summary.gate.fairness == {"sex": pytest.approx(float(reason["value"]), abs=1e-4)}
+    assert summary.metrics["roc_auc"] > 0.9  # a good model by its score: only the fairness limit stops it
+
+    tracking = workspace.resolve().mlflow
+    run = tracking.client().get_run(summary.run_id)
+    with tracking.session():
+        stored = FairnessReport.model_validate_json(
+            mlflow.artifacts.load_text(f"runs:/{summary.run_id}/{FAIRNESS_ARTIFACT}")
+        )
+        plots = {a.path for a in mlflow.MlflowClient().list_artifacts(summary.run_id, "evaluation")}
+        inputs = mlflow.models.get_model_info(f"models:/biased-demo/{summary.version}").signature.inputs.input_names()
+    assert stored == summary.fairness and stored.positive_class == "1"
+    parity = stored.columns[0].differences["demographic_parity_difference"]
+    assert run.data.metrics["fairness_sex_demographic_parity_difference"] == pytest.approx(parity.value)
+    assert run.data.metrics["fairness_sex_equalized_odds_difference"] == pytest.approx(
+        stored.columns[0].differences["equalized_odds_difference"].value
+    )
+    assert "evaluation/fairness_sex.png" in plots
+    # The model never saw the column: the bias comes through `height`.
+    assert "sex" not in run_contract(summary.run_id, tracking).feature_names and "sex" not in inputs
+    assert {"height", "skill"} <= set(inputs) and not stored.columns[0].model_input
+
+    card = render_markdown(build_card("biased-demo", summary.version, tracking))
+    fairness = card.split("## Fairness\n", 1)[1].split("\n## ", 1)[0]
+    shown = dict(re.findall(r"^- (\w+_difference): ([\d.]+) ", fairness, re.MULTILINE))
+    assert {name: float(value) for name, value in shown.items()} == {
+        name: pytest.approx(disparity.value, rel=1e-5) for name, disparity in stored.columns[0].differences.items()
+    }
+    for group in stored.columns[0].groups:
+        row = re.search(rf"^\| {group.group} \| {group.count:,} \| ([\d.]+) \|", fairness, re.MULTILINE)
+        assert row and float(row[1]) == pytest.approx(group.selection_rate, rel=1e-5), group.group
+    assert "**sex** (not a model input)" in fairness
+    assert "rejected" in card and summary.gate.reason.split(" (")[0] in card
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="biased-demo")))
+    by_key = {artifact.key: artifact for artifact in artifacts}
+    assert by_key["biased-demo-fairness"].type == "table"
+    assert "selection_rate" in str(by_key["biased-demo-fairness"].data)
+    assert "demographic_parity_difference" in str(by_key["biased-demo-gate"].data)
+
+
+def test_the_same_data_with_a_fair_label_passes_the_fairness_gate(workspace: WorkspaceConfig, data_dir: Path):
+    path = data_dir / "fair-loans.parquet"
+    loans_by_sex(6_000, seed=11, biased=False).to_parquet(path, index=False)
+    gated = workspace.model_copy(update={"gate": FAIRNESS_GATE})
+    outcome = run_training(gated, data=str(path), target="approved", name="fair-demo", sensitive=["sex"])
+    assert outcome.error is None, outcome.error
+    assert outcome.summary.gate.passed, outcome.summary.gate.reason
+    assert "champion" in outcome.summary.aliases
+    assert outcome.summary.gate.fairness["sex"] < 0.1
+    # A retraining of the champion measures, and gates, the same groups.
+    assert champion_sensitive("fair-demo", workspace.resolve().mlflow) == ["sex"]
+
+
+def test_a_fairness_limit_without_a_sensitive_column_fails_before_any_step(workspace: WorkspaceConfig, demo_csv: Path):
+    gated = workspace.model_copy(update={"gate": FAIRNESS_GATE})
+    outcome = run_training(gated, data=str(demo_csv), target="default", name="unmeasured-demo")
+    assert isinstance(outcome.error, ConfigError)
+    assert "gate.fairness limits demographic_parity_difference" in str(outcome.error)
+    assert "--sensitive COLUMN" in str(outcome.error)
+    assert not outcome.task_states  # not even ingest ran
