@@ -123,6 +123,8 @@ def build_card(name: str, version: str, tracking: MlflowConnection) -> ModelCard
         registered = client.get_model_version(name, version)
     except MlflowException as error:
         raise ConfigError(f"model '{name}' version {version}: {error.message}") from None
+    if registered.run_id is None:
+        raise ConfigError(f"model '{name}' version {version} was not registered from a run: it has no record to show")
     run = client.get_run(registered.run_id)
     tags, params, metrics = registered.tags, run.data.params, run.data.metrics
     contract_json = _artifact_text(client, run.info.run_id, CONTRACT_ARTIFACT)
