@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
-from mlpipe.tasks.registry.lock import champion_lock
+from mlpipe.tasks.registry.lock import aliases_lock
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -43,8 +43,18 @@ def set_champion(
     name: str, version: str, tracking: MlflowConnection, reason: str, by: str | None = None
 ) -> AliasChange:
     """Point `champion` at `version`, whichever version holds it now (a person's decision), and record the move."""
-    with champion_lock(name, tracking):
+    with aliases_lock(name, tracking):
         return _move_champion(name, version, tracking, reason, by)
+
+
+def set_challenger(name: str, version: str, tracking: MlflowConnection) -> None:
+    """Point `challenger` at `version`, under the model's alias lock.
+
+    MLflow writes an alias by reading it and then inserting or updating it, so two registrations
+    of one model at once collide on the alias's unique key unless they take turns.
+    """
+    with aliases_lock(name, tracking):
+        tracking.client().set_registered_model_alias(name, CHALLENGER, version)
 
 
 def compare_and_set_champion(
@@ -56,7 +66,7 @@ def compare_and_set_champion(
     the candidate again against the new champion. Holding the champion already is success: the
     retry of a promotion that moved the alias completes its record.
     """
-    with champion_lock(name, tracking):
+    with aliases_lock(name, tracking):
         if champion_version(name, tracking) not in (expected, version):
             return None
         return _move_champion(name, version, tracking, reason, by)

@@ -1,4 +1,4 @@
-"""One writer of a model's `champion` at a time, across every process that writes the same registry.
+"""One writer of a model's aliases at a time, across every process that writes the same registry.
 
 MLflow has no compare-and-set on aliases, so a move is read-compare-write under a lock that all
 writers of that registry share:
@@ -26,8 +26,8 @@ LEASE_SECONDS = 60
 
 
 @contextmanager
-def champion_lock(model_name: str, tracking: MlflowConnection) -> Iterator[None]:
-    """Hold the lock on `model_name`'s champion in `tracking`'s registry."""
+def aliases_lock(model_name: str, tracking: MlflowConnection) -> Iterator[None]:
+    """Hold the lock on `model_name`'s aliases (`champion`, `challenger`) in `tracking`'s registry."""
     registry = tracking.registry_uri or tracking.tracking_uri or ""
     local = local_registry_path(registry)
     if local is not None:

@@ -13,7 +13,7 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.train import TrainedModel
-from mlpipe.tasks.registry.aliases import CHALLENGER, compare_and_set_champion, find_version
+from mlpipe.tasks.registry.aliases import compare_and_set_champion, find_version, set_challenger
 from mlpipe.tasks.registry.gate import GateDecision, gate
 
 RUN_DESCRIPTION = "mlflow.note.content"
@@ -80,7 +80,7 @@ def register(
     if description and client.get_model_version(model_name, version).description != description:
         client.update_model_version(model_name, version, description=description)
         client.set_tag(model.run_id, RUN_DESCRIPTION, description)
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    set_challenger(model_name, version, tracking)
     aliases = client.get_model_version(model_name, version).aliases
     return Registration(name=model_name, version=version, aliases=sorted(aliases), run_id=model.run_id)
 

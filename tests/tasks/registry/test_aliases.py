@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from mlpipe.blocks import MlflowConnection, WorkspaceConfig
-from mlpipe.tasks.registry.aliases import alias_history, champion_version, rollback, set_champion
-from mlpipe.tasks.registry.lock import champion_lock
+from mlpipe.tasks.registry.aliases import (
+    CHALLENGER,
+    alias_history,
+    champion_version,
+    rollback,
+    set_challenger,
+    set_champion,
+)
+from mlpipe.tasks.registry.lock import aliases_lock
 from tests.pipeline import max_overlap, run_cli, run_training
 
 pytestmark = pytest.mark.flow
@@ -79,7 +86,7 @@ def test_writers_of_a_registry_on_a_server_take_turns_through_the_prefect_server
     held: list[tuple[float, float]] = []
 
     def writer() -> None:
-        with champion_lock("turns", tracking):
+        with aliases_lock("turns", tracking):
             started = time.monotonic()
             time.sleep(0.3)
             held.append((started, time.monotonic()))
@@ -90,3 +97,37 @@ def test_writers_of_a_registry_on_a_server_take_turns_through_the_prefect_server
     for thread in threads:
         thread.join(timeout=60)
     assert len(held) == 3 and max_overlap(held) == 1
+
+
+def test_registrations_at_once_all_set_challenger(tmp_path: Path):
+    """Eight versions made challenger at the same instant: MLflow's alias write is a read then an insert, so
+    unserialised writers collide on the alias's unique key ("UNIQUE constraint failed")."""
+    database = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = MlflowConnection(tracking_uri=database, registry_uri=database)
+    client = tracking.client()
+    for round_ in range(4):
+        name = f"at-once-{round_}"
+        client.create_registered_model(name)
+        versions = [str(client.create_model_version(name, source=str(tmp_path / f"m{i}")).version) for i in range(8)]
+        assert not challengers_at_once(name, versions, tracking)
+        assert client.get_model_version_by_alias(name, CHALLENGER).version in versions
+
+
+def challengers_at_once(name: str, versions: list[str], tracking: MlflowConnection) -> list[BaseException]:
+    """Each version made challenger by a thread of its own, all released at once; the errors they met."""
+    start = threading.Barrier(len(versions))
+    errors: list[BaseException] = []
+
+    def register(version: str) -> None:
+        start.wait(timeout=30)
+        try:
+            set_challenger(name, version, tracking)
+        except BaseException as error:  # noqa: BLE001 - reported by the caller
+            errors.append(error)
+
+    threads = [threading.Thread(target=register, args=(version,)) for version in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
