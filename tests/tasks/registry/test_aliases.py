@@ -110,7 +110,7 @@ def test_registrations_at_once_all_set_challenger(tmp_path: Path):
         client.create_registered_model(name)
         versions = [str(client.create_model_version(name, source=str(tmp_path / f"m{i}")).version) for i in range(8)]
         assert not challengers_at_once(name, versions, tracking)
-        assert client.get_model_version_by_alias(name, CHALLENGER).version in versions
+        assert str(client.get_model_version_by_alias(name, CHALLENGER).version) in versions
 
 
 def challengers_at_once(name: str, versions: list[str], tracking: MlflowConnection) -> list[BaseException]:
