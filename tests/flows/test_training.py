@@ -165,6 +165,7 @@ def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: Workspac
         "artifact-demo-explanation",
         "artifact-demo-gate",
         "artifact-demo-mlflow-run",
+        "artifact-demo-model-card",
     }
     assert by_key["artifact-demo-metrics"].type == "table"
     assert "roc_auc" in str(by_key["artifact-demo-metrics"].data)
@@ -183,6 +184,8 @@ def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: Workspac
     assert EXPLANATION_PLOT in plots
     assert "no champion yet" in str(by_key["artifact-demo-gate"].data)
     assert outcome.summary.run_id in str(by_key["artifact-demo-mlflow-run"].data)
+    card = str(by_key["artifact-demo-model-card"].data)
+    assert card.startswith(f"# Model card: artifact-demo v{outcome.summary.version}") and "## Limitations" in card
 
 
 def loans_by_sex(rows: int, seed: int, biased: bool) -> pd.DataFrame:
