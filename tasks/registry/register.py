@@ -58,25 +58,22 @@ def register(
     import mlflow
 
     client = tracking.client()
-    version = find_version(model_name, model.run_id, tracking)
-    if version is None:
-        with tracking.session():
-            version = str(mlflow.register_model(model.model_uri, model_name).version)
     # Lineage describes the run that trained the model, whichever flow run registered it.
     run_tags = client.get_run(model.run_id).data.tags
-    record_tags(
-        model_name,
-        version,
-        {
-            "mlpipe.dataset_hash": dataset.content_hash,
-            "mlpipe.dataset_source": dataset.source,
-            **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
-            **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
-            **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
-            **(model.privacy.tags() if model.privacy else {}),  # epsilon, and where the bounds came from
-        },
-        tracking,
-    )
+    tags = {
+        "mlpipe.dataset_hash": dataset.content_hash,
+        "mlpipe.dataset_source": dataset.source,
+        **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
+        **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
+        **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},
+        **(model.privacy.tags() if model.privacy else {}),  # epsilon, and where the bounds came from
+    }
+    version = find_version(model_name, model.run_id, tracking)
+    if version is None:  # made with its whole record in one call (one call per tag took ≈ 0.2 s on a server)
+        with tracking.session():
+            version = str(mlflow.register_model(model.model_uri, model_name, tags=tags).version)
+    else:
+        record_tags(model_name, version, tags, tracking)
     if description and client.get_model_version(model_name, version).description != description:
         client.update_model_version(model_name, version, description=description)
         client.set_tag(model.run_id, RUN_DESCRIPTION, description)

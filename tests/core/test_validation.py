@@ -24,5 +24,6 @@ def test_an_unknown_key_is_named_with_the_keys_that_were_expected():
     with pytest.raises(ConfigError) as raised:
         validated(WorkspaceConfig, {"gate": {"treshold": 0.9}}, "project.yaml")
     assert str(raised.value) == (
-        "project.yaml: unknown field 'gate.treshold'; expected one of ['fairness', 'margin', 'primary_metric', 'threshold']"
+        "project.yaml: unknown field 'gate.treshold'; "
+        "expected one of ['fairness', 'margin', 'primary_metric', 'threshold']"
     )
