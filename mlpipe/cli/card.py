@@ -15,7 +15,7 @@ CARD_SUFFIXES = (".md", ".html")
 
 
 def card(
-    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION")],
+    model: Annotated[str, typer.Argument(help="NAME (its champion), NAME@ALIAS or NAME/VERSION")],
     output: Annotated[str | None, typer.Option(help="write it here instead: a .md or .html file")] = None,
     config: Annotated[opt.ConfigFile, opt.config_option("mlflow")] = None,
 ) -> None:
@@ -31,7 +31,8 @@ def card(
         if output and not output.lower().endswith(CARD_SUFFIXES):
             raise ConfigError(f"--output '{output}': expected a file name ending in .md or .html")
         tracking = run_config(config).workspace.resolve().mlflow
-        the_card = build_card(*pin_version(model, tracking), tracking)
+        bare_name = not any(mark in model for mark in ("@", "/", ":"))
+        the_card = build_card(*pin_version(f"{model}@champion" if bare_name else model, tracking), tracking)
         if output is None:
             out.print(render_markdown(the_card), markup=False, highlight=False, soft_wrap=True)
             return

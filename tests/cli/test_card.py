@@ -18,7 +18,7 @@ def test_card_prints_and_writes_html_for_an_alias_or_a_version(tmp_path: Path, d
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
 
-    printed = run_cli("card", "card-cli@champion", cwd=tmp_path)
+    printed = run_cli("card", "card-cli", cwd=tmp_path)  # a bare name: its champion
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert printed.stdout.startswith("# Model card: card-cli v1")
     assert purpose in printed.stdout
@@ -34,6 +34,7 @@ def test_card_prints_and_writes_html_for_an_alias_or_a_version(tmp_path: Path, d
     assert "--output" in wrong_suffix.stderr and ".md or .html" in wrong_suffix.stderr
     assert not (tmp_path / "card.txt").exists()
 
+    assert run_cli("card", "card-cli@champion", cwd=tmp_path).stdout == printed.stdout
     missing = run_cli("card", "card-cli/7", cwd=tmp_path)
     assert missing.returncode != 0 and "card-cli" in missing.stderr and "7" in missing.stderr
     logged = run_cli("card", "runs:/abc/model", cwd=tmp_path)
