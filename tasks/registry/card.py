@@ -22,7 +22,7 @@ from mlpipe.lineage import LINEAGE_KEYS
 from mlpipe.redaction import redact
 from mlpipe.tasks import artifacts
 from mlpipe.tasks.caching import pipeline_task
-from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.contract import ColumnContract, DataContract, ObservedValues
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.links import artifact_key, mlflow_links
@@ -157,10 +157,7 @@ def build_card(name: str, version: str, tracking: MlflowConnection) -> ModelCard
 
 def _data_facts(tags: dict[str, str], contract: DataContract) -> DataFacts:
     split_rows = {split: int(tags[f"mlpipe.rows.{split}"]) for split in SPLITS if f"mlpipe.rows.{split}" in tags}
-    features = [
-        {"name": column.name, "kind": column.kind, "values": _values(column.model_dump())}
-        for column in contract.features
-    ]
+    features = [{"name": column.name, "kind": column.kind, "values": _values(column)} for column in contract.features]
     return DataFacts(
         source=redact(tags.get("mlpipe.dataset_source", "unknown")),
         content_hash=tags.get("mlpipe.dataset_hash", "unknown"),
@@ -173,17 +170,17 @@ def _data_facts(tags: dict[str, str], contract: DataContract) -> DataFacts:
     )
 
 
-def _values(column: dict[str, Any]) -> str:
+def _values(column: ColumnContract) -> str:
     """A column's promised or observed values in a few words."""
-    observed = column.get("observed") or {}
-    if column.get("allowed_values"):
-        return "one of " + ", ".join(map(str, column["allowed_values"]))
-    if column.get("minimum") is not None or column.get("maximum") is not None:
-        return f"declared {_number(column.get('minimum'))} … {_number(column.get('maximum'))}"
-    if observed.get("minimum") is not None:
-        return f"seen {_number(observed['minimum'])} … {_number(observed['maximum'])}"
-    if observed.get("values"):
-        return f"seen {len(observed['values'])} values"
+    observed = column.observed or ObservedValues()
+    if column.allowed_values:
+        return "one of " + ", ".join(map(str, column.allowed_values))
+    if column.minimum is not None or column.maximum is not None:
+        return f"declared {_number(column.minimum)} … {_number(column.maximum)}"
+    if observed.minimum is not None:
+        return f"seen {_number(observed.minimum)} … {_number(observed.maximum)}"
+    if observed.values:
+        return f"seen {len(observed.values)} values"
     return ""
 
 
