@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -138,3 +139,20 @@ def model_events(model: str, event: str, version: str, wait: float = 30.0) -> li
         if page.events or time.monotonic() > deadline:
             return list(page.events)
         time.sleep(0.5)
+
+
+def loans_by_sex(rows: int, seed: int, biased: bool) -> pd.DataFrame:
+    """`skill` decides approval; biased, being a man does too, and `height` gives a man away without `sex` itself."""
+    rng = np.random.default_rng(seed)
+    men = rng.random(rows) < 0.5
+    frame = pd.DataFrame(
+        {
+            "sex": np.where(men, "M", "F"),
+            "height": 164 + 14 * men + rng.normal(0, 4, rows),
+            "skill": rng.normal(0, 1, rows),
+            "noise": rng.normal(0, 1, rows),
+        }
+    )
+    favour = 2.5 * men if biased else 0.0
+    frame["approved"] = (frame["skill"] + favour + rng.normal(0, 0.3, rows) > 1.0).astype("int64")
+    return frame

@@ -17,7 +17,8 @@ from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.monitoring.capture import CaptureWriter, capture_location
 from mlpipe.tasks.monitoring.shadow import ShadowSummary
 from mlpipe.tasks.registry.aliases import alias_history, champion_version
-from tests.pipeline import model_events, run_training
+from mlpipe.tasks.registry.card import build_card
+from tests.pipeline import loans_by_sex, model_events, run_training
 
 pytestmark = pytest.mark.flow
 
@@ -111,3 +112,28 @@ def test_history_rows_that_are_in_the_recent_holdout_are_removed_and_counted(
     assert summary.history_rows_removed == len(holdout)
     tags = workspace.resolve().mlflow.client().get_run(summary.training.run_id).data.tags
     assert tags["mlpipe.retraining_history_removed"] == str(len(holdout))
+
+
+def test_a_retraining_measures_and_gates_the_champions_sensitive_columns_and_keeps_its_intended_use(
+    workspace: WorkspaceConfig, tmp_path: Path
+):
+    fair, biased = tmp_path / "fair.parquet", tmp_path / "biased.parquet"
+    loans_by_sex(4_000, seed=21, biased=False).to_parquet(fair, index=False)
+    loans_by_sex(4_000, seed=22, biased=True).to_parquet(biased, index=False)
+    limit = GatePolicy(fairness={"metric": "demographic_parity_difference", "max": 0.1})
+    gated = workspace.model_copy(update={"gate": limit})
+    purpose = "Pre-screen loan applications for a loan officer"
+    first = run_training(
+        gated, data=str(fair), target="approved", name="fair-retrain", sensitive=["sex"], description=purpose
+    )
+    assert first.error is None and "champion" in first.summary.aliases, first.error
+
+    # No --sensitive: the champion's columns are measured, so the biased challenger cannot slip through.
+    retrained = retraining(RetrainingParams(data=str(biased), target="approved", name="fair-retrain"), gated)
+    challenger = retrained.training
+    assert challenger.fairness is not None and [c.column for c in challenger.fairness.columns] == ["sex"]
+    assert not retrained.promoted and "demographic_parity_difference on 'sex'" in challenger.gate.reason
+    tracking = gated.resolve().mlflow
+    assert champion_version("fair-retrain", tracking) == first.summary.version
+    card = build_card("fair-retrain", challenger.version, tracking)
+    assert card.intended_use == purpose and card.gate == "rejected"

@@ -16,7 +16,7 @@ from mlpipe.tasks.model.explanation import EXPLANATION_ARTIFACT, EXPLANATION_PLO
 from mlpipe.tasks.model.fairness import FAIRNESS_ARTIFACT, FairnessReport
 from mlpipe.tasks.registry.card import build_card, render_markdown
 from mlpipe.tasks.registry.champion import champion_sensitive, run_contract
-from tests.pipeline import DATA_TASKS, model_versions, run_training
+from tests.pipeline import DATA_TASKS, loans_by_sex, model_versions, run_training
 
 pytestmark = pytest.mark.flow
 
@@ -186,23 +186,6 @@ def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: Workspac
     assert outcome.summary.run_id in str(by_key["artifact-demo-mlflow-run"].data)
     card = str(by_key["artifact-demo-model-card"].data)
     assert card.startswith(f"# Model card: artifact-demo v{outcome.summary.version}") and "## Limitations" in card
-
-
-def loans_by_sex(rows: int, seed: int, biased: bool) -> pd.DataFrame:
-    """`skill` decides approval; biased, being a man does too, and `height` gives a man away without `sex` itself."""
-    rng = np.random.default_rng(seed)
-    men = rng.random(rows) < 0.5
-    frame = pd.DataFrame(
-        {
-            "sex": np.where(men, "M", "F"),
-            "height": 164 + 14 * men + rng.normal(0, 4, rows),
-            "skill": rng.normal(0, 1, rows),
-            "noise": rng.normal(0, 1, rows),
-        }
-    )
-    favour = 2.5 * men if biased else 0.0
-    frame["approved"] = (frame["skill"] + favour + rng.normal(0, 0.3, rows) > 1.0).astype("int64")
-    return frame
 
 
 FAIRNESS_GATE = GatePolicy(fairness={"metric": "demographic_parity_difference", "max": 0.1})
