@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,28 @@ def demo_csv(data_dir: Path, demo_frame: pd.DataFrame) -> Path:
     path = data_dir / "credit.csv"
     demo_frame.to_csv(path, index=False)
     return path
+
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+_UNTRACKED_AT_START = pytest.StashKey[set[str] | None]()
+
+
+def _untracked() -> set[str] | None:
+    """Files in the checkout git neither tracks nor ignores; None outside a git checkout."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard"], cwd=_CHECKOUT, capture_output=True, text=True
+    )
+    return set(listing.stdout.splitlines()) if listing.returncode == 0 else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_UNTRACKED_AT_START] = _untracked()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail a session that wrote files into the checkout: tests write under their own tmp dirs only."""
+    before, after = session.config.stash[_UNTRACKED_AT_START], _untracked()
+    if before is None or after is None or after <= before:
+        return
+    print(f"\nThe tests wrote into the checkout: {', '.join(sorted(after - before))}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
