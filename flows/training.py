@@ -1,5 +1,6 @@
 """The training pipeline: ingest → validate → split → train → evaluate → gate → register → promote → model card."""
 
+from prefect import unmapped
 from pydantic import BaseModel, Field
 
 from mlpipe.blocks.workspace import WorkspaceConfig
@@ -16,8 +17,8 @@ from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.contract_inference import contract_task
 from mlpipe.tasks.data.ingest import ingest_task
 from mlpipe.tasks.data.split import SplitRefs, SplitSpec, split_task
-from mlpipe.tasks.data.validate import validate_task
-from mlpipe.tasks.datasets import DatasetRef
+from mlpipe.tasks.data.validate import accept_task, check_part_task, validate_task
+from mlpipe.tasks.datasets import DatasetRef, partitions
 from mlpipe.tasks.links import run_link
 from mlpipe.tasks.model.evaluate import evaluate_task
 from mlpipe.tasks.model.fairness import FairnessReport
@@ -111,7 +112,11 @@ def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData
         sensitive=params.sensitive,
     ).result()
     require_binary(workspace.gate.fairness, contract, params.name)
-    dataset = validate_task.submit(raw, contract, store).result()
+    if raw.partitioned:  # each partition checked on a worker of its own, the counts merged
+        checks = check_part_task.map(partitions(raw), unmapped(contract), unmapped(store))
+        dataset = accept_task.submit(raw, contract, checks).result()
+    else:
+        dataset = validate_task.submit(raw, contract, store).result()
     splits = split_task.submit(dataset, contract, params.split, store).result()
     return PreparedData(dataset=dataset, contract=contract, splits=splits, sensitive=params.sensitive)
 

@@ -123,7 +123,8 @@ CHANGE_MARKERS = (
 
 @dataclass(kw_only=True)
 class SourceFingerprint(CachePolicy):
-    """Size, times and checksum or version id (where the store has one) of the file in `parameter`.
+    """Size, times and checksum or version id (where the store has one) of the file in `parameter`, or of every
+    file in the folder or glob it names (a file added, removed or changed there is a new source).
 
     A local file is known by its size, modification time, change time and inode: the change time
     moves on every write and cannot be set back (`touch -d`, `cp -p` and restores set only the
@@ -142,13 +143,22 @@ class SourceFingerprint(CachePolicy):
     ) -> str | None:
         try:
             fs, path = url_to_fs(str(inputs[self.parameter]))
-            info = fs.info(path)
+            if fs.isdir(path) or any(char in path for char in "*?["):  # a folder or glob: every file in it
+                found = fs.find(path, detail=True) if fs.isdir(path) else fs.glob(path, detail=True)
+                files = [(name, info) for name, info in sorted(found.items()) if info.get("type") != "directory"]
+            else:
+                files = [(path, fs.info(path))]
         except Exception:  # noqa: BLE001 - an unreadable source is reported by the task itself
-            info = {}
-        markers = {name: str(info[name]) for name in CHANGE_MARKERS if info.get(name) is not None}
-        if not markers:  # nothing tells a changed file apart: never serve it from cache
+            files = []
+        keys = [_file_key(name, info) for name, info in files]
+        if not keys or None in keys:  # nothing tells a changed file apart: never serve it from cache
             return uuid.uuid4().hex
-        return hash_objects({"size": str(info.get("size")), **markers})
+        return hash_objects(keys)
+
+
+def _file_key(name: str, info: dict[str, Any]) -> dict[str, str] | None:
+    markers = {marker: str(info[marker]) for marker in CHANGE_MARKERS if info.get(marker) is not None}
+    return {"name": name, "size": str(info.get("size")), **markers} if markers else None
 
 
 RESULT_LIBRARIES = (

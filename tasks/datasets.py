@@ -1,12 +1,21 @@
-"""Immutable, content-addressed Parquet snapshots and the references that point at them."""
+"""Immutable, content-addressed Parquet snapshots and the references that point at them.
+
+A snapshot is one file, `datasets/<hash>.parquet`, or, for data too large to go through one
+worker, a partitioned dataset: a folder `datasets/<hash>/` of Parquet parts with a manifest
+(`_manifest.json`) listing each part's rows and hash. Any Parquet reader (pyarrow, Dask, Spark)
+reads the folder as one table; mlpipe's steps read it part by part.
+"""
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, ConfigDict
 
@@ -29,10 +38,20 @@ class DatasetRef(BaseModel):
     columns: dict[str, str]
     rows: int
     source: str
+    parts: tuple[str, ...] = ()
+    """The part files (in the folder named by `content_hash`) this reference reads, in order; none for one file.
+
+    A reference to some of a dataset's parts is how one partition goes to a task of its own."""
+    part_rows: tuple[int, ...] = ()
+    """The rows of each of `parts`."""
 
     @property
     def short_hash(self) -> str:
         return self.content_hash[:12]
+
+    @property
+    def partitioned(self) -> bool:
+        return bool(self.parts)
 
     def outputs_present(self, inputs: Mapping[str, Any]) -> bool:
         """Whether the snapshot is still in the datastore the task wrote it to (a cached ref must not outlive it)."""
@@ -41,13 +60,31 @@ class DatasetRef(BaseModel):
             fs, path = url_to_fs(self.uri)
             return bool(fs.exists(path))
         fs, _ = store.filesystem()
-        return bool(fs.exists(snapshot_path(store, self.content_hash)))
+        return all(fs.exists(path) for path in data_files(self, store))
 
 
 def snapshot_path(store: Datastore, content_hash: str) -> str:
-    """Where the snapshot with this content hash lives inside the datastore."""
+    """Where the one-file snapshot with this content hash lives inside the datastore."""
     _, root = store.filesystem()
     return f"{root}/datasets/{content_hash}.parquet"
+
+
+def data_files(ref: DatasetRef, store: Datastore) -> list[str]:
+    """The Parquet files `ref` reads, in order, as paths in the datastore's filesystem."""
+    if not ref.partitioned:
+        return [snapshot_path(store, ref.content_hash)]
+    _, root = store.filesystem()
+    return [f"{root}/datasets/{ref.content_hash}/{part}" for part in ref.parts]
+
+
+def partitions(ref: DatasetRef) -> list[DatasetRef]:
+    """A reference to each part of a partitioned dataset, in order (a one-file snapshot is its own only part)."""
+    if not ref.partitioned:
+        return [ref]
+    return [
+        ref.model_copy(update={"parts": (part,), "part_rows": (rows,), "rows": rows, "source": f"{ref.source} {part}"})
+        for part, rows in zip(ref.parts, ref.part_rows, strict=True)
+    ]
 
 
 def write_snapshot(table: pa.Table, store: Datastore, source: str, content_hash: str | None = None) -> DatasetRef:
@@ -74,14 +111,8 @@ def write_snapshot_batches(
     fs.makedirs(f"{root}/datasets", exist_ok=True)
     staged = hidden_temporary(f"{root}/datasets/snapshot.parquet")
     try:
-        with fs.open(staged, "wb") as handle:
-            sink = HashingFile(handle)
-            with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-                rows = 0
-                for group in _row_groups_of(batches):
-                    writer.write_table(group)
-                    rows += group.num_rows
-        digest = content_hash() or sink.hexdigest()
+        rows, written_hash = _write_parquet(batches, schema, fs, staged)
+        digest = content_hash() or written_hash
         path = snapshot_path(store, digest)
         if not fs.exists(path):
             fs.mv(staged, path)
@@ -95,6 +126,123 @@ def write_snapshot_batches(
         rows=rows,
         source=redact(source),  # a label shown in tags, artifacts and output: never a token
     )
+
+
+def _write_parquet(
+    batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, fs: AbstractFileSystem, path: str
+) -> tuple[int, str]:
+    """Write `batches` as one zstd Parquet file at `path`, a row group at a time; its rows and SHA-256."""
+    with fs.open(path, "wb") as handle:
+        sink = HashingFile(handle)
+        with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+            rows = 0
+            for group in _row_groups_of(batches):
+                writer.write_table(group)
+                rows += group.num_rows
+    return rows, sink.hexdigest()
+
+
+MANIFEST = "_manifest.json"
+"""A partitioned dataset's list of parts; its leading underscore makes Parquet dataset readers skip it."""
+
+
+class PartitionedWriter:
+    """Writes a partitioned dataset part by part into a hidden folder, then publishes it under its content hash.
+
+    Parts are published before the manifest, so a folder with a manifest is whole; a folder
+    that already has one holds the same content (same hash) and is left untouched. Use as a
+    context manager: whatever was not published is removed on the way out, error or not.
+    """
+
+    def __init__(self, store: Datastore) -> None:
+        self._fs, root = store.filesystem()
+        self._datasets = f"{root}/datasets"
+        self._staging = hidden_temporary(f"{self._datasets}/partitioned")
+        self._parts: list[_Part] = []
+        self._written = 0
+
+    def __enter__(self) -> "PartitionedWriter":
+        self._fs.makedirs(self._staging, exist_ok=True)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._fs.exists(self._staging):
+            self._fs.rm(self._staging, recursive=True)
+
+    @property
+    def count(self) -> int:
+        """Parts written so far."""
+        return len(self._parts)
+
+    def write(self, batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, label: str = "") -> int:
+        """Write one part (left out if it has no rows); its rows. `label` names where its rows came from."""
+        path = f"{self._staging}/{self._written:05d}.parquet"
+        self._written += 1
+        rows, digest = _write_parquet(batches, schema, self._fs, path)
+        if rows:
+            self._parts.append(_Part(path=path, rows=rows, sha256=digest, schema=schema, label=label))
+        else:
+            self._fs.rm(path)
+        return rows
+
+    def drop_from(self, count: int) -> None:
+        """Forget the parts written after the first `count` (a file being read again)."""
+        for part in self._parts[count:]:
+            self._fs.rm(part.path)
+        del self._parts[count:]
+
+    def conform(self, common: Callable[[list[tuple[str, pa.Schema]]], pa.Schema]) -> pa.Schema:
+        """Rewrite, cast, every part whose schema is not `common(labelled schemas)`; that schema."""
+        schema = common([(part.label, part.schema) for part in self._parts])
+        for index, part in enumerate(self._parts):
+            if part.schema.equals(schema):
+                continue
+            with self._fs.open(part.path, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                groups = (
+                    parquet.read_row_group(group).select(schema.names).cast(schema)
+                    for group in range(parquet.num_row_groups)
+                )
+                path = f"{self._staging}/{self._written:05d}.parquet"
+                self._written += 1
+                rows, digest = _write_parquet(groups, schema, self._fs, path)
+            self._fs.rm(part.path)
+            self._parts[index] = _Part(path=path, rows=rows, sha256=digest, schema=schema, label=part.label)
+        return schema
+
+    def publish(self, source: str, content_hash: str | None = None) -> DatasetRef:
+        """The dataset, published under `content_hash` (default: the hash of its parts' hashes)."""
+        if not self._parts:
+            raise ValueError(f"{source}: a partitioned dataset needs at least one part with rows")
+        digest = content_hash or hashlib.sha256("\n".join(p.sha256 for p in self._parts).encode()).hexdigest()
+        folder = f"{self._datasets}/{digest}"
+        names = [f"part-{index:05d}.parquet" for index in range(len(self._parts))]
+        if not self._fs.exists(f"{folder}/{MANIFEST}"):
+            self._fs.makedirs(folder, exist_ok=True)
+            for name, part in zip(names, self._parts, strict=True):
+                self._fs.mv(part.path, f"{folder}/{name}")
+            listed = [{"file": n, "rows": p.rows, "sha256": p.sha256} for n, p in zip(names, self._parts, strict=True)]
+            with self._fs.open(f"{self._staging}/{MANIFEST}", "w") as handle:
+                json.dump({"parts": listed}, handle, indent=1)
+            self._fs.mv(f"{self._staging}/{MANIFEST}", f"{folder}/{MANIFEST}")
+        return DatasetRef(
+            uri=self._fs.unstrip_protocol(folder),
+            content_hash=digest,
+            columns=pandas_dtypes(self._parts[0].schema),
+            rows=sum(part.rows for part in self._parts),
+            source=redact(source),
+            parts=tuple(names),
+            part_rows=tuple(part.rows for part in self._parts),
+        )
+
+
+@dataclass
+class _Part:
+    path: str
+    rows: int
+    sha256: str
+    schema: pa.Schema
+    label: str
 
 
 ROW_GROUP_BYTES = 16 << 20
@@ -163,24 +311,28 @@ class HashingFile:
 def read_table(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pa.Table:
     """Load a snapshot (or some of its columns) as an Arrow table."""
     fs, _ = store.filesystem()
-    with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
-        return pq.read_table(handle, columns=columns)
+    tables = []
+    for path in data_files(ref, store):
+        with fs.open(path, "rb") as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def read_schema(ref: DatasetRef, store: Datastore) -> pa.Schema:
-    """A snapshot's Arrow schema, from its footer."""
+    """A snapshot's Arrow schema, from its (first part's) footer: every part has the same."""
     fs, _ = store.filesystem()
-    with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
+    with fs.open(data_files(ref, store)[0], "rb") as handle:
         return pq.read_schema(handle)
 
 
 def row_groups(ref: DatasetRef, store: Datastore) -> Iterator[pa.Table]:
     """A snapshot's row groups in order, one at a time: how steps go through data that need not be held whole."""
     fs, _ = store.filesystem()
-    with fs.open(snapshot_path(store, ref.content_hash), "rb") as handle:
-        parquet = pq.ParquetFile(handle)
-        for group in range(parquet.num_row_groups):
-            yield parquet.read_row_group(group)
+    for path in data_files(ref, store):
+        with fs.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            for group in range(parquet.num_row_groups):
+                yield parquet.read_row_group(group)
 
 
 def read_snapshot(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pd.DataFrame:

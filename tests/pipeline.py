@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_API_URL
 
 from mlpipe.blocks import Datastore, WorkspaceConfig
@@ -41,6 +42,8 @@ class FlowOutcome:
     error: BaseException | None
     task_states: dict[str, str]
     seconds: float
+    task_runs: list[str]
+    """Every task run's name, e.g. `check-part-57d`, sorted."""
 
 
 def run_training(workspace: WorkspaceConfig, **params: Any) -> FlowOutcome:
@@ -54,14 +57,19 @@ def run_training(workspace: WorkspaceConfig, **params: Any) -> FlowOutcome:
         summary = state.result()
     except BaseException as raised:  # noqa: BLE001 - the test inspects it
         error = raised
-    return FlowOutcome(summary, error, task_states(state.state_details.flow_run_id), seconds)
+    runs = task_runs(state.state_details.flow_run_id)
+    states = {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
+    return FlowOutcome(summary, error, states, seconds, sorted(run.name for run in runs))
 
 
 def task_states(flow_run_id: Any) -> dict[str, str]:
     """Task name (without Prefect's suffix) → final state name, e.g. {'ingest': 'Cached'}."""
+    return {run.name.rsplit("-", 1)[0]: run.state.name for run in task_runs(flow_run_id) if run.state is not None}
+
+
+def task_runs(flow_run_id: Any) -> list[TaskRun]:
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
 
 
 def ingest_frame(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRef:

@@ -1,15 +1,18 @@
-"""Ingest: a CSV or Parquet file (local or any fsspec URL) → an immutable Parquet snapshot.
+"""Ingest: a CSV or Parquet file, a folder of them or a glob (local or any fsspec URL) → an immutable snapshot.
 
-The file is streamed, never held whole: CSV block by block (`CSV_BLOCK_BYTES`), Parquet row group
-by row group, each written as a row group of the snapshot while its bytes are hashed.
+Files are streamed, never held whole: CSV block by block (`CSV_BLOCK_BYTES`), Parquet row group
+by row group, each written as a row group of the snapshot while its bytes are hashed. A folder
+or a glob becomes a partitioned dataset, a part per file; so does a file of `PARTITION_FILE_BYTES`
+or more, a part per `PART_BYTES` of its rows, so that later steps can spread it over workers.
 """
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -19,7 +22,8 @@ from fsspec.core import url_to_fs
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import DataError
 from mlpipe.tasks.caching import CACHED, SourceFingerprint, pipeline_task
-from mlpipe.tasks.datasets import DatasetRef, HashingFile, write_snapshot_batches
+from mlpipe.tasks.data.files import list_inputs
+from mlpipe.tasks.datasets import DatasetRef, HashingFile, PartitionedWriter, write_snapshot_batches
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -28,6 +32,11 @@ HASH_CHUNK_BYTES = 16 << 20
 CSV_BLOCK_BYTES = 1 << 20
 """CSV is parsed in blocks of this size (Arrow's default). Arrow reads several blocks ahead, so larger blocks
 cost memory many times over (16 MB blocks held 270 MB); row groups are gathered from the blocks when written."""
+
+PARTITION_FILE_BYTES = 512 << 20
+"""A file this large or larger is ingested as a partitioned dataset."""
+PART_BYTES = 256 << 20
+"""About this much Arrow memory of a large file's rows goes into each part: one part is what a task holds."""
 
 WIDER_TYPES = [
     pa.null(),
@@ -47,19 +56,107 @@ _CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): .*CSV conversion error to
 
 
 def ingest(source: str, store: Datastore) -> DatasetRef:
-    """Snapshot `source` into the datastore, addressed by the SHA-256 of its bytes.
+    """Snapshot `source` into the datastore, addressed by the SHA-256 of its bytes (of each file's, for several).
 
     Memory stays at a few blocks whatever the file's size. The snapshot holds the rows and column
     types that reading the whole file at once gives: a CSV column whose later values do not fit
     the type inferred from the first block is read again with the next wider type, as Arrow's
-    whole-file reader would have widened it.
+    whole-file reader would have widened it. Files of a folder are parts of one dataset, in name
+    order; a column typed differently in two files takes the wider type in all.
 
     Raises:
-        DataError: the file is missing, unreadable, empty, of an unknown type or not parseable.
+        DataError: a file is missing, unreadable, empty, of an unknown type or not parseable, or
+            the files of a folder do not have the same columns.
     """
-    if _is_csv(source):
-        return _ingest_csv(source, store)
-    return _ingest_parquet(source, store)
+    try:
+        fs, path = url_to_fs(source)
+    except (ValueError, ImportError) as error:
+        raise DataError(f"{source}: cannot open this URL ({error})") from None
+    if fs.isdir(path) or any(char in path for char in "*?["):
+        return _ingest_files(source, [file.url for file in list_inputs(source)], store)
+    if fs.exists(path) and fs.size(path) >= PARTITION_FILE_BYTES:
+        return _ingest_files(source, [source], store)
+    return _read_file(source, lambda b, s, h: write_snapshot_batches(b, s, store, source, h))
+
+
+Written = TypeVar("Written")
+Sink = Callable[[Iterable[pa.RecordBatch | pa.Table], pa.Schema, Callable[[], str]], Written]
+"""Where a file's batches go: given them, their schema and (once they are consumed) the file's hash."""
+
+
+def _read_file(source: str, sink: Sink[Written]) -> Written:
+    return _read_csv(source, sink) if _is_csv(source) else _read_parquet(source, sink)
+
+
+def _ingest_files(source: str, files: list[str], store: Datastore) -> DatasetRef:
+    """One partitioned dataset of `files`: a part per file, or per `PART_BYTES` of a large file's rows."""
+    with PartitionedWriter(store) as writer:
+        digests = [_read_file(file, _parts_into(writer, file)) for file in files]
+        writer.conform(lambda schemas: _common_schema(schemas, files))
+        content_hash = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+        return writer.publish(source, content_hash)
+
+
+def _parts_into(writer: PartitionedWriter, file: str) -> Sink[str]:
+    """A sink writing `file`'s batches as parts; read again (a CSV column widened), it replaces them."""
+    first = writer.count
+
+    def sink(batches: Iterable[pa.RecordBatch | pa.Table], schema: pa.Schema, digest: Callable[[], str]) -> str:
+        writer.drop_from(first)
+        for part in _in_parts(iter(batches), PART_BYTES):
+            writer.write(part, schema, file)
+        return digest()
+
+    return sink
+
+
+def _in_parts(batches: Iterator[pa.RecordBatch | pa.Table], part_bytes: int) -> Iterator[Iterator[pa.Table]]:
+    """The batches cut into consecutive parts of about `part_bytes` each; each part is consumed before the next."""
+    pending = next(batches, None)
+
+    def part() -> Iterator[pa.Table]:
+        nonlocal pending
+        size = 0
+        while pending is not None and size < part_bytes:
+            batch = pending
+            size += batch.nbytes
+            yield batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            pending = next(batches, None)
+
+    while pending is not None:
+        yield part()
+
+
+def _common_schema(schemas: list[tuple[str, pa.Schema]], files: list[str]) -> pa.Schema:
+    """The schema every part takes: the first file's columns, each of the widest type any file gave it.
+
+    Raises:
+        DataError: a file whose columns differ from the first file's, or a column whose types cannot meet.
+    """
+    first = schemas[0][1]
+    for part, schema in schemas:
+        if set(schema.names) != set(first.names):
+            raise DataError(
+                f"{part}: columns {sorted(schema.names)} differ from the first file's {sorted(first.names)} "
+                f"({files[0]}); every file of a dataset needs the same columns"
+            )
+    fields = []
+    for field in first:
+        types = {str(schema.field(field.name).type): schema.field(field.name).type for _, schema in schemas}
+        fields.append(pa.field(field.name, _widest(field.name, list(types.values()), files)))
+    return pa.schema(fields)
+
+
+def _widest(column: str, types: list[pa.DataType], files: list[str]) -> pa.DataType:
+    names = [str(kind) for kind in WIDER_TYPES]
+    if all(str(kind) in names for kind in types):
+        return WIDER_TYPES[max(names.index(str(kind)) for kind in types)]
+    try:
+        return pa.unify_schemas([pa.schema([(column, kind)]) for kind in types], promote_options="permissive")[0].type
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        raise DataError(
+            f"{files[0]}…: column '{column}' has types {[str(kind) for kind in types]} in different files"
+        ) from None
 
 
 @contextmanager
@@ -101,11 +198,11 @@ def _whole_file_hash(hashing: HashingFile) -> Callable[[], str]:
     return digest
 
 
-def _ingest_csv(source: str, store: Datastore) -> DatasetRef:
+def _read_csv(source: str, sink: Sink[Written]) -> Written:
     column_types: dict[str, pa.DataType] = {}
     while True:
         try:
-            return _write_csv(source, store, column_types)
+            return _write_csv(source, sink, column_types)
         except pa.ArrowInvalid as error:
             wider = _wider_type(error, _csv_header(source))
             if wider is None:
@@ -113,7 +210,7 @@ def _ingest_csv(source: str, store: Datastore) -> DatasetRef:
             column_types = {**column_types, **wider}
 
 
-def _write_csv(source: str, store: Datastore, column_types: dict[str, pa.DataType]) -> DatasetRef:
+def _write_csv(source: str, sink: Sink[Written], column_types: dict[str, pa.DataType]) -> Written:
     with open_source(source) as handle:
         hashing = HashingFile(handle)
         try:
@@ -126,9 +223,7 @@ def _write_csv(source: str, store: Datastore, column_types: dict[str, pa.DataTyp
             if hashing.passed == 0:
                 raise DataError(f"{source}: file is empty") from None
             raise
-        return write_snapshot_batches(
-            _with_rows(reader, source), reader.schema, store, source, _whole_file_hash(hashing)
-        )
+        return sink(_with_rows(reader, source), reader.schema, _whole_file_hash(hashing))
 
 
 def _decompressed(handle: BinaryIO | HashingFile, source: str) -> pa.NativeFile:
@@ -170,7 +265,7 @@ def _with_rows(batches: Iterable[pa.RecordBatch | pa.Table], source: str) -> Ite
         raise DataError(f"{source}: no data rows (only a header or an empty table)")
 
 
-def _ingest_parquet(source: str, store: Datastore) -> DatasetRef:
+def _read_parquet(source: str, sink: Sink[Written]) -> Written:
     with open_source(source) as handle:
         digest = _whole_file_hash(HashingFile(handle))()  # Parquet is read from its footer: hashed in a pass first
         if handle.tell() == 0:
@@ -181,7 +276,7 @@ def _ingest_parquet(source: str, store: Datastore) -> DatasetRef:
         except (pa.ArrowInvalid, OSError) as error:
             raise DataError(f"{source}: not a valid Parquet file ({error})") from None
         groups = _with_rows(_row_groups(parquet, source), source)
-        return write_snapshot_batches(groups, parquet.schema_arrow, store, source, lambda: digest)
+        return sink(groups, parquet.schema_arrow, lambda: digest)
 
 
 def _row_groups(parquet: pq.ParquetFile, source: str) -> Iterator[pa.Table]:

@@ -1,9 +1,14 @@
-"""Split: train / validation / test snapshots, deterministic from the seed and the dataset hash."""
+"""Split: train / validation / test snapshots, deterministic from the seed and the data.
+
+Each row's part is decided once, as one byte in an array over the dataset; the parts are then
+written a row group at a time, a partitioned dataset's parts partition by partition.
+"""
 
 import hashlib
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field, model_validator
@@ -12,8 +17,20 @@ from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import DataError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract
-from mlpipe.tasks.datasets import DatasetRef, read_schema, read_table, row_groups, write_snapshot_batches
+from mlpipe.tasks.datasets import (
+    DatasetRef,
+    PartitionedWriter,
+    partitions,
+    read_schema,
+    read_table,
+    row_groups,
+    write_snapshot_batches,
+)
 from mlpipe.validation import Strict
+
+ROW_HASH_ROWS = 1_000_000
+"""From this many rows, rows are split by their own hash: stratification then holds by numbers alone, and a
+shuffle's row positions (8 bytes a row) would not fit a worker for long."""
 
 
 class SplitSpec(Strict):
@@ -23,16 +40,17 @@ class SplitSpec(Strict):
     test_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
     seed: int = 42
     time_ordered: bool = False
+    row_hash: bool | None = Field(
+        default=None,
+        description="split each row by the hash of the seed and its values, so the same row always lands in the "
+        f"same part (default: from {ROW_HASH_ROWS:,} rows; below, a shuffle stratified on the target)",
+    )
 
     @model_validator(mode="after")
     def _leaves_training_rows(self) -> "SplitSpec":
         if self.validation_fraction + self.test_fraction >= 1.0:
             raise ValueError("validation_fraction + test_fraction must be below 1")
         return self
-
-
-Rows = np.ndarray
-"""Row positions in the dataset."""
 
 
 PARTS = ("train", "validation", "test")
@@ -46,35 +64,50 @@ class SplitRefs(BaseModel):
     test: DatasetRef
 
 
-def split(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore) -> SplitRefs:
-    """Split `dataset`: stratified for classification, time-ordered when asked.
+TRAIN, VALIDATION, TEST = range(3)
 
-    Only the column that decides the split (the target to stratify on, or the time column) is
-    loaded; each part is then written row group by row group, its rows in the dataset's order, so
-    memory holds one row group whatever the dataset's size.
+
+def split(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore) -> SplitRefs:
+    """Split `dataset`: stratified for classification, by each row's hash for large data, time-ordered when asked.
+
+    Only the columns that decide the split are loaded (the target to stratify on, the time
+    column, or a row group at a time to hash rows); each part is then written row group by row
+    group, its rows in the dataset's order, a partitioned dataset into partitioned parts.
 
     Raises:
         DataError: too few rows, or a class too rare to appear in every part.
     """
     if spec.time_ordered:
-        parts = _time_ordered(dataset, contract, spec, store)
+        assigned = _time_ordered(dataset, contract, spec, store)
+    elif spec.row_hash or (spec.row_hash is None and dataset.rows >= ROW_HASH_ROWS):
+        assigned = _hashed(dataset, contract, spec, store)
     else:
-        parts = _shuffled(dataset, contract, spec, store, seed=derived_seed(spec.seed, dataset.content_hash))
-    for name, rows in zip(PARTS, parts, strict=True):
-        if len(rows) == 0:
+        # Seeded by the rows, not the content hash: the same rows split alike from one file or from many.
+        assigned = _shuffled(dataset, contract, spec, store, seed=derived_seed(spec.seed, str(dataset.rows)))
+    for part, name in enumerate(PARTS):
+        if not (assigned == part).any():
             raise DataError(f"{dataset.source}: {dataset.rows} rows leave the {name} split empty")
-    schema = read_schema(dataset, store)
     train, validation, test = (
-        write_snapshot_batches(_rows_of(dataset, store, rows), schema, store, f"{dataset.source}#{name}")
-        for name, rows in zip(PARTS, parts, strict=True)
+        _write_part(dataset, store, assigned, part, f"{dataset.source}#{name}") for part, name in enumerate(PARTS)
     )
     return SplitRefs(train=train, validation=validation, test=test)
 
 
-def _rows_of(dataset: DatasetRef, store: Datastore, rows: Rows) -> Iterator[pa.Table]:
-    """The dataset's rows at positions `rows`, in the dataset's order, a row group at a time."""
-    chosen = np.zeros(dataset.rows, dtype=bool)
-    chosen[rows] = True
+def _write_part(dataset: DatasetRef, store: Datastore, assigned: np.ndarray, part: int, source: str) -> DatasetRef:
+    schema = read_schema(dataset, store)
+    if not dataset.partitioned:
+        return write_snapshot_batches(_rows_of(dataset, store, assigned == part), schema, store, source)
+    with PartitionedWriter(store) as writer:
+        first = 0
+        for partition in partitions(dataset):
+            chosen = assigned[first : first + partition.rows] == part
+            writer.write(_rows_of(partition, store, chosen), schema, partition.source)
+            first += partition.rows
+        return writer.publish(source)
+
+
+def _rows_of(dataset: DatasetRef, store: Datastore, chosen: np.ndarray) -> Iterator[pa.Table]:
+    """The dataset's rows where `chosen` is true, in the dataset's order, a row group at a time."""
     first = 0
     for group in row_groups(dataset, store):
         yield group.filter(pa.array(chosen[first : first + group.num_rows]))
@@ -86,9 +119,7 @@ def derived_seed(seed: int, content_hash: str) -> int:
     return int(hashlib.sha256(f"{seed}:{content_hash}".encode()).hexdigest()[:8], 16)
 
 
-def _shuffled(
-    dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore, seed: int
-) -> tuple[Rows, Rows, Rows]:
+def _shuffled(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore, seed: int) -> np.ndarray:
     from sklearn.model_selection import train_test_split
 
     labels = None
@@ -96,8 +127,8 @@ def _shuffled(
         labels = read_table(dataset, store, [contract.target])[contract.target].to_numpy(zero_copy_only=False)
     held_out = spec.validation_fraction + spec.test_fraction
     try:
-        train, rest = train_test_split(np.arange(dataset.rows), test_size=held_out, random_state=seed, stratify=labels)
-        validation, test = train_test_split(
+        _, rest = train_test_split(np.arange(dataset.rows), test_size=held_out, random_state=seed, stratify=labels)
+        _, test = train_test_split(
             rest,
             test_size=spec.test_fraction / held_out,
             random_state=seed,
@@ -105,12 +136,51 @@ def _shuffled(
         )
     except ValueError as error:
         raise DataError(f"cannot split on target '{contract.target}': {error}") from None
-    return train, validation, test
+    assigned = np.full(dataset.rows, TRAIN, dtype=np.uint8)
+    assigned[rest] = VALIDATION
+    assigned[test] = TEST
+    return assigned
 
 
-def _time_ordered(
-    dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore
-) -> tuple[Rows, Rows, Rows]:
+def _hashed(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore) -> np.ndarray:
+    """Each row's part from the hash of the seed and its values: the same row lands in the same part whatever the
+    rest of the data (a retraining on more data keeps the old test rows in test; duplicates never straddle parts).
+    """
+    key = hashlib.sha256(f"mlpipe-split:{spec.seed}".encode()).hexdigest()[:16]
+    assigned = np.concatenate(
+        [
+            _by_share(pd.util.hash_pandas_object(group.to_pandas(), index=False, hash_key=key).to_numpy(), spec)
+            for group in row_groups(dataset, store)
+        ]
+    )
+    if contract.task == "classification":
+        _require_classes_in_training(dataset, contract, store, assigned)
+    return assigned
+
+
+def _by_share(hashes: np.ndarray, spec: SplitSpec) -> np.ndarray:
+    """Test for the lowest `test_fraction` of the hash range, validation next, training the rest."""
+    share = (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.where(
+        share < spec.test_fraction,
+        TEST,
+        np.where(share < spec.test_fraction + spec.validation_fraction, VALIDATION, TRAIN),
+    ).astype(np.uint8)
+
+
+def _require_classes_in_training(
+    dataset: DatasetRef, contract: DataContract, store: Datastore, assigned: np.ndarray
+) -> None:
+    labels = read_table(dataset, store, [contract.target])[contract.target].to_pandas()
+    missing = sorted(set(labels[assigned != TRAIN].dropna()) - set(labels[assigned == TRAIN].dropna()), key=str)
+    if missing:
+        raise DataError(
+            f"{dataset.source}: class(es) {missing} of target '{contract.target}' have no row in the train split: "
+            "too rare to learn from"
+        )
+
+
+def _time_ordered(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: Datastore) -> np.ndarray:
     if contract.time_column is None:
         raise DataError(f"{dataset.source}: a time-ordered split needs a time column (--time-column)")
     times = read_table(dataset, store, [contract.time_column])
@@ -118,13 +188,23 @@ def _time_ordered(
     n = len(ordered)
     test_start = n - round(n * spec.test_fraction)
     validation_start = test_start - round(n * spec.validation_fraction)
-    return ordered[:validation_start], ordered[validation_start:test_start], ordered[test_start:]
+    assigned = np.full(n, TRAIN, dtype=np.uint8)
+    assigned[ordered[validation_start:test_start]] = VALIDATION
+    assigned[ordered[test_start:]] = TEST
+    return assigned
 
 
 def combine(parts: list[DatasetRef], store: Datastore, source: str) -> DatasetRef:
-    """One snapshot of several (train + validation, to retrain a sweep's winner or fold for CV), streamed."""
-    groups = (group for part in parts for group in row_groups(part, store))
-    return write_snapshot_batches(groups, read_schema(parts[0], store), store, source)
+    """One snapshot of several (train + validation, to retrain a sweep's winner or fold for CV), streamed;
+    partitioned if any of them is, keeping their partitions."""
+    schema = read_schema(parts[0], store)
+    if not any(part.partitioned for part in parts):
+        groups = (group for part in parts for group in row_groups(part, store))
+        return write_snapshot_batches(groups, schema, store, source)
+    with PartitionedWriter(store) as writer:
+        for partition in (partition for part in parts for partition in partitions(part)):
+            writer.write(row_groups(partition, store), schema, partition.source)
+        return writer.publish(source)
 
 
 split_task = pipeline_task(split)

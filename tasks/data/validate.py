@@ -5,8 +5,8 @@ training data showed (values outside it are quality signals, logged as warnings)
 read a row group at a time and the suite's counts add up, so it is never held whole.
 """
 
+import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -16,7 +16,7 @@ from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import ValidationFailed
 from mlpipe.tasks.caching import pipeline_task, run_logger
 from mlpipe.tasks.contract import ColumnContract, DataContract, column_kind, require_columns
-from mlpipe.tasks.datasets import DatasetRef, row_groups
+from mlpipe.tasks.datasets import DatasetRef, partitions, row_groups
 
 if TYPE_CHECKING:  # great-expectations takes seconds to import: only the validation step loads it
     import great_expectations.expectations as gxe
@@ -36,15 +36,96 @@ class ContractCheck(BaseModel):
     signals: list[str]
 
 
+class Tally(BaseModel):
+    """One expectation's counts over the rows seen so far: they add up across row groups and partitions."""
+
+    column: str
+    expectation: str
+    rule: dict[str, Any]
+    observed: bool
+    elements: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    examples: list[Any] = []
+    error: str | None = None
+    parts: list[str] = []
+    """The partitions where it fails on their own rows (or could not run)."""
+
+    def plus(self, other: "Tally") -> "Tally":
+        return self.model_copy(
+            update={
+                "elements": self.elements + other.elements,
+                "missing": self.missing + other.missing,
+                "unexpected": self.unexpected + other.unexpected,
+                "examples": [*self.examples, *other.examples][:3],
+                "error": self.error or other.error,
+                "parts": [*self.parts, *(p for p in other.parts if p not in self.parts)],
+            }
+        )
+
+    @property
+    def unexpected_percent(self) -> float:
+        present = self.elements - self.missing
+        return 100.0 * self.unexpected / present if present else 0.0
+
+    @property
+    def success(self) -> bool:
+        mostly = self.rule.get("mostly", 1.0)
+        return self.error is None and 1.0 - self.unexpected_percent / 100.0 >= mostly
+
+    def describe(self) -> str:
+        where = f" in {', '.join(self.parts)}" if self.parts else ""
+        if self.error is not None:
+            return f"column '{self.column}': {self.expectation} could not run ({self.error}){where}"
+        return (
+            f"column '{self.column}': {self.expectation} {self.rule} failed "
+            f"({self.unexpected_percent:.1f}% unexpected, e.g. {self.examples}){where}"
+        )
+
+
+class PartCheck(BaseModel):
+    """What checking some rows found, in counts that merge: a partition's share of a dataset's verdict."""
+
+    kinds: dict[str, str | None] = {}
+    """Per column with values: why its values are of the wrong kind, or None; judged where it first has values."""
+    tallies: dict[str, Tally] = {}
+
+    def plus(self, later: "PartCheck") -> "PartCheck":
+        """The counts of both, `later`'s rows coming after this one's."""
+        tallies = dict(self.tallies)
+        for key, tally in later.tallies.items():
+            tallies[key] = tallies[key].plus(tally) if key in tallies else tally
+        return PartCheck(kinds={**later.kinds, **self.kinds}, tallies=tallies)
+
+    def verdict(self, contract: DataContract) -> ContractCheck:
+        kind_failures = [self.kinds.get(c.name, f"column '{c.name}': entirely null") for c in contract.columns]
+        well_typed = {c.name for c in contract.columns if self.kinds.get(c.name, "") is None}
+        failing = [t for t in self.tallies.values() if t.column in well_typed and not t.success]
+        return ContractCheck(
+            failures=[f for f in kind_failures if f] + [t.describe() for t in failing if not t.observed],
+            signals=[t.describe() for t in failing if t.observed],
+        )
+
+
 def validate(dataset: DatasetRef, contract: DataContract, store: Datastore) -> DatasetRef:
     """Return `dataset` unchanged if it keeps `contract`; values outside what training showed are only logged.
 
     Raises:
         ValidationFailed: naming the data, the contract file (if any), every column that breaks
-            a promise, and how.
+            a promise, and how (and, for a partitioned dataset, in which partitions).
     """
-    frames = (group.to_pandas() for group in row_groups(dataset, store))
-    check = check_frames(frames, contract, dataset.source)
+    return accept(dataset, contract, [check_part(part, contract, store) for part in partitions(dataset)])
+
+
+def check_part(part: DatasetRef, contract: DataContract, store: Datastore) -> PartCheck:
+    """The counts of one partition (or of a whole one-file dataset), read a row group at a time."""
+    label = part.parts[0] if part.partitioned else ""
+    return check_frames((group.to_pandas() for group in row_groups(part, store)), contract, part.source, label)
+
+
+def accept(dataset: DatasetRef, contract: DataContract, checks: list[PartCheck]) -> DatasetRef:
+    """`dataset`, if its partitions' `checks` (in order) together keep `contract`; see `validate`."""
+    check = functools.reduce(PartCheck.plus, checks).verdict(contract)
     if check.failures:
         declared = f" (contract file {contract.declared_in})" if contract.declared_in else ""
         raise ValidationFailed(
@@ -58,11 +139,11 @@ def validate(dataset: DatasetRef, contract: DataContract, store: Datastore) -> D
 
 def check_frame(frame: pd.DataFrame, contract: DataContract, source: str) -> ContractCheck:
     """Every broken promise and every quality signal, as `column 'x': <expectation> … failed (…)` lines."""
-    return check_frames([frame], contract, source)
+    return check_frames([frame], contract, source).verdict(contract)
 
 
-def check_frames(frames: Iterable[pd.DataFrame], contract: DataContract, source: str) -> ContractCheck:
-    """Every broken promise and quality signal of the rows of all `frames` together.
+def check_frames(frames: Iterable[pd.DataFrame], contract: DataContract, source: str, part: str = "") -> PartCheck:
+    """The counts of the rows of all `frames` together; `part` names the partition they are (if any).
 
     Each frame is checked by the same suite and the counts add up (values, missing values and
     unexpected values per expectation), so verdicts and shares are those of the whole data: a
@@ -70,20 +151,21 @@ def check_frames(frames: Iterable[pd.DataFrame], contract: DataContract, source:
     frame where it has values.
     """
     kinds: dict[str, str | None] = {}
-    suite = _Suite()
+    suite, check = _Suite(), PartCheck()
     for index, frame in enumerate(frames):
         if index == 0:
             require_columns(frame, [c.name for c in contract.columns], source)
         for column in contract.columns:
             if column.name not in kinds and not frame[column.name].isna().all():
-                kinds[column.name] = _kind_failure(frame[column.name], column)
-        suite.run(frame, [c for c in contract.columns if kinds.get(c.name) is None])
-    kind_failures = [kinds.get(c.name, f"column '{c.name}': entirely null") for c in contract.columns]
-    well_typed = {c.name for c in contract.columns if kinds.get(c.name, "") is None}
-    return ContractCheck(
-        failures=[f for f in kind_failures if f] + suite.failures(well_typed, observed=False),
-        signals=suite.failures(well_typed, observed=True),
-    )
+                failure = _kind_failure(frame[column.name], column)
+                kinds[column.name] = f"{failure} in {part}" if failure and part else failure
+        check = check.plus(
+            PartCheck(tallies=suite.run(frame, [c for c in contract.columns if kinds.get(c.name) is None]))
+        )
+    if part:
+        failing = {key: t.model_copy(update={"parts": [part]}) for key, t in check.tallies.items() if not t.success}
+        check = check.model_copy(update={"tallies": {**check.tallies, **failing}})
+    return check.model_copy(update={"kinds": kinds})
 
 
 def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
@@ -95,53 +177,8 @@ def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
     return None
 
 
-@dataclass
-class _Tally:
-    """One expectation's counts over the frames seen so far."""
-
-    config: "ExpectationConfiguration"
-    elements: int = 0
-    missing: int = 0
-    unexpected: int = 0
-    examples: list[Any] = field(default_factory=list)
-    error: str | None = None
-
-    def add(self, result: "ExpectationValidationResult") -> None:
-        if result.exception_info and result.exception_info.get("raised_exception"):
-            self.error = self.error or str(result.exception_info.get("exception_message"))
-        details = result.result or {}
-        self.elements += details.get("element_count") or 0
-        self.missing += details.get("missing_count") or 0
-        self.unexpected += details.get("unexpected_count") or 0
-        self.examples.extend((details.get("partial_unexpected_list") or [])[: 3 - len(self.examples)])
-
-    @property
-    def observed(self) -> bool:
-        return bool((self.config.meta or {}).get(OBSERVED))
-
-    @property
-    def unexpected_percent(self) -> float:
-        present = self.elements - self.missing
-        return 100.0 * self.unexpected / present if present else 0.0
-
-    @property
-    def success(self) -> bool:
-        mostly = self.config.kwargs.get("mostly", 1.0)
-        return self.error is None and 1.0 - self.unexpected_percent / 100.0 >= mostly
-
-    def describe(self) -> str:
-        column = self.config.kwargs.get("column")
-        if self.error is not None:
-            return f"column '{column}': {self.config.type} could not run ({self.error})"
-        rule = {k: v for k, v in self.config.kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly")}
-        return (
-            f"column '{column}': {self.config.type} {rule} failed "
-            f"({self.unexpected_percent:.1f}% unexpected, e.g. {self.examples})"
-        )
-
-
 class _Suite:
-    """The contract's expectations, run frame by frame in one great-expectations context, counts added up."""
+    """The contract's expectations, run frame by frame in one great-expectations context."""
 
     def __init__(self) -> None:
         import great_expectations as gx
@@ -154,9 +191,9 @@ class _Suite:
             .add_dataframe_asset("dataset")
             .add_batch_definition_whole_dataframe("all")
         )
-        self.tallies: dict[tuple[str, str, bool], _Tally] = {}
 
-    def run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> None:
+    def run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> dict[str, Tally]:
+        """The counts of `columns`' expectations on `frame`."""
         import great_expectations as gx
 
         expectations = [e for column in columns for e in [*expectations_for(column), *observations_for(column)]]
@@ -165,19 +202,26 @@ class _Suite:
         verdicts = batch.validate(
             gx.ExpectationSuite(name="contract", expectations=expectations), result_format="BASIC"
         )
-        for result in verdicts.results:
-            config = _config(result)
-            tally = _Tally(config)
-            key = (str(config.kwargs.get("column")), config.type, tally.observed)
-            self.tallies.setdefault(key, tally).add(result)
+        tallies = (self._tally(result) for result in verdicts.results)
+        return {f"{t.column}|{t.expectation}|{t.observed}": t for t in tallies}
 
-    def failures(self, columns: set[str], observed: bool) -> list[str]:
-        """The promises (or, with `observed`, the observations) of `columns` that fail on all frames together."""
-        return [
-            t.describe()
-            for (column, _, kind), t in self.tallies.items()
-            if column in columns and kind == observed and not t.success
-        ]
+    def _tally(self, result: "ExpectationValidationResult") -> Tally:
+        config = _config(result)
+        details = result.result or {}
+        error = None
+        if result.exception_info and result.exception_info.get("raised_exception"):
+            error = str(result.exception_info.get("exception_message"))
+        return Tally(
+            column=str(config.kwargs.get("column")),
+            expectation=config.type,
+            rule={k: v for k, v in config.kwargs.items() if k in ("min_value", "max_value", "value_set", "mostly")},
+            observed=bool((config.meta or {}).get(OBSERVED)),
+            elements=details.get("element_count") or 0,
+            missing=details.get("missing_count") or 0,
+            unexpected=details.get("unexpected_count") or 0,
+            examples=(details.get("partial_unexpected_list") or [])[:3],
+            error=error,
+        )
 
 
 def expectations_for(column: ColumnContract) -> list["gxe.Expectation"]:
@@ -225,3 +269,5 @@ def _config(result: "ExpectationValidationResult") -> "ExpectationConfiguration"
 
 
 validate_task = pipeline_task(validate)
+check_part_task = pipeline_task(check_part)
+accept_task = pipeline_task(accept)

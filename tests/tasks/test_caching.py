@@ -100,3 +100,22 @@ def test_a_file_rewritten_with_its_old_size_and_mtime_has_another_fingerprint(tm
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `cp -p`, `touch -r` or a restore leaves it
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
     assert key() != before
+
+
+def test_a_folder_or_glob_source_changes_key_when_a_file_in_it_is_added_or_changed(tmp_path: Path):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "1.csv").write_text("a,b\n1,2\n")
+    fingerprint = SourceFingerprint(parameter="source")
+
+    def key(source: Path | str) -> str | None:
+        return fingerprint.compute_key(None, {"source": str(source)}, {})  # type: ignore[arg-type]  # unused
+
+    folder, glob = key(tmp_path / "parts"), key(f"{tmp_path}/parts/*.csv")
+    assert key(tmp_path / "parts") == folder and key(f"{tmp_path}/parts/*.csv") == glob
+    (tmp_path / "parts" / "2.csv").write_text("a,b\n3,4\n")
+    assert key(tmp_path / "parts") != folder and key(f"{tmp_path}/parts/*.csv") != glob
+    folder = key(tmp_path / "parts")
+    time.sleep(0.05)
+    (tmp_path / "parts" / "1.csv").write_text("a,b\n5,6\n")  # changed in place, same size
+    assert key(tmp_path / "parts") != folder
+    assert key(f"{tmp_path}/parts/*.json") != key(f"{tmp_path}/parts/*.json")  # nothing there: never cached

@@ -1,0 +1,60 @@
+"""The training flow on a folder of files: one partitioned dataset, each partition validated by a task of its own."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpipe.blocks import WorkspaceConfig
+from mlpipe.errors import ValidationFailed
+from mlpipe.tasks.datasets import partitions
+from tests.pipeline import model_versions, run_training
+
+pytestmark = pytest.mark.flow
+
+PARTITIONED_DATA_TASKS = ("ingest", "check-part", "accept", "split")
+
+
+def write_parts(frame: pd.DataFrame, folder: Path, parts: int) -> Path:
+    folder.mkdir()
+    for index, rows in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        frame.iloc[rows].to_csv(folder / f"day-{index:02d}.csv", index=False)
+    return folder
+
+
+def test_a_folder_trains_with_each_partition_checked_by_its_own_task_and_reruns_from_cache(
+    workspace: WorkspaceConfig, tmp_path: Path, demo_frame: pd.DataFrame
+):
+    folder = write_parts(demo_frame, tmp_path / "days", parts=8)
+    params = {"data": str(folder), "target": "default", "name": "partitioned-demo", "exclude": ["application_id"]}
+    first = run_training(workspace, **params)
+    assert first.error is None, first.error
+    summary = first.summary
+    assert summary is not None and summary.dataset.rows == len(demo_frame) and len(summary.dataset.parts) == 8
+    assert all(len(part.parts) == 8 for part in (summary.splits.train, summary.splits.validation, summary.splits.test))
+    assert summary.metrics["roc_auc"] > 0.7
+    assert all(first.task_states[t] == "Completed" for t in PARTITIONED_DATA_TASKS)
+    assert sum(name.startswith("check-part-") for name in first.task_runs) == 8
+
+    second = run_training(workspace, **params)
+    assert second.error is None, second.error
+    assert {t: second.task_states[t] for t in PARTITIONED_DATA_TASKS} == dict.fromkeys(PARTITIONED_DATA_TASKS, "Cached")
+    assert second.summary is not None and second.summary.version == summary.version
+
+
+def test_a_broken_partition_fails_validation_naming_it_and_registers_nothing(
+    workspace: WorkspaceConfig, tmp_path: Path, demo_frame: pd.DataFrame
+):
+    params = {"target": "default", "name": "partitioned-broken", "exclude": ["application_id"]}
+    good = run_training(workspace, data=str(write_parts(demo_frame, tmp_path / "good", parts=4)), **params)
+    assert good.error is None, good.error
+    broken = demo_frame.copy()
+    broken.loc[2300:, "credit_score"] = np.nan  # the last of four files, and only it
+    outcome = run_training(workspace, data=str(write_parts(broken, tmp_path / "broken", parts=4)), **params)
+    assert isinstance(outcome.error, ValidationFailed)
+    assert "column 'credit_score': expect_column_values_to_not_be_null" in str(outcome.error)
+    assert str(outcome.error).endswith(" in part-00003.parquet")
+    assert [v.version for v in model_versions(workspace, "partitioned-broken")] == [1]
+    assert good.summary is not None
+    assert len(partitions(good.summary.dataset)) == 4
