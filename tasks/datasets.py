@@ -335,6 +335,11 @@ def row_groups(ref: DatasetRef, store: Datastore) -> Iterator[pa.Table]:
                 yield parquet.read_row_group(group)
 
 
+def head_rows(ref: DatasetRef, store: Datastore, rows: int) -> pd.DataFrame:
+    """The first `rows` rows (at most a row group's), read without the rest."""
+    return next(row_groups(ref, store)).slice(0, rows).to_pandas()
+
+
 def read_snapshot(ref: DatasetRef, store: Datastore, columns: list[str] | None = None) -> pd.DataFrame:
     """Load a snapshot as a DataFrame."""
     return read_table(ref, store, columns).to_pandas()

@@ -44,6 +44,17 @@ class ModelSpec(Strict):
     family: Family = "xgboost"
     params: dict[str, ParamValue] = Field(default_factory=dict)
     seed: int = 42
+    distributed: bool | None = Field(
+        default=None,
+        description="xgboost only: train across every worker of the cluster with xgboost.dask (default: from "
+        "DISTRIBUTED_ROWS training rows of a partitioned dataset)",
+    )
+
+    @model_validator(mode="after")
+    def _distributed_xgboost(self) -> "ModelSpec":
+        if self.distributed and self.family != "xgboost":
+            raise ValueError(f"model '{self.family}': only xgboost trains distributed (distributed: true)")
+        return self
 
     @model_validator(mode="after")
     def _known_params(self) -> "ModelSpec":

@@ -102,6 +102,25 @@ class ClosedOneHot(OneHotTop):
         return self
 
 
+class FixedImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Numbers with each column's nulls set to a value given up front (a median merged across partitions);
+    `fit` reads no value."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> "FixedImputer":
+        if frame.shape[1] != len(self.values):
+            raise ValueError(f"{frame.shape[1]} columns for {len(self.values)} fill values")
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        values = frame[list(self.feature_names_in_)].to_numpy(dtype="float64", na_value=np.nan)
+        return np.where(np.isnan(values), np.asarray(self.values, dtype="float64"), values)
+
+
 def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransformer:
     """Impute, scale (linear models only) and one-hot encode, from the contract's column kinds.
 
@@ -120,6 +139,17 @@ def build_preprocessor(contract: DataContract, family: Family) -> ColumnTransfor
         [("numeric", Pipeline(numeric_steps), numeric), ("categorical", OneHotTop(), categorical)],
         remainder="drop",
         sparse_threshold=0.0 if family == "hist_gradient_boosting" else 0.3,
+    )
+
+
+def merged_preprocessor(fill: dict[str, float], categories: dict[str, list[Value]]) -> ColumnTransformer:
+    """Impute and one-hot encode with statistics merged across partitions (tree models: nothing is scaled)."""
+    return ColumnTransformer(
+        [
+            ("numeric", FixedImputer(list(fill.values())), list(fill)),
+            ("categorical", ClosedOneHot(list(categories.values())), list(categories)),
+        ],
+        remainder="drop",
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
@@ -18,7 +18,7 @@ from mlpipe.lineage import lineage_tags
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.split import SplitRefs
-from mlpipe.tasks.datasets import DatasetRef, read_snapshot
+from mlpipe.tasks.datasets import DatasetRef, head_rows, read_snapshot
 from mlpipe.tasks.model.families import GPU_FAMILIES, PRIVATE_FAMILIES, ModelSpec, build_estimator
 from mlpipe.tasks.model.privacy import PRIVACY_ARTIFACT, PrivacyRecord, fit_private
 from mlpipe.workspace import available_cores
@@ -26,6 +26,7 @@ from mlpipe.workspace import available_cores
 if TYPE_CHECKING:
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.models.model import ModelInfo
+    from sklearn.compose import ColumnTransformer
 
     from mlpipe.tasks.model.pyfunc import TabularModel
 
@@ -76,21 +77,67 @@ def train(
     record is stored with the run (`privacy.json`) and carried to registration.
     """
     from sklearn.pipeline import Pipeline
+
+    from mlpipe.tasks.model.distributed import trains_distributed
+    from mlpipe.tasks.model.pyfunc import TabularModel
+
+    estimator = build_estimator(spec, contract.task, n_jobs=available_cores(), contract=contract)
+    privacy = None
+    started = time.perf_counter()
+    distributed = trains_distributed(spec, splits.train)
+    if distributed:
+        from mlpipe.tasks.model.distributed import fit_distributed
+
+        preprocessor, estimator = fit_distributed(estimator, splits, contract, store)
+        examples = head_rows(splits.train, store, 5)
+        classes = contract.column(contract.target).allowed_values if contract.task == "classification" else None
+    else:
+        train_rows = read_snapshot(splits.train, store)
+        preprocessor, classes, privacy = _fit(estimator, train_rows, splits, contract, spec, store)
+        examples = train_rows.head(5)
+    fit_seconds = time.perf_counter() - started
+    if spec.family in GPU_FAMILIES and estimator.get_params().get("device") not in (None, "cpu"):
+        # Trained on a GPU, scored anywhere: the registered model predicts on the CPU of whichever
+        # worker or server loads it, with no device-mismatch fallback on a GPU host either.
+        estimator.set_params(device="cpu")
+    model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
+    fitted = FitRecord(
+        examples=examples, rows=splits.train.rows, seconds=fit_seconds, privacy=privacy, distributed=distributed
+    )
+    return _log(model, estimator, contract, spec, splits, model_name, tracking, fitted, tags or {})
+
+
+class FitRecord(BaseModel):
+    """What a fit leaves to log besides the model: a few input rows, how many it learned from, its time, its privacy."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    examples: pd.DataFrame
+    rows: int
+    seconds: float
+    privacy: PrivacyRecord | None = None
+    distributed: bool = False
+
+
+def _fit(
+    estimator: Any,
+    train_rows: pd.DataFrame,
+    splits: SplitRefs,
+    contract: DataContract,
+    spec: ModelSpec,
+    store: Datastore,
+) -> tuple["ColumnTransformer", list[Any] | None, PrivacyRecord | None]:
+    """Fit preprocessing and `estimator` in this task: its fitted preprocessor, the class labels, the privacy spent."""
     from threadpoolctl import threadpool_limits
 
     from mlpipe.tasks.model.preprocessing import build_preprocessor
-    from mlpipe.tasks.model.pyfunc import TabularModel
 
-    train_rows = read_snapshot(splits.train, store)
     validation_rows = read_snapshot(splits.validation, store)
-    cores = available_cores()
-    estimator = build_estimator(spec, contract.task, n_jobs=cores, contract=contract)
     preprocessor = build_preprocessor(contract, spec.family)
     y_train, classes = encode_target(train_rows[contract.target], contract, splits.train.source, every_class=True)
     y_validation, _ = encode_target(validation_rows[contract.target], contract, splits.validation.source)
     privacy = None
-    started = time.perf_counter()
-    with threadpool_limits(cores):  # Dask worker processes start with one BLAS/OpenMP thread
+    with threadpool_limits(available_cores()):  # Dask worker processes start with one BLAS/OpenMP thread
         x_train = preprocessor.fit_transform(train_rows)
         fit_kwargs = {}
         if spec.family == "xgboost":
@@ -99,15 +146,7 @@ def train(
             privacy = fit_private(estimator, x_train, y_train, contract, spec.family)
         else:
             estimator.fit(x_train, y_train, **fit_kwargs)
-    fit_seconds = time.perf_counter() - started
-    if spec.family in GPU_FAMILIES and estimator.get_params().get("device") not in (None, "cpu"):
-        # Trained on a GPU, scored anywhere: the registered model predicts on the CPU of whichever
-        # worker or server loads it, with no device-mismatch fallback on a GPU host either.
-        estimator.set_params(device="cpu")
-    model = TabularModel(Pipeline([("preprocess", preprocessor), ("model", estimator)]), contract.task, classes)
-    return _log(
-        model, estimator, contract, spec, splits, model_name, tracking, train_rows, fit_seconds, tags or {}, privacy
-    )
+    return preprocessor, classes, privacy
 
 
 def encode_target(
@@ -140,10 +179,8 @@ def _log(
     splits: SplitRefs,
     model_name: str,
     tracking: MlflowConnection,
-    train_rows: pd.DataFrame,
-    fit_seconds: float,
+    fitted: FitRecord,
     extra_tags: dict[str, str],
-    privacy: PrivacyRecord | None,
 ) -> TrainedModel:
     import mlflow
 
@@ -153,13 +190,13 @@ def _log(
         "mlpipe.model_name": model_name,
         "mlpipe.family": spec.family,
         "mlpipe.train_split_hash": splits.train.content_hash,
-        **(privacy.tags() if privacy else {}),
+        **(fitted.privacy.tags() if fitted.privacy else {}),
         **lineage_tags(),
     }
     with tracking.session():
         run = mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-{spec.family}", tags=tags)
         try:
-            info = _log_run(model, estimator, contract, spec, splits, train_rows, fit_seconds, privacy)
+            info = _log_run(model, estimator, contract, spec, splits, fitted)
         except BaseException:
             # A retry starts a new run; leave no half-logged one behind for users to mistake.
             mlflow.end_run("FAILED")
@@ -172,7 +209,7 @@ def _log(
         model_uri=info.model_uri,
         task=contract.task,
         spec=spec,
-        privacy=privacy,
+        privacy=fitted.privacy,
     )
 
 
@@ -182,18 +219,19 @@ def _log_run(
     contract: DataContract,
     spec: ModelSpec,
     splits: SplitRefs,
-    train_rows: pd.DataFrame,
-    fit_seconds: float,
-    privacy: PrivacyRecord | None,
+    fitted: FitRecord,
 ) -> "ModelInfo":
     """Parameters, inputs, learning curve, contract, privacy record and the model, into the active run."""
     import mlflow
     from mlflow.models import infer_signature
 
-    features = train_rows[contract.feature_names].head(5)
+    features, privacy = fitted.examples[contract.feature_names], fitted.privacy
     spent = {"epsilon": privacy.epsilon} if privacy else {}  # logged even when the family's default was used
-    mlflow.log_params({"family": spec.family, "task": contract.task, "seed": spec.seed, **spent, **spec.params})
-    mlflow.log_metrics({"fit_seconds": fit_seconds, "train_rows": len(train_rows)})
+    distributed = {"distributed": True} if fitted.distributed else {}
+    mlflow.log_params(
+        {"family": spec.family, "task": contract.task, "seed": spec.seed, **distributed, **spent, **spec.params}
+    )
+    mlflow.log_metrics({"fit_seconds": fitted.seconds, "train_rows": fitted.rows})
     for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
         mlflow.log_input(_as_mlflow_dataset(ref), context=context)
     _log_learning_curve(estimator)
