@@ -1,8 +1,12 @@
 """Contract inference: the promises a first training dataset makes, and the contract new data is held to."""
 
+import functools
+from typing import Any
+
 import pandas as pd
 from pandas.api import types as ptypes
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.errors import ConfigError, DataError
@@ -17,7 +21,7 @@ from mlpipe.tasks.contract import (
     require_columns,
 )
 from mlpipe.tasks.data.groups import check_sensitive
-from mlpipe.tasks.datasets import DatasetRef, read_snapshot
+from mlpipe.tasks.datasets import DatasetRef, row_groups
 
 MAX_CATEGORIES = 50
 """String columns with at most this many distinct values have their categories observed."""
@@ -27,16 +31,81 @@ NULL_SLACK = 0.10
 """New data may have this much larger a null fraction than the training data had."""
 
 
+class ColumnProfile(BaseModel):
+    """What inference needs of one column, in counts that add up over row groups and partitions."""
+
+    kind: ColumnKind | None = None
+    """From the dtype, or for Python objects from the values of the first rows that have some (None: a kind no
+    model takes)."""
+    integer: bool = False
+    rows: int = 0
+    nulls: int = 0
+    minimum: float | None = None
+    maximum: float | None = None
+    distinct: list[Any] | None = []
+    """Every distinct value, while there are at most `MAX_CATEGORIES` (all of them for a target); None past that."""
+
+    def plus(self, later: "ColumnProfile", limit: int | None) -> "ColumnProfile":
+        distinct = None
+        if self.distinct is not None and later.distinct is not None:
+            distinct = list(dict.fromkeys([*self.distinct, *later.distinct]))
+            distinct = None if limit is not None and len(distinct) > limit else distinct
+        known = self.rows > self.nulls or later.rows == later.nulls
+        return ColumnProfile(
+            kind=self.kind if known else later.kind,
+            integer=self.integer if known else later.integer,
+            rows=self.rows + later.rows,
+            nulls=self.nulls + later.nulls,
+            minimum=min((v for v in (self.minimum, later.minimum) if v is not None), default=None),
+            maximum=max((v for v in (self.maximum, later.maximum) if v is not None), default=None),
+            distinct=distinct,
+        )
+
+
+def profile(frame: pd.DataFrame, target: str) -> dict[str, ColumnProfile]:
+    """Each column's profile in `frame` (the target's distinct values all kept)."""
+    profiles = {}
+    for name in frame.columns:
+        series = frame[name]
+        kind = column_kind(series)
+        limit = None if name == target else MAX_CATEGORIES
+        distinct = series.dropna().unique().tolist() if kind in ("string", "boolean", "numeric") else []
+        numbers = kind == "numeric" and series.notna().any()
+        profiles[str(name)] = ColumnProfile(
+            kind=kind,
+            integer=bool(ptypes.is_integer_dtype(series)),
+            rows=len(series),
+            nulls=int(series.isna().sum()),
+            minimum=float(series.min()) if numbers else None,
+            maximum=float(series.max()) if numbers else None,
+            distinct=None if limit is not None and len(distinct) > limit else distinct,
+        )
+    return profiles
+
+
+def merge_profiles(
+    first: dict[str, ColumnProfile], later: dict[str, ColumnProfile], target: str
+) -> dict[str, ColumnProfile]:
+    return {
+        name: column.plus(later[name], None if name == target else MAX_CATEGORIES) for name, column in first.items()
+    }
+
+
 def infer_task(target: pd.Series) -> TaskType:
     """Classification for labels (strings, booleans, few distinct integers), else regression."""
-    kind = column_kind(target)
-    if kind in ("string", "boolean"):
+    name = str(target.name)
+    return _task_of(profile(target.to_frame(name), name)[name], name, target.dtype)
+
+
+def _task_of(target: ColumnProfile, name: str, dtype: object) -> TaskType:
+    if target.kind in ("string", "boolean"):
         return "classification"
-    if kind == "numeric" and ptypes.is_integer_dtype(target) and target.nunique() <= MAX_CLASSES:
+    few = target.distinct is not None and len(target.distinct) <= MAX_CLASSES
+    if target.kind == "numeric" and target.integer and few:
         return "classification"
-    if kind == "numeric":
+    if target.kind == "numeric":
         return "regression"
-    raise DataError(f"target column '{target.name}' has dtype {target.dtype}: expected numbers, strings or booleans")
+    raise DataError(f"target column '{name}' has dtype {dtype}: expected numbers, strings or booleans")
 
 
 def infer_contract(
@@ -49,39 +118,69 @@ def infer_contract(
 ) -> DataContract:
     """Infer the contract from training data; features are all other columns a model can take."""
     require_columns(frame, [target, *([time_column] if time_column else [])], source)
-    task = task or infer_task(frame[target])
+    dtypes = {str(name): str(dtype) for name, dtype in frame.dtypes.items()}
+    return contract_from(profile(frame, target), dtypes, target, task, time_column, exclude, source)
+
+
+def infer_dataset_contract(
+    dataset: DatasetRef,
+    store: Datastore,
+    target: str,
+    task: TaskType | None = None,
+    time_column: str | None = None,
+    exclude: list[str] | None = None,
+) -> DataContract:
+    """`infer_contract` of a whole dataset, read a row group at a time: the same contract, never holding it whole."""
+    require_columns(
+        pd.DataFrame(columns=list(dataset.columns)), [target, *([time_column] if time_column else [])], dataset.source
+    )
+    profiles = functools.reduce(
+        lambda merged, later: merge_profiles(merged, later, target),
+        (profile(group.to_pandas(), target) for group in row_groups(dataset, store)),
+    )
+    return contract_from(profiles, dataset.columns, target, task, time_column, exclude, dataset.source)
+
+
+def contract_from(
+    profiles: dict[str, ColumnProfile],
+    dtypes: dict[str, str],
+    target: str,
+    task: TaskType | None,
+    time_column: str | None,
+    exclude: list[str] | None,
+    source: str,
+) -> DataContract:
+    task = task or _task_of(profiles[target], target, dtypes.get(target))
     skip = set(exclude or [])
     columns = []
-    for name in frame.columns:
+    for name, column in profiles.items():
         if name in skip:
             continue
-        series = frame[name]
-        kind = column_kind(series)
-        if kind is None or (kind == "datetime" and name != time_column):
+        if column.kind is None or (column.kind == "datetime" and name != time_column):
             continue
-        columns.append(_infer_column(series, kind, is_target=name == target, task=task))
+        if column.rows == column.nulls:
+            raise DataError(f"column '{name}' is entirely null")
+        columns.append(_infer_column(name, column, is_target=name == target, task=task))
     if len(columns) <= 1 + (time_column is not None):
         raise DataError(f"{source}: no usable feature columns besides target '{target}'")
     return DataContract(target=target, task=task, time_column=time_column, columns=columns)
 
 
-def _infer_column(series: pd.Series, kind: ColumnKind, is_target: bool, task: TaskType) -> ColumnContract:
+def _infer_column(name: str, column: ColumnProfile, is_target: bool, task: TaskType) -> ColumnContract:
     """Kind and null limit (promises), the target's classes (a model's outputs), and the values seen."""
-    nulls = float(series.isna().mean())
-    if nulls == 1.0:
-        raise DataError(f"column '{series.name}' is entirely null")
+    assert column.kind is not None
+    nulls = column.nulls / column.rows
     labels = is_target and task == "classification"
-    distinct = series.dropna().unique()
     observed = ObservedValues()
-    if kind == "numeric" and not labels:
-        observed.minimum, observed.maximum = float(series.min()), float(series.max())
-    if kind == "string" and len(distinct) <= MAX_CATEGORIES and not labels:
-        observed.values = sorted(distinct.tolist(), key=str)
+    if column.kind == "numeric" and not labels:
+        observed.minimum, observed.maximum = column.minimum, column.maximum
+    if column.kind == "string" and column.distinct is not None and not labels:
+        observed.values = sorted(column.distinct, key=str)
     return ColumnContract(
-        name=str(series.name),
-        kind=kind,
+        name=name,
+        kind=column.kind,
         max_null_fraction=0.0 if is_target else min(0.99, nulls + NULL_SLACK),
-        allowed_values=sorted(distinct.tolist(), key=str) if labels else None,
+        allowed_values=sorted(column.distinct or [], key=str) if labels else None,
         observed=observed if observed != ObservedValues() else None,
     )
 
@@ -122,13 +221,8 @@ def resolve_contract(
     if contract_file:
         contract = DataContract.from_file(contract_file)
     else:
-        contract = champion or infer_contract(
-            read_snapshot(dataset, store),
-            target,
-            task,
-            time_column,
-            [*(exclude or []), *(sensitive or [])],
-            dataset.source,
+        contract = champion or infer_dataset_contract(
+            dataset, store, target, task, time_column, [*(exclude or []), *(sensitive or [])]
         )
     if contract.target != target:
         raise ConfigError(

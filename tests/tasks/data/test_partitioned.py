@@ -10,7 +10,7 @@ import pytest
 from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError, ValidationFailed
 from mlpipe.tasks.data import ingest as ingest_module
-from mlpipe.tasks.data.contract_inference import infer_contract
+from mlpipe.tasks.data.contract_inference import infer_contract, infer_dataset_contract
 from mlpipe.tasks.data.ingest import ingest
 from mlpipe.tasks.data.split import SplitRefs, SplitSpec, combine, split
 from mlpipe.tasks.data.validate import validate
@@ -45,9 +45,9 @@ def test_eight_partitions_give_the_same_contract_validation_errors_and_split_as_
     assert pads.dataset(data_files(eight, store)).to_table().num_rows == len(demo_frame)  # any Parquet reader
 
     exclude = ["application_id"]
-    assert infer_contract(read_snapshot(eight, store), "default", exclude=exclude) == infer_contract(
-        read_snapshot(one, store), "default", exclude=exclude
-    )
+    inferred = infer_contract(read_snapshot(one, store), "default", exclude=exclude)  # as read back from CSV
+    assert infer_dataset_contract(eight, store, "default", exclude=exclude) == inferred  # never read whole
+    assert infer_dataset_contract(one, store, "default", exclude=exclude) == inferred
     for spec in (SplitSpec(seed=4), SplitSpec(seed=4, row_hash=True)):
         contract = infer_contract(demo_frame, "default", exclude=exclude)
         from_eight, from_one = split(eight, contract, spec, store), split(one, contract, spec, store)
@@ -62,6 +62,25 @@ def test_eight_partitions_give_the_same_contract_validation_errors_and_split_as_
         errors.append(str(raised.value).split(": ", 1)[1])  # after the source's name
     assert "column 'income': expect_column_values_to_not_be_null" in errors[0]
     assert errors[1] == errors[0] + " in part-00005.parquet, part-00006.parquet"
+
+
+def test_a_contract_inferred_part_by_part_is_the_contract_of_the_whole(tmp_path: Path, store: Datastore):
+    frame = pd.DataFrame(
+        {
+            "label": ["a", "b"] * 60,
+            "city": [f"c{i}" for i in range(120)],  # 15 a part, 120 in all: too many to be categories
+            "late": [None] * 60 + [1.5] * 60,  # no values in the first parts
+            "flag": [None] * 60 + ["yes", "no"] * 30,  # strings from the fifth part on
+        }
+    )
+    (tmp_path / "parts").mkdir()
+    for index in range(8):
+        frame.iloc[index * 15 : (index + 1) * 15].to_parquet(tmp_path / "parts" / f"{index}.parquet")
+    dataset = ingest(str(tmp_path / "parts"), store)
+    contract = infer_dataset_contract(dataset, store, "label")
+    assert contract == infer_contract(frame, "label")
+    assert contract.column("city").observed is None and contract.column("late").kind == "numeric"
+    assert contract.column("flag").kind == "string" and contract.column("label").allowed_values == ["a", "b"]
 
 
 def test_a_row_lands_in_the_same_part_whatever_the_rest_of_the_data(
