@@ -28,9 +28,10 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from mlpipe.blocks import DaskCluster, Datastore, MlflowConnection, WorkspaceConfig
 from mlpipe.demo_data import credit_default
 from mlpipe.flows.scoring import ScoringParams, batch_scoring
+from mlpipe.tasks.model.distributed import COLLECTIVE_TIMEOUT
 from mlpipe.tasks.sweep.space import parse_space
 from tests import servers
-from tests.pipeline import max_overlap, run_sweep, run_training, study_trials, wait_for
+from tests.pipeline import max_overlap, model_versions, run_sweep, run_training, study_trials, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             servers.dask_scheduler(folder),
         ) as ((prefect, _), mlflow, scheduler),
     ):
-        env = {"PREFECT_API_URL": prefect}
+        env = {"PREFECT_API_URL": prefect, COLLECTIVE_TIMEOUT: "20"}  # a lost peer fails a fit in 20 s
         with (
             servers.together(
                 servers.dask_worker(scheduler, "cpu", folder, env, nthreads=2),
@@ -330,3 +331,42 @@ def test_a_worker_killed_mid_sweep_the_sweep_completes_every_trial_once(
     assert len(lost) == 1 and lost[0]["info"]["status"] == "FAILED", [r["info"] for r in lost]
     lost_tags = {t["key"]: t["value"] for t in lost[0]["data"]["tags"]}
     assert "worker running this trial was lost" in lost_tags["mlpipe.error"]
+
+
+def test_a_worker_killed_during_distributed_training_the_flow_completes_with_one_model(
+    cluster: Servers, tmp_path: Path
+):
+    data = tmp_path / "loans"
+    data.mkdir()
+    frame = credit_default(rows=40_000, seed=3)
+    for index in range(8):
+        frame.iloc[index * 5_000 : (index + 1) * 5_000].to_parquet(data / f"part-{index}.parquet")
+    name = f"spread-kill-{uuid.uuid4().hex[:6]}"
+    env = {"PREFECT_API_URL": cluster.prefect, COLLECTIVE_TIMEOUT: "20"}
+    with servers.dask_worker(cluster.scheduler, "doomed-xgb", tmp_path, env) as (doomed, process):
+        cluster.dask.wait_for_workers(3, timeout=60)
+        killed: list[str] = []
+
+        def kill_the_worker_mid_training() -> None:
+            def training_on_the_doomed_worker() -> bool:
+                return any(str(key).startswith("_train_here") for key in cluster.dask.processing().get(doomed, ()))
+
+            wait_for(training_on_the_doomed_worker, 240, "xgboost.dask training on the doomed worker")
+            process.kill()
+            killed.append(doomed)
+
+        killer = threading.Thread(target=kill_the_worker_mid_training, daemon=True)
+        killer.start()
+        outcome = run_training(
+            cluster.workspace,
+            data=str(data),
+            target="default",
+            name=name,
+            exclude=EXCLUDE,
+            model={"distributed": True, "params": {"n_estimators": 300, "max_depth": 8}},
+        )
+        killer.join(timeout=5)
+    assert killed and process.poll() is not None, "the worker was not killed mid-training"
+    assert outcome.error is None, outcome.error
+    assert outcome.summary is not None and outcome.summary.metrics["roc_auc"] > 0.7
+    assert len(model_versions(cluster.workspace, name)) == 1
