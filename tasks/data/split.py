@@ -146,25 +146,35 @@ def _hashed(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store:
     """Each row's part from the hash of the seed and its values: the same row lands in the same part whatever the
     rest of the data (a retraining on more data keeps the old test rows in test; duplicates never straddle parts).
     """
-    key = hashlib.sha256(f"mlpipe-split:{spec.seed}".encode()).hexdigest()[:16]
-    assigned = np.concatenate(
-        [
-            _by_share(pd.util.hash_pandas_object(group.to_pandas(), index=False, hash_key=key).to_numpy(), spec)
-            for group in row_groups(dataset, store)
-        ]
-    )
+    assigned = np.concatenate([_by_share(row_shares(group, spec.seed), spec) for group in row_groups(dataset, store)])
     if contract.task == "classification":
         _require_classes_in_training(dataset, contract, store, assigned)
     return assigned
 
 
-def _by_share(hashes: np.ndarray, spec: SplitSpec) -> np.ndarray:
+def row_shares(rows: pa.Table, seed: int) -> np.ndarray:
+    """Each row's place in [0, 1), from the hash of `seed` and the row's values alone."""
+    key = hashlib.sha256(f"mlpipe-split:{seed}".encode()).hexdigest()[:16]
+    hashes = pd.util.hash_pandas_object(rows.to_pandas(), index=False, hash_key=key).to_numpy()
+    return (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def sample_rows(dataset: DatasetRef, store: Datastore, rows: int, seed: int) -> pd.DataFrame:
+    """About `rows` of the dataset's rows (all of them if it has no more), chosen by their hash: read a row group at
+    a time, the same rows whatever the partitioning."""
+    if dataset.rows <= rows:
+        return read_table(dataset, store).to_pandas()
+    share = rows / dataset.rows
+    kept = [group.filter(pa.array(row_shares(group, seed) < share)) for group in row_groups(dataset, store)]
+    return pa.concat_tables(kept).to_pandas()
+
+
+def _by_share(shares: np.ndarray, spec: SplitSpec) -> np.ndarray:
     """Test for the lowest `test_fraction` of the hash range, validation next, training the rest."""
-    share = (hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return np.where(
-        share < spec.test_fraction,
+        shares < spec.test_fraction,
         TEST,
-        np.where(share < spec.test_fraction + spec.validation_fraction, VALIDATION, TRAIN),
+        np.where(shares < spec.test_fraction + spec.validation_fraction, VALIDATION, TRAIN),
     ).astype(np.uint8)
 
 

@@ -29,8 +29,8 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.blocks.study import StudyStorage
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract, TaskType
-from mlpipe.tasks.data.split import SplitRefs, derived_seed
-from mlpipe.tasks.datasets import DatasetRef, read_snapshot
+from mlpipe.tasks.data.split import SplitRefs, derived_seed, sample_rows
+from mlpipe.tasks.datasets import DatasetRef
 from mlpipe.tasks.metrics import compute_metrics
 from mlpipe.tasks.model.families import ModelSpec, build_estimator
 from mlpipe.tasks.model.preprocessing import build_preprocessor
@@ -199,6 +199,14 @@ def _raw_output(estimator: Any, rows: Any) -> np.ndarray:
     return estimator.predict_proba(rows) if hasattr(estimator, "predict_proba") else estimator.predict(rows)
 
 
+TRIAL_ROWS = 1_000_000
+"""A trial trains and scores on at most about this many rows of each split, sampled by row hash.
+
+Trials of a sweep run side by side, a trial to a worker: a sample keeps each one a single-task fit
+that any worker holds, where training every trial across the whole cluster would run them one at a
+time. A sample of this size ranks candidates as the whole data would; the winner is then trained on
+all of it (across the cluster when it is large)."""
+
 _ROWS: dict[str, pd.DataFrame] = {}
 _ROWS_LOCK = threading.Lock()
 
@@ -209,7 +217,7 @@ def _rows(ref: DatasetRef, store: Datastore) -> pd.DataFrame:
         if ref.content_hash not in _ROWS:
             if len(_ROWS) >= 4:
                 _ROWS.pop(next(iter(_ROWS)))
-            _ROWS[ref.content_hash] = read_snapshot(ref, store)
+            _ROWS[ref.content_hash] = sample_rows(ref, store, TRIAL_ROWS, seed=0)
         return _ROWS[ref.content_hash]
 
 

@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 
 from mlpipe.blocks import WorkspaceConfig
+from mlpipe.demo_data import credit_default
 from mlpipe.errors import ValidationFailed
+from mlpipe.flows.drift import DriftParams, drift_check
+from mlpipe.flows.retraining import RetrainingParams, retraining
 from mlpipe.tasks.datasets import partitions
 from tests.pipeline import model_versions, run_training
 
@@ -58,3 +61,20 @@ def test_a_broken_partition_fails_validation_naming_it_and_registers_nothing(
     assert [v.version for v in model_versions(workspace, "partitioned-broken")] == [1]
     assert good.summary is not None
     assert len(partitions(good.summary.dataset)) == 4
+
+
+def test_drift_and_retraining_read_partitioned_data(
+    workspace: WorkspaceConfig, tmp_path: Path, demo_frame: pd.DataFrame
+):
+    name = "partitioned-monitored"
+    common = {"target": "default", "name": name, "exclude": ["application_id"]}
+    first = run_training(workspace, data=str(write_parts(demo_frame, tmp_path / "first", parts=4)), **common)
+    assert first.error is None, first.error
+    drifted = write_parts(credit_default(rows=3_000, seed=61, drift=1.0), tmp_path / "drifted", parts=4)
+    summary = drift_check(DriftParams(model=name, current=str(drifted)), workspace)
+    assert first.summary is not None and summary.reference == first.summary.splits.train.uri  # the parts' folder
+    assert summary.drifted and "income" in summary.data.drifted_features
+    retrained = retraining(
+        RetrainingParams(data=str(drifted), history=str(tmp_path / "first"), reason="drift", **common), workspace
+    )
+    assert retrained.training.dataset.partitioned and retrained.training.version == "2"

@@ -12,7 +12,7 @@ from mlpipe.errors import DataError, ValidationFailed
 from mlpipe.tasks.data import ingest as ingest_module
 from mlpipe.tasks.data.contract_inference import infer_contract, infer_dataset_contract
 from mlpipe.tasks.data.ingest import ingest
-from mlpipe.tasks.data.split import SplitRefs, SplitSpec, combine, split
+from mlpipe.tasks.data.split import SplitRefs, SplitSpec, combine, sample_rows, split
 from mlpipe.tasks.data.validate import validate
 from mlpipe.tasks.datasets import DatasetRef, data_files, partitions, read_snapshot, read_table
 
@@ -48,6 +48,8 @@ def test_eight_partitions_give_the_same_contract_validation_errors_and_split_as_
     inferred = infer_contract(read_snapshot(one, store), "default", exclude=exclude)  # as read back from CSV
     assert infer_dataset_contract(eight, store, "default", exclude=exclude) == inferred  # never read whole
     assert infer_dataset_contract(one, store, "default", exclude=exclude) == inferred
+    sampled = [set(sample_rows(dataset, store, 600, seed=1)["application_id"]) for dataset in (one, eight)]
+    assert sampled[0] == sampled[1] and 450 < len(sampled[0]) < 750  # a trial's sample: same rows, any layout
     for spec in (SplitSpec(seed=4), SplitSpec(seed=4, row_hash=True)):
         contract = infer_contract(demo_frame, "default", exclude=exclude)
         from_eight, from_one = split(eight, contract, spec, store), split(one, contract, spec, store)
