@@ -35,7 +35,7 @@ from mlpipe.validation import Name, Strict
 class DataParams(Strict):
     """Which data, which target, which registered model: what every training-like flow starts from."""
 
-    data: str = Field(description="CSV or Parquet file: a local path or any fsspec URL")
+    data: str = Field(description="CSV or Parquet file, a folder of them or a glob: a local path or any fsspec URL")
     target: str = Field(description="column to predict")
     name: Name = Field(description="registered model name")
     task: TaskType | None = Field(default=None, description="default: inferred from the target column")

@@ -18,7 +18,9 @@ FAMILIES = (
 SAMPLERS = "grid | random | tpe"
 PRUNERS = "none | median | halving | hyperband | percentile"
 
-Data = Annotated[str, typer.Option(help="CSV or Parquet file: local path or any fsspec URL")]
+Data = Annotated[
+    str, typer.Option(help="CSV or Parquet file, a folder of them or a glob: local path or any fsspec URL")
+]
 Target = Annotated[str, typer.Option(help="column to predict")]
 ModelName = Annotated[str, typer.Option(help="registered model name")]
 Task = Annotated[str | None, typer.Option(help="classification | regression (default: inferred)")]

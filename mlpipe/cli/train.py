@@ -25,6 +25,12 @@ def train(
     contract: opt.Contract = None,
     seed: opt.Seed = None,
     device: opt.Device = None,
+    distributed: Annotated[
+        bool | None,
+        typer.Option(
+            help="xgboost across every worker of the cluster (default: from 2M training rows of a folder or large file)"
+        ),
+    ] = None,
     description: Annotated[
         str | None, typer.Option(help="what the model is for and who may use it (the model card's intended use)")
     ] = None,
@@ -39,7 +45,7 @@ def train(
         lambda: train_model(
             config,
             options,
-            model={"family": model, "params": opt.parse_params(param or []), "seed": seed},
+            model={"family": model, "params": opt.parse_params(param or []), "seed": seed, "distributed": distributed},
             split={"seed": seed, "time_ordered": time_split or None},
         )
     )
