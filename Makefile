@@ -46,6 +46,7 @@ bench: install $(EVIDENTLY)/.installed ## Run the benchmarks in tests/benchmarks
 	$(BIN)/python -m tests.benchmarks.drift
 	$(BIN)/python -m tests.benchmarks.serving
 	$(BIN)/python -m tests.benchmarks.memory $(if $(BEFORE_PYTHON),--before $(BEFORE_PYTHON))
+	$(BIN)/python -m tests.benchmarks.scaling
 
 # Evidently (the drift benchmark's comparison) needs pandas < 3, so it gets an environment of its own.
 $(EVIDENTLY)/.installed: tests/benchmarks/evidently-requirements.txt

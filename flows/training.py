@@ -114,7 +114,7 @@ def prepare_data(params: DataParams, workspace: WorkspaceConfig) -> PreparedData
     require_binary(workspace.gate.fairness, contract, params.name)
     if raw.partitioned:  # each partition checked on a worker of its own, the counts merged
         checks = check_part_task.map(partitions(raw), unmapped(contract), unmapped(store))
-        dataset = accept_task.submit(raw, contract, checks).result()
+        dataset = accept_task.submit(raw, contract, checks).result()  # type: ignore[arg-type]  # futures: resolved
     else:
         dataset = validate_task.submit(raw, contract, store).result()
     splits = split_task.submit(dataset, contract, params.split, store).result()

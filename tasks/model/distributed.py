@@ -292,7 +292,7 @@ def _host(client: "Client") -> str:
     try:
         return get_address_host(get_worker().address)
     except ValueError:
-        return get_address_host(client.scheduler.address)
+        return get_address_host(client.scheduler_info()["address"])
 
 
 def _part_matrix(
