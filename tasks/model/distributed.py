@@ -8,12 +8,12 @@ single-task training's, so the registered pyfunc scores raw rows the same way.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.tasks.contract import DataContract
@@ -155,39 +155,32 @@ def _train_collective(
     contract: DataContract,
     store: Datastore,
 ) -> tuple[bytes, dict[str, list[float]]]:
-    """Preprocess each partition where Dask puts it, then train one booster per worker holding data, in step.
+    """Give each worker its share of the partitions and train one booster per worker, in step.
 
-    xgboost.dask runs its tracker inside the Dask scheduler, and a worker lost mid-training makes the
-    tracker abort that whole process: the team's scheduler. Here the tracker is a child process of
-    this task, so a lost worker fails one fit, which is retried.
+    A worker reads its partitions from the datastore one at a time, straight into xgboost's
+    quantized matrix, so it holds that matrix (a byte or so per value) and one partition, never
+    its share of the data as floats. xgboost.dask runs its tracker inside the Dask scheduler, and a
+    worker lost mid-training makes the tracker abort that whole process: the team's scheduler. Here
+    the tracker is a child process of this task, so a lost worker fails one fit, which is retried.
     """
-    from distributed import wait
-
-    width = len(preprocessor.get_feature_names_out())
-    train, validation = (
-        [client.submit(_part_matrix, preprocessor, p, contract, store, pure=False) for p in partitions(part)]
-        for part in (splits.train, splits.validation)
-    )
-    wait(train + validation)
-    holders = client.who_has(train)
-    placed: dict[str, list[Any]] = {}
-    for chunk in train:
-        placed.setdefault(sorted(holders[chunk.key])[0], []).append(chunk)
-    workers = sorted(placed)
-    checked = {address: validation[index :: len(workers)] for index, address in enumerate(workers)}
+    train, validation = partitions(splits.train), partitions(splits.validation)
+    workers = sorted(client.scheduler_info()["workers"])[: len(train)]
     params = _booster_params(estimator, contract)
-    rounds = estimator.get_num_boosting_rounds()
     with _tracker(len(workers), _host(client)) as tracker_args:
         runs = [
             client.submit(
                 _train_here,
                 {**tracker_args, "dmlc_task_id": f"[mlpipe-{rank}]:{address}"},
+                TrainingShare(
+                    train=train[rank :: len(workers)],
+                    validation=validation[rank :: len(workers)],
+                    preprocessor=preprocessor,
+                    contract=contract,
+                    store=store,
+                ),
                 params,
-                rounds,
+                estimator.get_num_boosting_rounds(),
                 estimator.early_stopping_rounds,
-                placed[address],
-                checked[address],
-                width,
                 workers=[address],
                 allow_other_workers=False,
                 pure=False,
@@ -196,6 +189,50 @@ def _train_collective(
         ]
         results = client.gather(runs)
     return next(result for result in results if result is not None)
+
+
+class TrainingShare(BaseModel):
+    """The partitions one worker trains and validates on, and how to turn their rows into features."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    train: list[DatasetRef]
+    validation: list[DatasetRef]
+    preprocessor: Any
+    contract: DataContract
+    store: Datastore
+
+    def matrix(self, parts: list[DatasetRef], ref: Any = None) -> Any:
+        """xgboost's quantized matrix of `parts`, read and preprocessed a partition at a time."""
+        import xgboost as xgb
+
+        share = self
+        width = len(self.preprocessor.get_feature_names_out())
+
+        class Partitions(xgb.DataIter):
+            """`parts` one by one; a worker with no rows of this split still takes part, with an empty one."""
+
+            def __init__(self) -> None:
+                self._chunks: list[DatasetRef | None] = [*parts] or [None]
+                self._next = 0
+                super().__init__()
+
+            def next(self, input_data: Callable[..., None]) -> bool:
+                if self._next == len(self._chunks):
+                    return False
+                part = self._chunks[self._next]
+                if part is None:
+                    input_data(data=np.empty((0, width), np.float32), label=np.empty(0))
+                else:
+                    x, y = _part_matrix(share.preprocessor, part, share.contract, share.store)
+                    input_data(data=x, label=y)
+                self._next += 1
+                return True
+
+            def reset(self) -> None:
+                self._next = 0
+
+        return xgb.QuantileDMatrix(Partitions(), ref=ref)
 
 
 def _booster_params(estimator: "XGBModel", contract: DataContract) -> dict[str, Any]:
@@ -208,30 +245,23 @@ def _booster_params(estimator: "XGBModel", contract: DataContract) -> dict[str, 
 
 def _train_here(
     tracker_args: dict[str, Any],
+    share: TrainingShare,
     params: dict[str, Any],
     rounds: int,
     early_stopping_rounds: int | None,
-    train: list[tuple[np.ndarray, np.ndarray]],
-    validation: list[tuple[np.ndarray, np.ndarray]],
-    width: int,
 ) -> tuple[bytes, dict[str, list[float]]] | None:
     """This worker's share of the training, in step with the others; the model and its curve from rank 0."""
     import xgboost as xgb
     from xgboost import collective
 
-    def matrix(chunks: list[tuple[np.ndarray, np.ndarray]], ref: Any = None) -> Any:
-        x = np.concatenate([c[0] for c in chunks]) if chunks else np.empty((0, width), np.float32)
-        y = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0)
-        return xgb.QuantileDMatrix(x, y, ref=ref)
-
     history: dict[str, dict[str, list[float]]] = {}
     with collective.CommunicatorContext(**tracker_args):
-        dtrain = matrix(train)
+        dtrain = share.matrix(share.train)
         booster = xgb.train(
             params,
             dtrain,
             rounds,
-            evals=[(matrix(validation, ref=dtrain), "validation")],
+            evals=[(share.matrix(share.validation, ref=dtrain), "validation")],
             evals_result=history,
             early_stopping_rounds=early_stopping_rounds,
             verbose_eval=False,
@@ -297,13 +327,12 @@ def _host(client: "Client") -> str:
 
 def _part_matrix(
     preprocessor: "ColumnTransformer", part: DatasetRef, contract: DataContract, store: Datastore
-) -> tuple[np.ndarray, np.ndarray]:
-    from scipy import sparse
-
+) -> tuple[Any, np.ndarray]:
+    """A partition's features, as the registered pipeline will hand them to xgboost when it scores (sparse stays
+    sparse: xgboost reads a sparse matrix's absent entries as missing, so training must see them the same way),
+    and its encoded target."""
     from mlpipe.tasks.model.train import encode_target
 
     rows = read_snapshot(part, store)
-    features = preprocessor.transform(rows)
-    dense = features.toarray() if sparse.issparse(features) else np.asarray(features)
     labels, _ = encode_target(rows[contract.target], contract, part.source)
-    return dense.astype(np.float32), labels
+    return preprocessor.transform(rows), labels
