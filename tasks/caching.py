@@ -31,6 +31,7 @@ from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
 from mlpipe.errors import MlpipeError
+from mlpipe.tasks.storage import is_pattern
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -143,11 +144,12 @@ class SourceFingerprint(CachePolicy):
     ) -> str | None:
         try:
             fs, path = url_to_fs(str(inputs[self.parameter]))
-            if fs.isdir(path) or any(char in path for char in "*?["):  # a folder or glob: every file in it
-                found = fs.find(path, detail=True) if fs.isdir(path) else fs.glob(path, detail=True)
+            info = None if is_pattern(fs, path) else fs.info(path)
+            if info is None or info.get("type") == "directory":  # a glob or a folder: every file in it
+                found = fs.glob(path, detail=True) if info is None else fs.find(path, detail=True)
                 files = [(name, info) for name, info in sorted(found.items()) if info.get("type") != "directory"]
             else:
-                files = [(path, fs.info(path))]
+                files = [(path, info)]
         except Exception:  # noqa: BLE001 - an unreadable source is reported by the task itself
             files = []
         keys = [_file_key(name, info) for name, info in files]

@@ -44,6 +44,11 @@ def child(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *parts])
 
 
+def is_pattern(fs: AbstractFileSystem, path: str) -> bool:
+    """Whether `path` is a glob (`*`, `?`, `[`); never over HTTP, where `?` starts a query (a presigned URL)."""
+    return "http" not in fs.protocol and any(char in path for char in "*?[")
+
+
 def hidden_temporary(path: str) -> str:
     """A temporary name beside `path` that dataset readers skip (a leading dot), unique per attempt."""
     folder, name = path.rsplit("/", 1) if "/" in path else ("", path)

@@ -16,6 +16,7 @@ from fsspec.core import url_to_fs
 from pydantic import BaseModel
 
 from mlpipe.errors import DataError
+from mlpipe.tasks.storage import is_pattern
 
 Format = Literal["parquet", "csv"]
 
@@ -56,7 +57,7 @@ def list_inputs(location: str) -> list[InputFile]:
     fs, path = url_to_fs(location)
     if fs.isdir(path):
         paths = [p for p in fs.find(path) if _format(p) and not _hidden(p, path)]
-    elif any(char in path for char in "*?["):
+    elif is_pattern(fs, path):
         paths = [p for p in fs.glob(path) if _format(p)]
     elif fs.exists(path):
         paths = [path]

@@ -12,11 +12,12 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from mlpipe.blocks.datastore import Datastore
@@ -24,6 +25,7 @@ from mlpipe.errors import DataError
 from mlpipe.tasks.caching import CACHED, SourceFingerprint, pipeline_task
 from mlpipe.tasks.data.files import list_inputs
 from mlpipe.tasks.datasets import DatasetRef, HashingFile, PartitionedWriter, write_snapshot_batches
+from mlpipe.tasks.storage import is_pattern
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -72,11 +74,20 @@ def ingest(source: str, store: Datastore) -> DatasetRef:
         fs, path = url_to_fs(source)
     except (ValueError, ImportError) as error:
         raise DataError(f"{source}: cannot open this URL ({error})") from None
-    if fs.isdir(path) or any(char in path for char in "*?["):
+    info = None if is_pattern(fs, path) else _info(fs, path)
+    if info is None or info.get("type") == "directory":
         return _ingest_files(source, [file.url for file in list_inputs(source)], store)
-    if fs.exists(path) and fs.size(path) >= PARTITION_FILE_BYTES:
+    if (info.get("size") or 0) >= PARTITION_FILE_BYTES:
         return _ingest_files(source, [source], store)
     return _read_file(source, lambda b, s, h: write_snapshot_batches(b, s, store, source, h))
+
+
+def _info(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
+    """What the store says of `path` (one request); nothing for a missing file, which the reader then names."""
+    try:
+        return dict(fs.info(path))
+    except FileNotFoundError:
+        return {}
 
 
 Written = TypeVar("Written")
