@@ -1,7 +1,7 @@
-"""Distributed training: xgboost across every worker of the cluster that holds a partition, in step.
+"""Distributed training: xgboost across the cluster's workers, each given a share of the partitions, in step.
 
 No process holds the training data whole: each worker reads and preprocesses the partitions it
-is given, and the preprocessing itself is fitted from statistics computed per partition on the
+is given, one at a time, and the preprocessing itself is fitted from statistics computed per partition on the
 workers and merged (each numeric column's median, weighted by the partitions' values, and the
 most frequent categories by summed counts). The result is one scikit-learn pipeline like a
 single-task training's, so the registered pyfunc scores raw rows the same way.
@@ -32,7 +32,7 @@ DISTRIBUTED_ROWS = 2_000_000
 
 
 def trains_distributed(spec: ModelSpec, train: DatasetRef) -> bool:
-    """Whether `spec` on `train` trains with xgboost.dask: asked for, or xgboost on a large partitioned dataset."""
+    """Whether `spec` on `train` trains across the cluster: asked for, or xgboost on a large partitioned dataset."""
     if spec.family != "xgboost" or spec.distributed is False:
         return False
     return bool(spec.distributed) or (train.partitioned and train.rows >= DISTRIBUTED_ROWS)
