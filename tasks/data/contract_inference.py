@@ -69,7 +69,10 @@ def profile(frame: pd.DataFrame, target: str) -> dict[str, ColumnProfile]:
         series = frame[name]
         kind = column_kind(series)
         limit = None if name == target else MAX_CATEGORIES
-        distinct = series.dropna().unique().tolist() if kind in ("string", "boolean", "numeric") else []
+        distinct: list[Any] | None = []
+        if kind in ("string", "boolean", "numeric"):  # a list only when kept: most numeric columns have too many
+            uniques = series.dropna().unique()
+            distinct = None if limit is not None and len(uniques) > limit else uniques.tolist()
         numbers = kind == "numeric" and series.notna().any()
         profiles[str(name)] = ColumnProfile(
             kind=kind,
@@ -78,7 +81,7 @@ def profile(frame: pd.DataFrame, target: str) -> dict[str, ColumnProfile]:
             nulls=int(series.isna().sum()),
             minimum=float(series.min()) if numbers else None,
             maximum=float(series.max()) if numbers else None,
-            distinct=None if limit is not None and len(distinct) > limit else distinct,
+            distinct=distinct,
         )
     return profiles
 

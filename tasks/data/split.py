@@ -87,14 +87,17 @@ def split(dataset: DatasetRef, contract: DataContract, spec: SplitSpec, store: D
     for part, name in enumerate(PARTS):
         if not (assigned == part).any():
             raise DataError(f"{dataset.source}: {dataset.rows} rows leave the {name} split empty")
+    schema = read_schema(dataset, store)
     train, validation, test = (
-        _write_part(dataset, store, assigned, part, f"{dataset.source}#{name}") for part, name in enumerate(PARTS)
+        _write_part(dataset, store, schema, assigned, part, f"{dataset.source}#{name}")
+        for part, name in enumerate(PARTS)
     )
     return SplitRefs(train=train, validation=validation, test=test)
 
 
-def _write_part(dataset: DatasetRef, store: Datastore, assigned: np.ndarray, part: int, source: str) -> DatasetRef:
-    schema = read_schema(dataset, store)
+def _write_part(
+    dataset: DatasetRef, store: Datastore, schema: pa.Schema, assigned: np.ndarray, part: int, source: str
+) -> DatasetRef:
     if not dataset.partitioned:
         return write_snapshot_batches(_rows_of(dataset, store, assigned == part), schema, store, source)
     with PartitionedWriter(store) as writer:
