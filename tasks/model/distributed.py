@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from mlpipe.blocks.datastore import Datastore
+from mlpipe.tasks.cluster import cluster_client
 from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef, head_rows, partitions, read_snapshot
@@ -97,25 +98,6 @@ def _weighted_median(medians: list[tuple[float | None, int]]) -> float:
         if seen >= half:
             return median
     return known[-1][0]
-
-
-@contextmanager
-def cluster_client() -> Iterator["Client"]:
-    """A client of the cluster this runs on: from inside a task on a worker (its thread seceded while it waits), or
-    the process's own client.
-
-    Raises:
-        ValueError: no cluster to train on.
-    """
-    from distributed import get_client, get_worker, worker_client
-
-    try:
-        get_worker()
-    except ValueError:
-        yield get_client()
-        return
-    with worker_client() as client:
-        yield client
 
 
 def fit_distributed(

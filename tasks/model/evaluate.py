@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from mlpipe.blocks.datastore import Datastore
 from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.tasks.caching import pipeline_task
+from mlpipe.tasks.cluster import cluster_client
 from mlpipe.tasks.contract import DataContract
-from mlpipe.tasks.data.split import SplitRefs
-from mlpipe.tasks.datasets import read_snapshot
+from mlpipe.tasks.data.split import SplitRefs, sample_rows
+from mlpipe.tasks.datasets import DatasetRef, partitions, read_snapshot
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
 from mlpipe.tasks.model.explanation import Explanation, explain, log_explanation
 from mlpipe.tasks.model.fairness import FairnessReport, fairness_report, log_fairness
@@ -29,6 +30,9 @@ if TYPE_CHECKING:  # loaded when the step runs, not by a cached run that never e
     from mlflow.pyfunc import PyFuncModel
 
 PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
+HOLDOUT_ROWS = 10_000
+"""Rows of a partitioned test split read whole to measure feature importance and the explanation on
+(they sample fewer: importance.SAMPLE_ROWS, explanation.EXPLAINED_ROWS); the metrics take every row."""
 
 
 class Evaluation(BaseModel):
@@ -44,10 +48,12 @@ class Evaluation(BaseModel):
 
 
 def score(
-    model_uri: str, rows: pd.DataFrame, contract: DataContract, tracking: MlflowConnection
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Predict raw rows through the logged pyfunc model and score against the target."""
-    return _score(_load(model_uri, tracking), rows, contract)
+    model_uri: str, test: DatasetRef, contract: DataContract, tracking: MlflowConnection, store: Datastore
+) -> dict[str, float]:
+    """Scores of the logged pyfunc model on the `test` split's raw rows (a partitioned split a partition per worker)."""
+    model = _load(model_uri, tracking)
+    rows, predictions = scored(model, model_uri, test, contract, tracking, store)
+    return compute_metrics(contract.task, rows[contract.target], predictions, model.unwrap_python_model().classes)
 
 
 def _load(model_uri: str, tracking: MlflowConnection) -> "PyFuncModel":
@@ -57,10 +63,54 @@ def _load(model_uri: str, tracking: MlflowConnection) -> "PyFuncModel":
         return mlflow.pyfunc.load_model(model_uri)
 
 
-def _score(model: "PyFuncModel", rows: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame, dict[str, float]]:
-    predictions = model.predict(rows[contract.feature_names])
-    classes = model.unwrap_python_model().classes
-    return predictions, compute_metrics(contract.task, rows[contract.target], predictions, classes)
+def scored(
+    model: "PyFuncModel",
+    model_uri: str,
+    test: DatasetRef,
+    contract: DataContract,
+    tracking: MlflowConnection,
+    store: Datastore,
+    keep: list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The test split's rows and the model's predictions on them, in the same order.
+
+    One file is read and predicted here, and all its columns come back. A partitioned split is
+    predicted a partition to a worker (`model_uri` loaded there), each reading only its own rows,
+    and only the target and the `keep` columns come back with the predictions, never the features:
+    metrics, plots and group metrics computed from them are still those of the whole split.
+    """
+    if not test.partitioned:
+        rows = read_snapshot(test, store)
+        return rows, model.predict(rows[contract.feature_names])
+    columns = [contract.target, *(keep or [])]
+    with cluster_client() as client:
+        futures = client.map(
+            _predict_part,
+            partitions(test),
+            model_uri=model_uri,
+            contract=contract,
+            tracking=tracking,
+            store=store,
+            columns=columns,
+            pure=False,
+        )
+        parts = client.gather(futures)
+    return (
+        pd.concat([rows for rows, _ in parts], ignore_index=True),
+        pd.concat([predictions for _, predictions in parts], ignore_index=True),
+    )
+
+
+def _predict_part(
+    part: DatasetRef,
+    model_uri: str,
+    contract: DataContract,
+    tracking: MlflowConnection,
+    store: Datastore,
+    columns: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = read_snapshot(part, store)
+    return rows[columns], _load(model_uri, tracking).predict(rows[contract.feature_names])
 
 
 def evaluate(
@@ -71,7 +121,8 @@ def evaluate(
     store: Datastore,
     sensitive: list[str] | None = None,
 ) -> Evaluation:
-    """Scores on the test split, exactly as the registered pyfunc model will produce them, the
+    """Scores on the test split (every row, a partition per worker when it is partitioned: `scored`), exactly as
+    the registered pyfunc model will produce them, the
     importance of each input column on it, stored with the model for drift checks to weigh features by,
     the explanation (mean |SHAP contribution| per input column where the model has exact ones), and
     how the same predictions differ between the groups of each `sensitive` column (fairness.py).
@@ -79,13 +130,15 @@ def evaluate(
     from mlflow.entities import Metric
     from threadpoolctl import threadpool_limits
 
-    rows = read_snapshot(splits.test, store)
+    test, seed = splits.test, model.spec.seed
     logged = _load(model.model_uri, tracking)
+    tabular = logged.unwrap_python_model()
     with threadpool_limits(available_cores()):  # as in training: Dask worker processes start with one thread
-        predictions, metrics = _score(logged, rows, contract)
-        tabular = logged.unwrap_python_model()
-        importance = permutation_importance_of(tabular, rows, contract, model.spec.seed, splits.test.source)
-        explanation = explain(tabular, rows, contract.feature_names, model.spec.seed, importance)
+        rows, predictions = scored(logged, model.model_uri, test, contract, tracking, store, keep=sensitive)
+        metrics = compute_metrics(contract.task, rows[contract.target], predictions, tabular.classes)
+        holdout = sample_rows(test, store, HOLDOUT_ROWS, seed) if test.partitioned else rows
+        importance = permutation_importance_of(tabular, holdout, contract, seed, test.source)
+        explanation = explain(tabular, holdout, contract.feature_names, seed, importance)
     fairness = fairness_report(rows, predictions, contract, sensitive) if sensitive else None
     # Logged through the client, not by reopening the run: a failure here must not mark the
     # finished training run as failed, and a retry overwrites the same metric steps.

@@ -11,7 +11,6 @@ from mlpipe.errors import ConfigError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.contract import DataContract, TaskType
 from mlpipe.tasks.data.split import SplitRefs
-from mlpipe.tasks.datasets import read_snapshot
 from mlpipe.tasks.metrics import DEFAULT_PRIMARY, LOWER_IS_BETTER, is_better, meets_threshold
 from mlpipe.tasks.model.evaluate import Evaluation, score
 from mlpipe.tasks.model.fairness import Disparity, FairnessReport
@@ -203,7 +202,7 @@ def gate(
     if undone is not None:
         return decide(metric, candidate, policy, None, fairness).model_copy(update={"passed": False, "reason": undone})
     champion_uri = f"models:/{model_name}/{current.version}"
-    _, champion_metrics = score(champion_uri, read_snapshot(splits.test, store), contract, tracking)
+    champion_metrics = score(champion_uri, splits.test, contract, tracking, store)
     champion = Champion(version=str(current.version), score=champion_metrics[metric])
     return decide(metric, candidate, policy, champion, fairness)
 

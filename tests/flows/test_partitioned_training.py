@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import Client, LocalCluster, get_task_stream
 
 from mlpipe.blocks import WorkspaceConfig
 from mlpipe.demo_data import credit_default
@@ -12,7 +14,9 @@ from mlpipe.errors import ValidationFailed
 from mlpipe.flows.drift import DriftParams, drift_check
 from mlpipe.flows.retraining import RetrainingParams, retraining
 from mlpipe.tasks.datasets import partitions
-from tests.pipeline import model_versions, run_training
+from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT, _load, scored
+from mlpipe.tasks.registry.champion import run_contract
+from tests.pipeline import loans_by_sex, model_versions, run_training
 
 pytestmark = pytest.mark.flow
 
@@ -44,6 +48,48 @@ def test_a_folder_trains_with_each_partition_checked_by_its_own_task_and_reruns_
     assert second.error is None, second.error
     assert {t: second.task_states[t] for t in PARTITIONED_DATA_TASKS} == dict.fromkeys(PARTITIONED_DATA_TASKS, "Cached")
     assert second.summary is not None and second.summary.version == summary.version
+
+
+def test_a_partitioned_test_split_is_scored_a_partition_per_worker_to_the_numbers_of_one_file(
+    workspace: WorkspaceConfig, tmp_path: Path
+):
+    frame = loans_by_sex(6_000, seed=5, biased=True)
+    one_file = tmp_path / "loans.csv"
+    frame.to_csv(one_file, index=False)
+    common = {"target": "approved", "name": "loans-scored-by-part", "sensitive": ["sex"]}
+    whole = run_training(workspace, data=str(one_file), **common)
+    parted = run_training(workspace, data=str(write_parts(frame, tmp_path / "loans", parts=8)), **common)
+    assert whole.error is None, whole.error
+    assert parted.error is None, parted.error
+    first, second = whole.summary, parted.summary
+    assert first is not None and second is not None and len(second.splits.test.parts) == 8
+    assert second.metrics == pytest.approx(first.metrics, rel=1e-12)
+    assert first.fairness is not None and second.fairness is not None
+    assert second.fairness.table() == first.fairness.table()
+    resolved = workspace.resolve()
+    tracking = resolved.mlflow
+    with tracking.session():
+        predictions = [
+            pd.read_parquet(mlflow.artifacts.download_artifacts(f"runs:/{run}/{PREDICTIONS_ARTIFACT}"))
+            for run in (first.run_id, second.run_id)
+        ]
+    pd.testing.assert_frame_equal(predictions[1], predictions[0])
+    # the gate scored the champion (the one-file model) on the partitioned test split, and got its own number
+    assert second.gate.champion_version == first.version == "1"
+    assert second.gate.champion == pytest.approx(first.metrics["roc_auc"], rel=1e-12)
+    assert not second.gate.passed and "does not beat champion v1" in second.gate.reason
+
+    contract, uri = run_contract(second.run_id, tracking), f"models:/{common['name']}/1"
+    model, store = _load(uri, tracking), resolved.datastore
+    with (
+        LocalCluster(n_workers=2, processes=False) as cluster,
+        Client(cluster) as client,
+        get_task_stream(client) as stream,
+    ):
+        rows, scores = scored(model, uri, second.splits.test, contract, tracking, store, ["sex"])
+    assert sum(task["key"].startswith("_predict_part") for task in stream.data) == 8
+    assert list(rows.columns) == ["approved", "sex"]  # the features stayed on the workers
+    pd.testing.assert_frame_equal(scores.assign(target=rows["approved"].to_numpy()), predictions[0])
 
 
 def test_a_broken_partition_fails_validation_naming_it_and_registers_nothing(
