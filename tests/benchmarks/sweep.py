@@ -69,7 +69,7 @@ def main() -> None:
     from mlpipe.demo_data import credit_default
     from mlpipe.flows.sweep import SweepParams, sweep
     from mlpipe.runtime import configure_process
-    from mlpipe.tasks.contract import infer_contract
+    from mlpipe.tasks.data.contract_inference import infer_contract
     from mlpipe.tasks.data.ingest import ingest
     from mlpipe.tasks.data.split import SplitSpec, split
     from mlpipe.tasks.data.validate import validate
