@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
@@ -181,7 +182,8 @@ def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) 
     figures: dict[str, Figure] = {}
     figure = Figure(figsize=(5, 5))
     axis = figure.subplots()
-    ConfusionMatrixDisplay.from_predictions(truth.astype(str), predictions["prediction"].astype(str), ax=axis)
+    matrix, labels = _confusion(truth, predictions["prediction"])
+    ConfusionMatrixDisplay(matrix, display_labels=labels).plot(ax=axis)
     figures["confusion_matrix"] = figure
     columns = probability_columns(predictions)
     if len(columns) == 2 and truth.nunique() == 2:
@@ -191,6 +193,16 @@ def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) 
         RocCurveDisplay.from_predictions(truth.astype(str) == positive, predictions[columns[1]], ax=axis)
         figures["roc_curve"] = figure
     return figures
+
+
+def _confusion(truth: pd.Series, predicted: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Counts of (actual, predicted) label pairs over the labels of either, in text order.
+
+    Counted by hashing (a crosstab): scikit-learn's `confusion_matrix` sorts the labels as text
+    row by row, a third of a second on 150k rows."""
+    counts = pd.crosstab(truth.astype(str).to_numpy(), predicted.astype(str).to_numpy())
+    labels = sorted({*counts.index, *counts.columns})
+    return counts.reindex(index=labels, columns=labels, fill_value=0).to_numpy(), labels
 
 
 def _log_bytes(client: "MlflowClient", run_id: str, content: bytes, artifact_path: str) -> None:
