@@ -122,11 +122,11 @@ def evaluate(
     store: Datastore,
     sensitive: list[str] | None = None,
 ) -> Evaluation:
-    """Scores on the test split (every row, a partition per worker when it is partitioned: `scored`), exactly as
-    the registered pyfunc model will produce them, the
-    importance of each input column on it, stored with the model for drift checks to weigh features by,
-    the explanation (mean |SHAP contribution| per input column where the model has exact ones), and
-    how the same predictions differ between the groups of each `sensitive` column (fairness.py).
+    """Scores on the test split, exactly as the registered pyfunc model will produce them (every row; a
+    partitioned split a partition per worker, see `scored`), the importance of each input column on
+    it, stored with the model for drift checks to weigh features by, the explanation (mean |SHAP
+    contribution| per input column where the model has exact ones), and how the same predictions
+    differ between the groups of each `sensitive` column (fairness.py).
     """
     from mlflow.entities import Metric
     from threadpoolctl import threadpool_limits
