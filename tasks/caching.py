@@ -31,7 +31,7 @@ from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
 from mlpipe.errors import MlpipeError
-from mlpipe.tasks.storage import is_pattern
+from mlpipe.tasks.storage import holds_files, source_info
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,12 +144,12 @@ class SourceFingerprint(CachePolicy):
     ) -> str | None:
         try:
             fs, path = url_to_fs(str(inputs[self.parameter]))
-            info = None if is_pattern(fs, path) else fs.info(path)
-            if info is None or info.get("type") == "directory":  # a glob or a folder: every file in it
+            info = source_info(fs, path)
+            if holds_files(info):  # every file in it
                 found = fs.glob(path, detail=True) if info is None else fs.find(path, detail=True)
                 files = [(name, info) for name, info in sorted(found.items()) if info.get("type") != "directory"]
             else:
-                files = [(path, info)]
+                files = [(path, info or {})]  # nothing there: no change marker, never served from cache
         except Exception:  # noqa: BLE001 - an unreadable source is reported by the task itself
             files = []
         keys = [_file_key(name, info) for name, info in files]

@@ -49,6 +49,22 @@ def is_pattern(fs: AbstractFileSystem, path: str) -> bool:
     return "http" not in fs.protocol and any(char in path for char in "*?[")
 
 
+def source_info(fs: AbstractFileSystem, path: str) -> dict[str, Any] | None:
+    """What the store says of a source, in one request (an HTTP store counts each): None for a glob, {} for nothing
+    there."""
+    if is_pattern(fs, path):
+        return None
+    try:
+        return dict(fs.info(path))
+    except FileNotFoundError:
+        return {}
+
+
+def holds_files(info: dict[str, Any] | None) -> bool:
+    """Whether a source (as `source_info` describes it) is a glob or a folder: the files in it, not the path itself."""
+    return info is None or info.get("type") == "directory"
+
+
 def hidden_temporary(path: str) -> str:
     """A temporary name beside `path` that dataset readers skip (a leading dot), unique per attempt."""
     folder, name = path.rsplit("/", 1) if "/" in path else ("", path)

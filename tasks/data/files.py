@@ -16,7 +16,7 @@ from fsspec.core import url_to_fs
 from pydantic import BaseModel
 
 from mlpipe.errors import DataError
-from mlpipe.tasks.storage import is_pattern
+from mlpipe.tasks.storage import holds_files, source_info
 
 Format = Literal["parquet", "csv"]
 
@@ -55,11 +55,12 @@ def list_inputs(location: str) -> list[InputFile]:
         DataError: nothing to score there.
     """
     fs, path = url_to_fs(location)
-    if fs.isdir(path):
-        paths = [p for p in fs.find(path) if _format(p) and not _hidden(p, path)]
-    elif is_pattern(fs, path):
+    info = source_info(fs, path)
+    if info is None:
         paths = [p for p in fs.glob(path) if _format(p)]
-    elif fs.exists(path):
+    elif holds_files(info):
+        paths = [p for p in fs.find(path) if _format(p) and not _hidden(p, path)]
+    elif info:
         paths = [path]
     else:
         raise DataError(f"{location}: no such file or directory")

@@ -12,12 +12,11 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from mlpipe.blocks.datastore import Datastore
@@ -25,7 +24,7 @@ from mlpipe.errors import DataError
 from mlpipe.tasks.caching import CACHED, SourceFingerprint, pipeline_task
 from mlpipe.tasks.data.files import list_inputs
 from mlpipe.tasks.datasets import DatasetRef, HashingFile, PartitionedWriter, write_snapshot_batches
-from mlpipe.tasks.storage import is_pattern
+from mlpipe.tasks.storage import holds_files, source_info
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -74,20 +73,12 @@ def ingest(source: str, store: Datastore) -> DatasetRef:
         fs, path = url_to_fs(source)
     except (ValueError, ImportError) as error:
         raise DataError(f"{source}: cannot open this URL ({error})") from None
-    info = None if is_pattern(fs, path) else _info(fs, path)
-    if info is None or info.get("type") == "directory":
+    info = source_info(fs, path)
+    if holds_files(info):
         return _ingest_files(source, [file.url for file in list_inputs(source)], store)
-    if (info.get("size") or 0) >= PARTITION_FILE_BYTES:
+    if ((info or {}).get("size") or 0) >= PARTITION_FILE_BYTES:
         return _ingest_files(source, [source], store)
     return _read_file(source, lambda b, s, h: write_snapshot_batches(b, s, store, source, h))
-
-
-def _info(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
-    """What the store says of `path` (one request); nothing for a missing file, which the reader then names."""
-    try:
-        return dict(fs.info(path))
-    except FileNotFoundError:
-        return {}
 
 
 Written = TypeVar("Written")
