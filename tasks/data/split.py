@@ -168,8 +168,12 @@ def sample_rows(dataset: DatasetRef, store: Datastore, rows: int, seed: int) -> 
     if dataset.rows <= rows:
         return read_table(dataset, store).to_pandas()
     share = rows / dataset.rows
-    kept = [group.filter(pa.array(row_shares(group, seed) < share)) for group in row_groups(dataset, store)]
-    return pa.concat_tables(kept).to_pandas()
+    return pa.concat_tables([share_of(group, share, seed) for group in row_groups(dataset, store)]).to_pandas()
+
+
+def share_of(rows: pa.Table, share: float, seed: int) -> pa.Table:
+    """The rows whose hash places them below `share`: about that share of them, the same rows in any file or group."""
+    return rows.filter(pa.array(row_shares(rows, seed) < share))
 
 
 def _by_share(shares: np.ndarray, spec: SplitSpec) -> np.ndarray:

@@ -5,7 +5,7 @@ import io
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,8 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.cluster import cluster_client
 from mlpipe.tasks.contract import DataContract
-from mlpipe.tasks.data.split import SplitRefs, sample_rows
-from mlpipe.tasks.datasets import DatasetRef, partitions, read_snapshot
+from mlpipe.tasks.data.split import SplitRefs, share_of
+from mlpipe.tasks.datasets import DatasetRef, partitions, read_snapshot, read_table
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
 from mlpipe.tasks.model.explanation import Explanation, explain, log_explanation
 from mlpipe.tasks.model.fairness import FairnessReport, fairness_report, log_fairness
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # loaded when the step runs, not by a cached run that never e
 
 PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
 HOLDOUT_ROWS = 10_000
-"""Rows of a partitioned test split read whole to measure feature importance and the explanation on
+"""Rows of a partitioned test split sampled to measure feature importance and the explanation on
 (they sample fewer: importance.SAMPLE_ROWS, explanation.EXPLAINED_ROWS); the metrics take every row."""
 
 
@@ -53,7 +53,7 @@ def score(
 ) -> dict[str, float]:
     """Scores of the logged pyfunc model on the `test` split's raw rows (a partitioned split a partition per worker)."""
     model = _load(model_uri, tracking)
-    rows, predictions = scored(model, model_uri, test, contract, tracking, store)
+    rows, predictions, _ = scored(model, model_uri, test, contract, tracking, store)
     return compute_metrics(contract.task, rows[contract.target], predictions, model.unwrap_python_model().classes)
 
 
@@ -64,6 +64,17 @@ def _load(model_uri: str, tracking: MlflowConnection) -> "PyFuncModel":
         return mlflow.pyfunc.load_model(model_uri)
 
 
+class Scored(NamedTuple):
+    """A test split's rows and a model's predictions on them, in the same order."""
+
+    rows: pd.DataFrame
+    """Every column of one file; the target and the kept columns of a partitioned split."""
+    predictions: pd.DataFrame
+    holdout: pd.DataFrame
+    """Rows with every column, to measure importance and the explanation on: all of one file, or about the rows
+    asked for of a partitioned split, chosen by row hash (`split.sample_rows`' rows)."""
+
+
 def scored(
     model: "PyFuncModel",
     model_uri: str,
@@ -72,18 +83,20 @@ def scored(
     tracking: MlflowConnection,
     store: Datastore,
     keep: list[str] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The test split's rows and the model's predictions on them, in the same order.
+    holdout: int = 0,
+    seed: int = 0,
+) -> Scored:
+    """The test split's rows and the model's predictions on them.
 
     One file is read and predicted here, and all its columns come back. A partitioned split is
     predicted a partition to a worker (`model_uri` loaded there), each reading only its own rows,
     and only the target and the `keep` columns come back with the predictions, never the features:
-    metrics, plots and group metrics computed from them are still those of the whole split.
+    metrics, plots and group metrics computed from them are still those of the whole split. Each
+    worker also sends back its share of a `holdout`-row sample, so nothing reads the split twice.
     """
     if not test.partitioned:
         rows = read_snapshot(test, store)
-        return rows, model.predict(rows[contract.feature_names])
-    columns = [contract.target, *(keep or [])]
+        return Scored(rows, model.predict(rows[contract.feature_names]), rows)
     with cluster_client() as client:
         futures = client.map(
             _predict_part,
@@ -92,14 +105,13 @@ def scored(
             contract=contract,
             tracking=tracking,
             store=store,
-            columns=columns,
+            columns=[contract.target, *(keep or [])],
+            share=min(1.0, holdout / test.rows),
+            seed=seed,
             pure=False,
         )
         parts = client.gather(futures)
-    return (
-        pd.concat([rows for rows, _ in parts], ignore_index=True),
-        pd.concat([predictions for _, predictions in parts], ignore_index=True),
-    )
+    return Scored(*(pd.concat(frames, ignore_index=True) for frames in zip(*parts, strict=True)))
 
 
 def _predict_part(
@@ -109,9 +121,13 @@ def _predict_part(
     tracking: MlflowConnection,
     store: Datastore,
     columns: list[str],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = read_snapshot(part, store)
-    return rows[columns], _load(model_uri, tracking).predict(rows[contract.feature_names])
+    share: float,
+    seed: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    table = read_table(part, store)
+    rows = table.to_pandas()
+    sample = share_of(table, share, seed).to_pandas() if share else rows.iloc[:0]
+    return rows[columns], _load(model_uri, tracking).predict(rows[contract.feature_names]), sample
 
 
 def evaluate(
@@ -135,9 +151,10 @@ def evaluate(
     logged = _load(model.model_uri, tracking)
     tabular = logged.unwrap_python_model()
     with threadpool_limits(available_cores()):  # as in training: Dask worker processes start with one thread
-        rows, predictions = scored(logged, model.model_uri, test, contract, tracking, store, keep=sensitive)
+        rows, predictions, holdout = scored(
+            logged, model.model_uri, test, contract, tracking, store, sensitive, HOLDOUT_ROWS, seed
+        )
         metrics = compute_metrics(contract.task, rows[contract.target], predictions, tabular.classes)
-        holdout = sample_rows(test, store, HOLDOUT_ROWS, seed) if test.partitioned else rows
         importance = permutation_importance_of(tabular, holdout, contract, seed, test.source)
         explanation = explain(tabular, holdout, contract.feature_names, seed, importance)
     fairness = fairness_report(rows, predictions, contract, sensitive) if sensitive else None

@@ -13,6 +13,7 @@ from mlpipe.demo_data import credit_default
 from mlpipe.errors import ValidationFailed
 from mlpipe.flows.drift import DriftParams, drift_check
 from mlpipe.flows.retraining import RetrainingParams, retraining
+from mlpipe.tasks.data.split import sample_rows
 from mlpipe.tasks.datasets import partitions
 from mlpipe.tasks.model.evaluate import PREDICTIONS_ARTIFACT, _load, scored
 from mlpipe.tasks.registry.champion import run_contract
@@ -86,10 +87,13 @@ def test_a_partitioned_test_split_is_scored_a_partition_per_worker_to_the_number
         Client(cluster) as client,
         get_task_stream(client) as stream,
     ):
-        rows, scores = scored(model, uri, second.splits.test, contract, tracking, store, ["sex"])
+        rows, scores, holdout = scored(model, uri, second.splits.test, contract, tracking, store, ["sex"], 300, 7)
     assert sum(task["key"].startswith("_predict_part") for task in stream.data) == 8
     assert list(rows.columns) == ["approved", "sex"]  # the features stayed on the workers
     pd.testing.assert_frame_equal(scores.assign(target=rows["approved"].to_numpy()), predictions[0])
+    # the workers' shares of the holdout are the row-hash sample of the whole split, read once
+    pd.testing.assert_frame_equal(holdout, sample_rows(second.splits.test, store, 300, seed=7))
+    assert 200 < len(holdout) < len(rows)
 
 
 def test_a_broken_partition_fails_validation_naming_it_and_registers_nothing(
