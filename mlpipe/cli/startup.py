@@ -12,6 +12,7 @@ library warnings and errors. `mlpipe --verbose` shows the libraries' lines as th
 
 import atexit
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,8 +118,14 @@ def _show_progress() -> None:
 
 def _quiet_libraries() -> None:
     """Optuna's and MLflow's announcements off (MLflow's also when a step imports it later, see
-    `quiet_mlflow`); their warnings and errors still shown."""
+    `quiet_mlflow`); their warnings and errors still shown. mlpipe's own errors are not repeated."""
     import sys
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:  # Prefect's terminal handler is the root logger's
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.addFilter(_ReportedByTheCommand())
 
     if "optuna" in sys.modules:
         import optuna
@@ -126,3 +133,27 @@ def _quiet_libraries() -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # "Trial 3 finished with value…"
     if "mlflow" in sys.modules:
         quiet_mlflow()
+
+
+class _ReportedByTheCommand(logging.Filter):
+    """Keeps Prefect's report of a run that failed with an mlpipe error off the terminal.
+
+    Prefect logs a failed step's or flow's exception with its traceback. mlpipe's own errors (bad
+    input, a wrong setting) name the file, column or field, and the command prints them as one
+    line; their traceback is noise there. Prefect's API still receives the records (the UI shows
+    them), and any other exception is still shown with its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from mlpipe.errors import MlpipeError
+
+        if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], MlpipeError):
+            return False
+        failed_with = re.search(r"encountered an exception (\w+):", record.getMessage())
+        return not (failed_with and failed_with.group(1) in _names_of_subclasses(MlpipeError))
+
+
+def _names_of_subclasses(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_names_of_subclasses(subclass) for subclass in cls.__subclasses__()))

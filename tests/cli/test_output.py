@@ -90,3 +90,16 @@ def test_verbose_brings_the_library_logs_back_and_a_cached_run_never_loads_great
     imported = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:.*\|\s+(\S+)$", result.stderr, re.M)}
     assert "prefect" in imported
     assert "great_expectations" not in imported  # (the champion's model is still loaded: the gate is never cached)
+
+
+@pytest.mark.e2e
+def test_a_step_failing_on_bad_input_shows_one_error_line_and_no_traceback(tmp_path: Path, prefect_api: str):
+    """Prefect logs a failed run's exception with its traceback; mlpipe's own error already names the file."""
+    args = ["train", "--data", "missing.csv", "--target", "default", "--name", "nothing"]
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("error: missing.csv: file not found")
+    assert "ingest: failed" in result.stderr
+    assert "Traceback" not in result.stderr and "ERROR" not in result.stderr, result.stderr
+    verbose = run_cli("--verbose", *args, cwd=tmp_path)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr  # the libraries' own report, when asked for
