@@ -156,4 +156,5 @@ class _ReportedByTheCommand(logging.Filter):
 
 
 def _names_of_subclasses(cls: type) -> set[str]:
-    return {cls.__name__}.union(*(_names_of_subclasses(subclass) for subclass in cls.__subclasses__()))
+    subclasses: list[type] = cls.__subclasses__()
+    return {cls.__name__}.union(*(_names_of_subclasses(subclass) for subclass in subclasses))
