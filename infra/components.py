@@ -21,11 +21,13 @@ from mlpipe.infra.auth import (
     mlflow_server_environment,
     prefect_server_environment,
 )
-from mlpipe.infra.readiness import Check, DaskWorkersConnected, HttpAnswers, PrefectWorkerPolling
+from mlpipe.infra.readiness import Check, DaskWorkersConnected, HttpAnswers, PrefectWorkerPolling, UnixSocketAccepts
 from mlpipe.infra.serving.settings import API_KEYS, READY_PATH
-from mlpipe.workspace import GPU_RESOURCE, connect_host
+from mlpipe.workspace import COMMAND_SERVER, COMMAND_SOCKET, GPU_RESOURCE, connect_host
 
 LOOPBACK = "127.0.0.1"
+MAX_SOCKET_PATH = 108
+"""The longest path a Unix socket may have (bytes, with its terminating zero)."""
 DASK_HOST = LOOPBACK
 """Dask has no password authentication: whoever reaches its scheduler runs code on its workers.
 So the scheduler, its dashboard and the workers stay on loopback whatever `--host` says; a Dask
@@ -170,8 +172,26 @@ def components(
             PrefectWorkerPolling(where.prefect_api_url, options.pool, clients.get("PREFECT_API_AUTH_STRING")),
             after=("prefect",),
         ),
+        *([command_server(folder, clients)] if command_server_supported(folder) else []),
         *([scoring_endpoint(options, ports.serve, where, clients, environment)] if options.serve else []),
     ]
+
+
+def command_server(folder: Path, clients: dict[str, str]) -> Component:
+    """The process that runs the workspace's commands with the pipeline's libraries already imported."""
+    path = folder / COMMAND_SOCKET
+    return Component(
+        COMMAND_SERVER,
+        "command server",
+        python_module("mlpipe.command_server", str(path)),
+        clients,
+        UnixSocketAccepts(str(path)),
+    )
+
+
+def command_server_supported(folder: Path) -> bool:
+    """Linux (it waits for its children through pidfds), and a socket path within the 108 bytes Unix allows."""
+    return hasattr(os, "pidfd_open") and len(str(folder / COMMAND_SOCKET).encode()) < MAX_SOCKET_PATH
 
 
 def model_reference(model: str) -> str:

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -36,6 +37,20 @@ class TcpAccepts:
 
     def ready(self) -> bool:
         return accepts_connections(self.address)
+
+
+@dataclass(frozen=True)
+class UnixSocketAccepts:
+    path: str
+
+    def ready(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(TIMEOUT)
+            try:
+                probe.connect(self.path)
+            except OSError:
+                return False
+        return True
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """`python -m mlpipe`: the same command line as `mlpipe`."""
 
-from mlpipe.cli import app
+from mlpipe.main import main
 
-app(prog_name="mlpipe")
+main()

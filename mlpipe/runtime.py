@@ -6,7 +6,7 @@ import os
 import threading
 import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mlpipe.redaction import install_log_redaction
@@ -77,7 +77,10 @@ def configure_process(verbose: bool = False) -> dict[str, str]:
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(workspace_home() / "prefect-results"))
-    return use_running_servers()
+    used = use_running_servers()
+    if _environment_at_import is not None:
+        _read_library_settings_again(_environment_at_import)
+    return used
 
 
 def use_running_servers() -> dict[str, str]:
@@ -147,6 +150,37 @@ def quiet_mlflow() -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_Noise())
         logger.addHandler(handler)
+
+
+_environment_at_import: dict[str, str] | None = None
+
+
+def settings_read_before_configured(environment: Mapping[str, str]) -> None:
+    """Say that Prefect and Dask were imported before `configure_process`, under `environment`:
+    it then has them read their settings again.
+
+    Both read their settings once, on import. The workspace's command server imports them before
+    it knows a command's environment; its child for a command calls this before running it.
+    """
+    global _environment_at_import
+    _environment_at_import = dict(environment)
+
+
+def _read_library_settings_again(imported_under: Mapping[str, str]) -> None:
+    """Prefect's settings (variables, profile, the folder's `prefect.toml` and `.env`), its logging
+    when that changed (setting it up again costs 0.1 s), and Dask's configuration."""
+    from dask.config import refresh
+    from prefect.context import refresh_global_settings_context
+    from prefect.logging.configuration import setup_logging
+    from prefect.settings import get_current_settings
+
+    logging_before = get_current_settings().logging
+    refresh_global_settings_context()
+    variables = {name for name in {*imported_under, *os.environ} if name.startswith("PREFECT_LOGGING_")}
+    logging_variables_changed = any(imported_under.get(name) != os.environ.get(name) for name in variables)
+    if logging_variables_changed or get_current_settings().logging != logging_before:
+        setup_logging(incremental=False)
+    refresh()
 
 
 def preload_in_background(modules: Sequence[str]) -> threading.Thread:

@@ -114,6 +114,16 @@ def servers_folder() -> Path:
     return folder
 
 
+COMMAND_SERVER = "commands"
+"""The name of the command server among `mlpipe up`'s processes (`mlpipe.command_server`)."""
+COMMAND_SOCKET = "commands.sock"
+
+
+def command_socket() -> Path:
+    """Where the command server listens: a Unix socket in the servers' folder that only this user may open."""
+    return servers_folder() / COMMAND_SOCKET
+
+
 def servers_state_file() -> Path:
     return servers_folder() / "workspace.json"
 

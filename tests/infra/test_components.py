@@ -47,7 +47,7 @@ def test_with_dask_cuda_one_cuda_worker_serves_every_gpu(tmp_path: Path):
 
 
 def test_no_gpu_no_gpu_worker(tmp_path: Path):
-    assert set(_plan(tmp_path)) == {"prefect", "mlflow", "dask-scheduler", "dask-workers", "worker"}
+    assert set(_plan(tmp_path)) == {"prefect", "mlflow", "dask-scheduler", "dask-workers", "commands", "worker"}
 
 
 def test_dask_stays_on_loopback_when_the_servers_listen_beyond_it(tmp_path: Path):

@@ -8,13 +8,16 @@ import base64
 import contextlib
 import json
 import os
+import re
+import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,7 +105,7 @@ def test_status_shows_each_component_running_and_its_urls_answer(workspace: Work
     status = workspace.status
     assert status["running"] is True and status["auth"] is True
     components = status["components"]
-    assert set(components) == {"prefect", "mlflow", "dask-scheduler", "dask-workers", "worker"}
+    assert set(components) == {"prefect", "mlflow", "dask-scheduler", "dask-workers", "commands", "worker"}
     assert {component["state"] for component in components.values()} == {"running"}
     api = status["prefect_api_url"]
     assert _request(f"{api}/health") == 200
@@ -219,6 +222,109 @@ def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspa
     assert status["mlflow_tracking_uri"] in stdout  # the summary links the run on that server
 
 
+def _command_server_log(workspace: Workspace) -> str:
+    return (Path(workspace.environment["MLPIPE_HOME"]) / "servers" / "commands.log").read_text()
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_command_runs_in_the_command_server_with_the_callers_directory_terminal_and_exit_status(
+    workspace: Workspace,
+):
+    socket_path = Path(workspace.environment["MLPIPE_HOME"]) / "servers" / "commands.sock"
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600  # only this user's commands reach it
+    assert _wait_for(lambda: "listening on" in _command_server_log(workspace), 120)
+    before = _command_server_log(workspace).count("exited")
+
+    # the caller's working directory: a relative path is written there
+    written = workspace.mlpipe("generate", "relative.csv", "--rows", "50")
+    assert written.returncode == 0, written.stderr
+    assert len((workspace.folder / "relative.csv").read_text().splitlines()) == 51
+    # the caller's exit status and stderr
+    failed = workspace.mlpipe("train", "--data", "missing.csv", "--target", "default", "--name", "nothing")
+    assert failed.returncode == 1
+    assert "missing.csv: file not found" in failed.stderr and "Traceback" not in failed.stderr
+    # the caller's options: Prefect's own log lines come back with --verbose (its logging is set up again)
+    assert "Beginning flow run" not in failed.stderr
+    verbose = workspace.mlpipe("--verbose", "train", "--data", "missing.csv", "--target", "default", "--name", "x")
+    assert verbose.returncode == 1 and "Beginning flow run" in verbose.stderr
+
+    lines = _command_server_log(workspace).rstrip().splitlines()
+    assert sum("exited" in line for line in lines) == before + 3
+    assert re.search(r"generate \(pid \d+\) exited 0 after", lines[-5])
+    assert re.search(r"train \(pid \d+\) exited 1 after", lines[-3])
+    assert re.search(r"train \(pid \d+\) exited 1 after", lines[-1])
+
+
+def test_without_the_command_server_a_command_runs_in_its_own_process(workspace: Workspace):
+    before = _command_server_log(workspace).count("exited")
+    result = subprocess.run(
+        [MLPIPE, "train", "--data", "missing.csv", "--target", "default", "--name", "nothing"],
+        env={**workspace.environment, "MLPIPE_COMMAND_SERVER": "off"},
+        cwd=workspace.folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "missing.csv: file not found" in result.stderr
+    assert _command_server_log(workspace).count("exited") == before
+
+
+def test_ctrl_c_stops_the_command_the_server_runs(workspace: Workspace):
+    data = workspace.folder / "interrupted.csv"
+    credit_default(rows=20_000, seed=5).to_csv(data, index=False)
+    before = _command_server_log(workspace).count("started")
+    command = [MLPIPE, "sweep", "--data", str(data), "--target", "default", "--name", "stopped", "--trials", "200"]
+    client = subprocess.Popen(
+        command, env=workspace.environment, cwd=workspace.folder, stderr=subprocess.PIPE, text=True
+    )
+    assert _wait_for(lambda: _command_server_log(workspace).count("started") > before)
+    child = int(_command_server_log(workspace).rstrip().rsplit("(pid ", 1)[1].split(")")[0])
+    time.sleep(3)  # the sweep is under way
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode != 0, stderr[-2000:]
+    assert _wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE, 30)
+    assert f"(pid {child}) exited" in _command_server_log(workspace)
+
+
+def test_a_command_whose_caller_was_killed_is_stopped(workspace: Workspace):
+    data = workspace.folder / "orphaned.csv"
+    credit_default(rows=20_000, seed=6).to_csv(data, index=False)
+    before = _command_server_log(workspace).count("started")
+    command = [MLPIPE, "sweep", "--data", str(data), "--target", "default", "--name", "orphan", "--trials", "200"]
+    client = subprocess.Popen(command, env=workspace.environment, cwd=workspace.folder, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: _command_server_log(workspace).count("started") > before)
+    child = int(_command_server_log(workspace).rstrip().rsplit("(pid ", 1)[1].split(")")[0])
+    client.kill()
+    client.wait()
+    assert _wait_for(lambda: f"(pid {child}) exited" in _command_server_log(workspace), 60)
+
+
+def test_a_command_never_runs_code_older_than_what_is_installed(workspace: Workspace):
+    """An edit (or an upgrade) after `mlpipe up`: commands run in their own process and say why."""
+    import mlpipe.command_client as edited
+
+    source = Path(edited.__file__)
+    times = source.stat()
+    before = _command_server_log(workspace).count("exited")
+    try:
+        os.utime(source, ns=(times.st_atime_ns, time.time_ns()))
+        result = workspace.mlpipe("train", "--data", "missing.csv", "--target", "default", "--name", "nothing")
+    finally:
+        os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert result.returncode == 1 and "missing.csv" in result.stderr
+    assert "runs older mlpipe code" in result.stderr
+    assert _command_server_log(workspace).count("exited") == before
+
+
 def test_down_leaves_no_process_and_no_listening_port(workspace: Workspace):
     tree = []
     for component in workspace.status["components"].values():
@@ -232,7 +338,7 @@ def test_down_leaves_no_process_and_no_listening_port(workspace: Workspace):
     ]
     result = workspace.mlpipe("down", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "Stopped: prefect, mlflow, dask-scheduler, dask-workers, worker." in result.stdout
+    assert "Stopped: prefect, mlflow, dask-scheduler, dask-workers, commands, worker." in result.stdout
     left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not left, [p.cmdline() for p in left]
     assert not [address for address in addresses if accepts_connections(address)]
