@@ -13,6 +13,7 @@ from prefect_dask import DaskTaskRunner
 from prefect_dask.client import PrefectDaskClient
 
 from mlpipe.blocks.cluster import DaskCluster
+from mlpipe.prefect_settings import share_settings
 from mlpipe.prefect_tls import share_tls_contexts
 
 
@@ -56,20 +57,23 @@ class WorkspaceTaskRunner(DaskTaskRunner):
         starting = self._client is None
         client: PrefectDaskClient = DaskTaskRunner.client.fget(self)  # type: ignore[attr-defined]
         if starting:
-            client.register_plugin(SharedTlsContexts(), name=SharedTlsContexts.name)
+            share_settings()
+            client.register_plugin(PerProcessPrefect(), name=PerProcessPrefect.name)
         return client
 
 
-class SharedTlsContexts(WorkerPlugin):
-    """On every worker of the cluster (those that join later too): Prefect's API clients share TLS contexts.
+class PerProcessPrefect(WorkerPlugin):
+    """On every worker of the cluster (those that join later too): Prefect's per-task set-up done once per process.
 
-    Each task run on a worker makes two Prefect API clients; see `mlpipe.prefect_tls`.
+    Each task run on a worker makes two Prefect API clients and rebuilds the flow's settings; see
+    `mlpipe.prefect_tls` and `mlpipe.prefect_settings`.
     """
 
-    name = "mlpipe-shared-tls-contexts"
+    name = "mlpipe-per-process-prefect"
 
     def setup(self, worker: distributed.Worker) -> None:
         share_tls_contexts()
+        share_settings()
 
 
 class LocalDaskCluster(distributed.LocalCluster):
