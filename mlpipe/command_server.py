@@ -114,6 +114,8 @@ def _serve(listener: socket.socket, code: str) -> None:
                     running[command.pid] = command
                     selector.register(command.exited, selectors.EVENT_READ, command)
                     selector.register(command.connection, selectors.EVENT_READ, command)
+            elif key.data.pid not in running:
+                continue  # its command ended earlier in this round
             elif key.fileobj == key.data.exited:
                 _finish(key.data, selector)
                 running.pop(key.data.pid, None)
@@ -126,19 +128,18 @@ def _accept(
 ) -> Command | None:
     connection, _ = listener.accept()
     connection.settimeout(REQUEST_SECONDS)
+    fds: list[int] = []
     try:
         request, fds = _read_request(connection)
-    except (OSError, ValueError):
-        connection.close()  # a readiness probe, or a client that went away
-        return None
-    if request["code"] != code:
-        connection.sendall(STALE)
+        connection.sendall(ACCEPTED if request["code"] == code else STALE)
+        if request["code"] != code:
+            raise ValueError("the command runs other code")
+        pid = os.fork()
+    except (OSError, ValueError):  # a readiness probe, a client that went away, or older code here
         connection.close()
         for fd in fds:
             os.close(fd)
         return None
-    connection.sendall(ACCEPTED)
-    pid = os.fork()
     if pid == 0:
         selector.close()
         for other in running:
@@ -159,18 +160,24 @@ def _read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]
     """The client's request and its stdin, stdout and stderr; ValueError for anything else."""
     uid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
     header, fds, _, _ = socket.recv_fds(connection, LENGTH.size, 3)
-    if uid != os.getuid() or len(header) != LENGTH.size or len(fds) != 3:
+    try:
+        if uid != os.getuid() or len(header) != LENGTH.size or len(fds) != 3:
+            raise ValueError("not a command from this user")
+        (size,) = LENGTH.unpack(header)
+        body = b""
+        while len(body) < size:
+            chunk = connection.recv(size - len(body))
+            if not chunk:
+                raise ValueError("the request ended early")
+            body += chunk
+        request = json.loads(body)
+        if not isinstance(request, dict) or set(request) != {"argv", "cwd", "env", "code"}:
+            raise ValueError("not a command's request")
+    except (OSError, ValueError):
         for fd in fds:
             os.close(fd)
-        raise ValueError("not a command from this user")
-    (size,) = LENGTH.unpack(header)
-    body = b""
-    while len(body) < size:
-        chunk = connection.recv(size - len(body))
-        if not chunk:
-            raise ValueError("the request ended early")
-        body += chunk
-    return json.loads(body), fds
+        raise
+    return request, fds
 
 
 def _relay(command: Command, selector: selectors.BaseSelector) -> None:

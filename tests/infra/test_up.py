@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -243,6 +244,11 @@ def test_a_command_runs_in_the_command_server_with_the_callers_directory_termina
     assert _wait_for(lambda: "listening on" in _command_server_log(workspace), 120)
     before = _command_server_log(workspace).count("exited")
 
+    # a client that sends anything else is turned away, and the server goes on
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
+        stranger.connect(str(socket_path))
+        stranger.sendall(b"\x00\x00\x00\x05hello")
+        assert stranger.recv(1) == b""
     # the caller's working directory: a relative path is written there
     written = workspace.mlpipe("generate", "relative.csv", "--rows", "50")
     assert written.returncode == 0, written.stderr
