@@ -248,7 +248,8 @@ def test_a_command_runs_in_the_command_server_with_the_callers_directory_termina
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
         stranger.connect(str(socket_path))
         stranger.sendall(b"\x00\x00\x00\x05hello")
-        assert stranger.recv(1) == b""
+        with contextlib.suppress(ConnectionResetError):  # closed with "hello" unread: a reset
+            assert stranger.recv(1) == b""
     # the caller's working directory: a relative path is written there
     written = workspace.mlpipe("generate", "relative.csv", "--rows", "50")
     assert written.returncode == 0, written.stderr
