@@ -55,12 +55,15 @@ def forward(argv: list[str]) -> int | None:
     with connection:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "code": code_fingerprint()}
         body = json.dumps(request).encode()
-        socket.send_fds(connection, [LENGTH.pack(len(body))], [0, 1, 2])
-        connection.sendall(body)
-        if connection.recv(1) != ACCEPTED:
-            sys.stderr.write(f"mlpipe: {STALE_HINT}\n")
+        try:
+            socket.send_fds(connection, [LENGTH.pack(len(body))], [0, 1, 2])
+            connection.sendall(body)
+            answer = connection.recv(1)
+        except OSError:  # a closed standard stream, or a server that went away: run here
             return None
-        return _wait(connection)
+        if answer == STALE:
+            sys.stderr.write(f"mlpipe: {STALE_HINT}\n")
+        return _wait(connection) if answer == ACCEPTED else None
 
 
 def command_name(argv: list[str]) -> str | None:
