@@ -64,8 +64,11 @@ def compare_and_set_champion(
 
     Returns None, moving nothing, when another writer moved the champion since: the caller judges
     the candidate again against the new champion. Holding the champion already is success: the
-    retry of a promotion that moved the alias completes its record.
+    retry of a promotion that moved the alias completes its record. A version that holds it with
+    its move recorded (a re-run of the champion's training) has nothing to write, so it takes no lock.
     """
+    if champion_version(name, tracking) == version and (recorded := _recorded_move(name, version, tracking)):
+        return recorded
     with aliases_lock(name, tracking):
         if champion_version(name, tracking) not in (expected, version):
             return None
@@ -83,8 +86,8 @@ def _move_champion(name: str, version: str, tracking: MlflowConnection, reason: 
     previous = champion_version(name, tracking)
     if previous == version:
         history = alias_history(name, tracking)
-        if history and history[-1].version == version:
-            return history[-1]  # moved and recorded already
+        if recorded := _recorded_move(name, version, tracking, history):
+            return recorded
         previous = history[-1].version if history else None
     else:
         client.set_registered_model_alias(name, CHAMPION, version)
@@ -100,6 +103,14 @@ def _move_champion(name: str, version: str, tracking: MlflowConnection, reason: 
     key = f"{HISTORY_PREFIX}{now:%Y%m%dT%H%M%S%f}"
     client.set_model_version_tag(name, version, key, change.model_dump_json(exclude={"version"}))
     return change
+
+
+def _recorded_move(
+    name: str, version: str, tracking: MlflowConnection, history: list[AliasChange] | None = None
+) -> AliasChange | None:
+    """The latest recorded move of `champion` if it gave the alias to `version` (`history`: read already)."""
+    history = alias_history(name, tracking) if history is None else history
+    return history[-1] if history and history[-1].version == version else None
 
 
 def find_champion(model_name: str, tracking: MlflowConnection) -> "ModelVersion | None":

@@ -1,5 +1,7 @@
 """Register: one model version per training run, `challenger` always, `champion` only through the gate."""
 
+from typing import TYPE_CHECKING
+
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
@@ -13,8 +15,11 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef
 from mlpipe.tasks.model.evaluate import Evaluation
 from mlpipe.tasks.model.train import TrainedModel
-from mlpipe.tasks.registry.aliases import compare_and_set_champion, find_version, set_challenger
+from mlpipe.tasks.registry.aliases import CHALLENGER, compare_and_set_champion, find_version, set_challenger
 from mlpipe.tasks.registry.gate import GateDecision, gate
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 RUN_DESCRIPTION = "mlflow.note.content"
 """The tag MLflow's UI shows as a run's description."""
@@ -71,14 +76,17 @@ def register(
     version = find_version(model_name, model.run_id, tracking)
     if version is None:  # made with its whole record in one call (one call per tag took ≈ 0.2 s on a server)
         with tracking.session():
-            version = str(mlflow.register_model(model.model_uri, model_name, tags=tags).version)
+            registered = mlflow.register_model(model.model_uri, model_name, tags=tags)
+        version = str(registered.version)
     else:
-        record_tags(model_name, version, tags, tracking)
-    if description and client.get_model_version(model_name, version).description != description:
+        registered = record_tags(model_name, version, tags, tracking)
+    if description and registered.description != description:
         client.update_model_version(model_name, version, description=description)
         client.set_tag(model.run_id, RUN_DESCRIPTION, description)
-    set_challenger(model_name, version, tracking)
-    aliases = client.get_model_version(model_name, version).aliases
+    aliases = set(registered.aliases or [])
+    if CHALLENGER not in aliases:  # a re-run of a registration that holds it already writes nothing
+        set_challenger(model_name, version, tracking)
+        aliases = set(client.get_model_version(model_name, version).aliases)
     return Registration(name=model_name, version=version, aliases=sorted(aliases), run_id=model.run_id)
 
 
@@ -112,27 +120,28 @@ def promote(
         decision = gate(evaluation, splits, contract, name, policy, tracking, store)
     else:
         raise TimeoutError(f"model '{name}': the champion moved {PROMOTION_ATTEMPTS} times while v{version} was judged")
-    record_tags(
+    recorded = record_tags(
         name,
         version,
         {"mlpipe.gate": "passed" if decision.passed else "rejected", "mlpipe.gate_reason": decision.reason},
         tracking,
     )
-    aliases = sorted(tracking.client().get_model_version(name, version).aliases)
+    aliases = sorted(recorded.aliases or [])  # read after the move
     return Promotion(decision=decision, registration=registration.model_copy(update={"aliases": aliases}))
 
 
-def record_tags(name: str, version: str, tags: dict[str, str], tracking: MlflowConnection) -> None:
-    """Write the tags the version lacks, never overwriting one.
+def record_tags(name: str, version: str, tags: dict[str, str], tracking: MlflowConnection) -> "ModelVersion":
+    """Write the tags the version lacks, never overwriting one; the version as read before (its tags excepted).
 
     Written on every attempt: a retry after a crash between `register_model` and tagging completes
     the record, and a re-run keeps the first record.
     """
     client = tracking.client()
-    recorded = client.get_model_version(name, version).tags
+    recorded = client.get_model_version(name, version)
     for key, value in tags.items():
-        if key not in recorded:
+        if key not in recorded.tags:
             client.set_model_version_tag(name, version, key, value)
+    return recorded
 
 
 register_task = pipeline_task(register, cache_policy=NO_CACHE)

@@ -16,6 +16,7 @@ from mlpipe.tasks.model.families import ModelSpec
 from mlpipe.tasks.model.train import TrainedModel, train
 from mlpipe.tasks.registry.aliases import CHAMPION, alias_history, champion_version
 from mlpipe.tasks.registry.gate import GateDecision, gate
+from mlpipe.tasks.registry.lock import aliases_lock
 from mlpipe.tasks.registry.register import Promotion, promote, register
 from tests.pipeline import ingest_frame
 
@@ -165,3 +166,22 @@ def test_a_retry_after_the_alias_moved_but_before_its_record_completes_the_histo
         (strong, middling),
     ]
     assert_true_history(bench, name)
+
+
+def test_a_rerun_of_the_champions_registration_writes_nothing_and_waits_for_no_other_writer(bench: Bench):
+    name = "rerun-champion"
+    decision = bench.gate(name, "strong")
+    first = bench.register_and_promote(name, "strong", decision)
+    assert first.registration.aliases == ["challenger", "champion"]
+    history = alias_history(name, bench.tracking)
+    again = bench.gate(name, "strong")  # the gate of a cached re-run: the candidate is the champion
+    finished: list[Promotion] = []
+    with aliases_lock(name, bench.tracking):  # another writer holds the model's aliases meanwhile
+        rerun = threading.Thread(target=lambda: finished.append(bench.register_and_promote(name, "strong", again)))
+        rerun.start()
+        rerun.join(timeout=10)
+        waited = rerun.is_alive()
+    rerun.join()
+    assert not waited, "the re-run waited for the aliases lock although it had nothing to move"
+    assert finished[0].registration.model_dump() == first.registration.model_dump()
+    assert alias_history(name, bench.tracking) == history
