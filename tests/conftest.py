@@ -46,12 +46,18 @@ def prefect_api() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def _shared_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def shared_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The home of the session's shared `prefect server` (its database, and its log in `server.log`)."""
+    return tmp_path_factory.mktemp("prefect-server")
+
+
+@pytest.fixture(scope="session")
+def _shared_prefect_server(shared_prefect_home: Path) -> Iterator[str]:
     """One `prefect server start` (SQLite, no credentials) for every module that needs a real server.
 
     Starting and stopping one costs a minute or more on two busy cores; the modules share it.
     """
-    with servers.prefect_server(tmp_path_factory.mktemp("prefect-server")) as (url, _):
+    with servers.prefect_server(shared_prefect_home) as (url, _):
         yield url
 
 

@@ -61,12 +61,26 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 @contextmanager
 def _prefect_lock(name: str) -> Iterator[None]:
-    from prefect import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
-    from prefect.exceptions import ObjectAlreadyExists
 
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):  # made by an earlier move
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    _make_limit(name)
     with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
         yield
+
+
+def _make_limit(name: str) -> None:
+    """Create the one-slot limit `name` unless an earlier move made it: it is looked up first.
+
+    Asking to create a limit that exists is refused by the server, and on SQLite the refused write
+    held `prefect server`'s database for a minute against every other write made at the time.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            with suppress(ObjectAlreadyExists):  # another writer made it just now
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))

@@ -131,3 +131,23 @@ def challengers_at_once(name: str, versions: list[str], tracking: MlflowConnecti
     for thread in threads:
         thread.join(timeout=60)
     return errors
+
+
+def test_taking_a_models_lock_again_sends_the_prefect_server_nothing_it_refuses(
+    prefect_server_api: str, shared_prefect_home: Path
+):
+    """The lock's limit is made once: asking the server to create it again was refused (the name is
+    taken), and on SQLite that refused write held `prefect server`'s database for a minute against
+    every other write at the time (task runs, artifacts), so a command now and then hung that long."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    tracking = MlflowConnection(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")  # never reached
+    log = shared_prefect_home / "server.log"
+    with temporary_settings({PREFECT_API_URL: prefect_server_api}):
+        with aliases_lock("taken-again", tracking):  # makes the model's limit
+            pass
+        refused = log.read_text().count("Encountered exception in request")
+        for _ in range(2):
+            with aliases_lock("taken-again", tracking):
+                pass
+    assert log.read_text().count("Encountered exception in request") == refused, log.read_text()[-2000:]
