@@ -64,10 +64,12 @@ def compare_and_set_champion(
 
     Returns None, moving nothing, when another writer moved the champion since: the caller judges
     the candidate again against the new champion. Holding the champion already is success: the
-    retry of a promotion that moved the alias completes its record. A version that holds it with
-    its move recorded (a re-run of the champion's training) has nothing to write, so it takes no lock.
+    retry of a promotion that moved the alias completes its record. A version judged against itself
+    (a re-run of the champion's training) that holds it with its move recorded has nothing to write,
+    so it takes no lock.
     """
-    if champion_version(name, tracking) == version and (recorded := _recorded_move(name, version, tracking)):
+    judged_against_itself = expected == version and champion_version(name, tracking) == version
+    if judged_against_itself and (recorded := _recorded_move(name, version, tracking)):
         return recorded
     with aliases_lock(name, tracking):
         if champion_version(name, tracking) not in (expected, version):

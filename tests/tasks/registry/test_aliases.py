@@ -139,6 +139,9 @@ def test_taking_a_models_lock_again_sends_the_prefect_server_nothing_it_refuses(
     """The lock's limit is made once: asking the server to create it again was refused (the name is
     taken), and on SQLite that refused write held `prefect server`'s database for a minute against
     every other write at the time (task runs, artifacts), so a command now and then hung that long."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     tracking = MlflowConnection(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")  # never reached
@@ -150,4 +153,15 @@ def test_taking_a_models_lock_again_sends_the_prefect_server_nothing_it_refuses(
         for _ in range(2):
             with aliases_lock("taken-again", tracking):
                 pass
-    assert log.read_text().count("Encountered exception in request") == refused, log.read_text()[-2000:]
+        assert log.read_text().count("Encountered exception in request") == refused, log.read_text()[-2000:]
+
+        # the log shows a refused create, so the count above would have seen one
+        with get_client(sync_client=True) as client:
+            taken = next(
+                limit.name
+                for limit in client.read_global_concurrency_limits(limit=200)
+                if limit.name.endswith("-taken-again")
+            )
+            with pytest.raises(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=taken, limit=1))
+    assert log.read_text().count("Encountered exception in request") > refused
