@@ -9,6 +9,7 @@ reads the folder as one table; mlpipe's steps read it part by part.
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -107,18 +108,49 @@ def write_snapshot_batches(
     exists is left untouched (same hash, same content), so re-runs and retries are idempotent and
     an error (a bad block, a full disk) never leaves a file under a real name.
     """
+    with _staged_snapshot(store) as (fs, staged):
+        rows, written_hash = _write_parquet(batches, schema, fs, staged)
+        return _publish(staged, content_hash() or written_hash, schema, rows, store, source)
+
+
+COPY_CHUNK_BYTES = 16 << 20
+
+
+def copy_snapshot(
+    handle: BinaryIO, schema: pa.Schema, rows: Callable[[], int], store: Datastore, source: str
+) -> DatasetRef:
+    """The bytes of a Parquet file, as they are, as its snapshot, named by their SHA-256 (see `write_snapshot_batches`).
+
+    `rows` is called once the bytes are copied and before anything is published: ingest decodes the file
+    then, so a file it cannot read leaves nothing under a real name.
+    """
+    with _staged_snapshot(store) as (fs, staged):
+        with fs.open(staged, "wb") as copy:
+            hashing = HashingFile(handle)
+            while chunk := hashing.read(COPY_CHUNK_BYTES):
+                copy.write(chunk)
+        return _publish(staged, hashing.hexdigest(), schema, rows(), store, source)
+
+
+@contextmanager
+def _staged_snapshot(store: Datastore) -> Iterator[tuple[AbstractFileSystem, str]]:
+    """A hidden temporary path beside the snapshots, removed on leaving unless it was published."""
     fs, root = store.filesystem()
     fs.makedirs(f"{root}/datasets", exist_ok=True)
     staged = hidden_temporary(f"{root}/datasets/snapshot.parquet")
     try:
-        rows, written_hash = _write_parquet(batches, schema, fs, staged)
-        digest = content_hash() or written_hash
-        path = snapshot_path(store, digest)
-        if not fs.exists(path):
-            fs.mv(staged, path)
+        yield fs, staged
     finally:
         if fs.exists(staged):
             fs.rm(staged)
+
+
+def _publish(staged: str, digest: str, schema: pa.Schema, rows: int, store: Datastore, source: str) -> DatasetRef:
+    """Rename the staged file onto its hash; a snapshot that exists is left untouched (same hash, same content)."""
+    fs, _ = store.filesystem()
+    path = snapshot_path(store, digest)
+    if not fs.exists(path):
+        fs.mv(staged, path)
     return DatasetRef(
         uri=fs.unstrip_protocol(path),
         content_hash=digest,
@@ -247,6 +279,13 @@ class _Part:
 
 ROW_GROUP_BYTES = 16 << 20
 """Batches are gathered into row groups of about this much Arrow memory: few enough to read fast, small to hold."""
+
+
+def in_snapshot_row_groups(metadata: pq.FileMetaData) -> bool:
+    """Whether a Parquet file's row groups are about those a snapshot of it would have: each but the last holding
+    `ROW_GROUP_BYTES` or more (uncompressed), so that gathering its batches would leave them as they are."""
+    groups = (metadata.row_group(index) for index in range(metadata.num_row_groups - 1))
+    return all(group.total_byte_size >= ROW_GROUP_BYTES for group in groups)
 
 
 def _row_groups_of(batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.Table]:

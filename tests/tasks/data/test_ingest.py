@@ -41,6 +41,32 @@ def test_corrupt_parquet(tmp_path: Path, store: Datastore):
     assert leftovers(store) == []
 
 
+def test_a_parquet_file_in_a_snapshots_row_groups_is_its_own_snapshot_and_one_in_small_groups_is_regrouped(
+    tmp_path: Path, store: Datastore, demo_frame, monkeypatch
+):
+    monkeypatch.setattr(datasets, "ROW_GROUP_BYTES", 1 << 16)
+    large, small = tmp_path / "large.parquet", tmp_path / "small.parquet"
+    demo_frame.to_parquet(large, index=False, row_group_size=2_000)  # about 160 kB a group
+    demo_frame.to_parquet(small, index=False, row_group_size=100)
+    copied, regrouped = ingest(str(large), store), ingest(str(small), store)
+    assert Path(datasets.snapshot_path(store, copied.content_hash)).read_bytes() == large.read_bytes()
+    assert regrouped.content_hash == hashlib.sha256(small.read_bytes()).hexdigest()
+    assert pq.ParquetFile(regrouped.uri).num_row_groups < pq.ParquetFile(small).num_row_groups
+    for ref, path in ((copied, large), (regrouped, small)):
+        assert pq.read_table(ref.uri).equals(pq.read_table(path)) and ref.rows == len(demo_frame)
+
+
+def test_a_parquet_file_with_a_corrupt_page_fails_naming_it_and_leaves_nothing(tmp_path, store, demo_frame):
+    path = tmp_path / "damaged.parquet"
+    demo_frame.to_parquet(path, index=False)
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 3 : len(damaged) // 3 + 2_000] = bytes(2_000)  # inside a column chunk; the footer intact
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match=r"damaged\.parquet: not a valid Parquet file"):
+        ingest(str(path), store)
+    assert leftovers(store) == []
+
+
 def test_unknown_file_type(tmp_path: Path, store: Datastore):
     path = tmp_path / "data.xlsx"
     path.write_bytes(b"whatever")
