@@ -195,13 +195,14 @@ class _Suite:
     def run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> dict[str, Tally]:
         """The counts of `columns`' expectations on `frame`."""
         import great_expectations as gx
+        from great_expectations.validator.v1_validator import Validator
 
         expectations = [e for column in columns for e in [*expectations_for(column), *observations_for(column)]]
-        batch = self._batches.get_batch(batch_parameters={"dataframe": frame})
+        # What `Batch.validate` runs, without the batch it would be called on: each batch hashes the whole
+        # frame (0.3 s at 1M rows × 30 columns), and the validator builds its own from the same frame.
         # BASIC gives the counts that add up over frames (and a few examples) at little more than pass/fail's cost.
-        verdicts = batch.validate(
-            gx.ExpectationSuite(name="contract", expectations=expectations), result_format="BASIC"
-        )
+        validator = Validator(self._batches, result_format="BASIC", batch_parameters={"dataframe": frame})
+        verdicts = validator.validate_expectation_suite(gx.ExpectationSuite(name="contract", expectations=expectations))
         tallies = (self._tally(result) for result in verdicts.results)
         return {f"{t.column}|{t.expectation}|{t.observed}": t for t in tallies}
 
