@@ -189,7 +189,8 @@ def _require_classes_in_training(
     dataset: DatasetRef, contract: DataContract, store: Datastore, assigned: np.ndarray
 ) -> None:
     labels = read_table(dataset, store, [contract.target])[contract.target].to_pandas()
-    missing = sorted(set(labels[assigned != TRAIN].dropna()) - set(labels[assigned == TRAIN].dropna()), key=str)
+    classes = [set(labels[rows].dropna().unique().tolist()) for rows in (assigned != TRAIN, assigned == TRAIN)]
+    missing = sorted(classes[0] - classes[1], key=str)  # the classes compared, not every row's label
     if missing:
         raise DataError(
             f"{dataset.source}: class(es) {missing} of target '{contract.target}' have no row in the train split: "

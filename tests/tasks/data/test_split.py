@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -11,8 +12,8 @@ from mlpipe.errors import DataError
 from mlpipe.tasks import datasets
 from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.data.ingest import ingest
-from mlpipe.tasks.data.split import SplitSpec, combine, derived_seed, split
-from tests.pipeline import ingest_frame
+from mlpipe.tasks.data.split import SplitSpec, combine, derived_seed, row_shares, split
+from tests.pipeline import ingest_frame, leftovers
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +61,18 @@ def test_split_goes_row_group_by_row_group_and_keeps_each_row_once(tmp_path, sto
     assert all(pq.ParquetFile(part.uri).num_row_groups > 1 for part in (parts.train, parts.validation, parts.test))
     both = combine([parts.train, parts.validation], store, "train+validation")
     assert set(pd.read_parquet(both.uri)["application_id"]) == ids[0] | ids[1]
+
+
+def test_a_class_the_row_hash_keeps_out_of_training_fails_naming_it_and_writes_nothing(tmp_path, store, demo_frame):
+    rare = demo_frame.copy()
+    spec = SplitSpec(row_hash=True, seed=5)
+    for row in range(len(rare)):  # one row of a third class, moved until its own hash puts it in the test part
+        rare.loc[row, "default"] = 2
+        if row_shares(pa.Table.from_pandas(rare.iloc[[row]], preserve_index=False), spec.seed)[0] < spec.test_fraction:
+            break
+        rare.loc[row, "default"] = demo_frame.loc[row, "default"]
+    ref = ingest_frame(rare, tmp_path / "data.parquet", store)
+    before = leftovers(store)
+    with pytest.raises(DataError, match=r"class\(es\) \[2\] of target 'default' have no row in the train split"):
+        split(ref, infer_contract(rare, "default", exclude=["application_id"]), spec, store)
+    assert leftovers(store) == before
