@@ -63,13 +63,14 @@ def main() -> None:
     parser.add_argument("--only", choices=["parallel", "pruning"], help="run one of the two comparisons")
     args = parser.parse_args()
     scratch = scratch_workspace("sweep")
+    from mlpipe.runtime import configure_process
 
+    configure_process()  # before Prefect and Dask are imported: they read their settings once
     import optuna
 
     from mlpipe.blocks import DaskCluster, WorkspaceConfig
     from mlpipe.demo_data import credit_default
     from mlpipe.flows.sweep import SweepParams, sweep
-    from mlpipe.runtime import configure_process
     from mlpipe.tasks.data.contract_inference import infer_contract
     from mlpipe.tasks.data.ingest import ingest
     from mlpipe.tasks.data.split import SplitSpec, split
@@ -80,7 +81,6 @@ def main() -> None:
     from mlpipe.tasks.sweep.study import PrunerSpec, StudySpec
     from mlpipe.workspace import available_cores
 
-    configure_process()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = scratch / "credit.parquet"
     credit_default(rows=args.rows, seed=4, columns=30).to_parquet(data, index=False)
