@@ -110,10 +110,11 @@ def write_snapshot_batches(
     """
     with _staged_snapshot(store) as (fs, staged):
         rows, written_hash = _write_parquet(batches, schema, fs, staged)
-        return _publish(staged, content_hash() or written_hash, schema, rows, store, source)
+        return _publish(fs, staged, content_hash() or written_hash, schema, rows, store, source)
 
 
 COPY_CHUNK_BYTES = 16 << 20
+"""A copied file goes through memory this much at a time."""
 
 
 def copy_snapshot(
@@ -129,7 +130,7 @@ def copy_snapshot(
             hashing = HashingFile(handle)
             while chunk := hashing.read(COPY_CHUNK_BYTES):
                 copy.write(chunk)
-        return _publish(staged, hashing.hexdigest(), schema, rows(), store, source)
+        return _publish(fs, staged, hashing.hexdigest(), schema, rows(), store, source)
 
 
 @contextmanager
@@ -145,9 +146,10 @@ def _staged_snapshot(store: Datastore) -> Iterator[tuple[AbstractFileSystem, str
             fs.rm(staged)
 
 
-def _publish(staged: str, digest: str, schema: pa.Schema, rows: int, store: Datastore, source: str) -> DatasetRef:
+def _publish(
+    fs: AbstractFileSystem, staged: str, digest: str, schema: pa.Schema, rows: int, store: Datastore, source: str
+) -> DatasetRef:
     """Rename the staged file onto its hash; a snapshot that exists is left untouched (same hash, same content)."""
-    fs, _ = store.filesystem()
     path = snapshot_path(store, digest)
     if not fs.exists(path):
         fs.mv(staged, path)
