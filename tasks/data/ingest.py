@@ -1,7 +1,8 @@
 """Ingest: a CSV or Parquet file, a folder of them or a glob (local or any fsspec URL) → an immutable snapshot.
 
 Files are streamed, never held whole: CSV block by block (`CSV_BLOCK_BYTES`), Parquet row group
-by row group, each written as a row group of the snapshot while its bytes are hashed. A folder
+by row group, each written as a row group of the snapshot while its bytes are hashed; a Parquet
+file whose row groups are already a snapshot's is copied as it is (`_snapshot_parquet`). A folder
 or a glob becomes a partitioned dataset, a part per file; so does a file of `PARTITION_FILE_BYTES`
 or more, a part per `PART_BYTES` of its rows, so that later steps can spread it over workers.
 """
