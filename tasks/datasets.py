@@ -9,7 +9,7 @@ reads the folder as one table; mlpipe's steps read it part by part.
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -100,17 +100,48 @@ def write_snapshot_batches(
     source: str,
     content_hash: Callable[[], str | None] = lambda: None,
 ) -> DatasetRef:
-    """Write `batches` (each a row group) once under their content hash, atomically, holding one batch at a time.
+    """Write `batches` once under their content hash, atomically, holding one row group at a time.
 
     The hash is the SHA-256 of the Parquet bytes, computed as they are written, unless `content_hash`
     returns one once the batches are consumed (ingest hashes the source's bytes as it reads them).
+    See `SnapshotWriter` for what is atomic about it.
+    """
+    with SnapshotWriter(store, schema) as writer:
+        for batch in batches:
+            writer.add(batch)
+        return writer.publish(source, content_hash())
+
+
+class SnapshotWriter:
+    """A snapshot written a batch at a time, then published under its content hash; a context manager.
+
     The file is written under a hidden temporary name and renamed onto its hash; a snapshot that
     exists is left untouched (same hash, same content), so re-runs and retries are idempotent and
-    an error (a bad block, a full disk) never leaves a file under a real name.
+    an error (a bad block, a full disk) never leaves a file under a real name: whatever was not
+    published is removed on the way out. Several writers can be fed from one read of their rows,
+    each in a thread of its own: Arrow encodes, compresses and writes without holding the GIL.
     """
-    with _staged_snapshot(store) as (fs, staged):
-        rows, written_hash = _write_parquet(batches, schema, fs, staged)
-        return _publish(fs, staged, content_hash() or written_hash, schema, rows, store, source)
+
+    def __init__(self, store: Datastore, schema: pa.Schema) -> None:
+        self._store, self._schema = store, schema
+        self._open = ExitStack()
+
+    def __enter__(self) -> "SnapshotWriter":
+        self._fs, self._staged = self._open.enter_context(_staged_snapshot(self._store))
+        self._file = self._open.enter_context(_ParquetFile(self._fs, self._staged, self._schema))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._open.close()
+
+    def add(self, batch: pa.Table | pa.RecordBatch) -> None:
+        """Rows to write after those added before."""
+        self._file.add(batch)
+
+    def publish(self, source: str, content_hash: str | None = None) -> DatasetRef:
+        """The snapshot of every row added, under `content_hash` (default: the SHA-256 of its bytes)."""
+        rows, written_hash = self._file.close()
+        return _publish(self._fs, self._staged, content_hash or written_hash, self._schema, rows, self._store, source)
 
 
 COPY_CHUNK_BYTES = 16 << 20
@@ -165,15 +196,54 @@ def _publish(
 def _write_parquet(
     batches: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, fs: AbstractFileSystem, path: str
 ) -> tuple[int, str]:
-    """Write `batches` as one zstd Parquet file at `path`, a row group at a time; its rows and SHA-256."""
-    with fs.open(path, "wb") as handle:
-        sink = HashingFile(handle)
-        with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-            rows = 0
-            for group in _row_groups_of(batches):
-                writer.write_table(group)
-                rows += group.num_rows
-    return rows, sink.hexdigest()
+    """Write `batches` as one Parquet file at `path` (see `_ParquetFile`); its rows and SHA-256."""
+    with _ParquetFile(fs, path, schema) as file:
+        for batch in batches:
+            file.add(batch)
+        return file.close()
+
+
+class _ParquetFile:
+    """A zstd Parquet file written a batch at a time and hashed as it is written; the batches are gathered into row
+    groups of about `ROW_GROUP_BYTES` (the same groups for the same batches). A context manager: leaving it closes
+    the file, written or not."""
+
+    def __init__(self, fs: AbstractFileSystem, path: str, schema: pa.Schema) -> None:
+        self._handle = fs.open(path, "wb")
+        self._hashing = HashingFile(self._handle)
+        self._writer = pq.ParquetWriter(self._hashing, schema, compression="zstd")
+        self._gathered: list[pa.Table] = []
+        self._gathered_bytes = 0
+        self._rows = 0
+
+    def __enter__(self) -> "_ParquetFile":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._handle.close()
+
+    def add(self, batch: pa.Table | pa.RecordBatch) -> None:
+        self._gathered.append(batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch]))
+        self._gathered_bytes += batch.nbytes
+        if self._gathered_bytes >= ROW_GROUP_BYTES:
+            self._write_gathered()
+
+    def close(self) -> tuple[int, str]:
+        """Write what is gathered and close the file; its rows and SHA-256."""
+        self._write_gathered()
+        self._writer.close()
+        self._handle.close()
+        return self._rows, self._hashing.hexdigest()
+
+    def _write_gathered(self) -> None:
+        if self._gathered:
+            group = pa.concat_tables(self._gathered)
+            self._writer.write_table(group)
+            self._rows += group.num_rows
+        self._gathered, self._gathered_bytes = [], 0
 
 
 MANIFEST = "_manifest.json"
@@ -288,20 +358,6 @@ def in_snapshot_row_groups(metadata: pq.FileMetaData) -> bool:
     `ROW_GROUP_BYTES` or more (uncompressed), so that gathering its batches would leave them as they are."""
     groups = (metadata.row_group(index) for index in range(metadata.num_row_groups - 1))
     return all(group.total_byte_size >= ROW_GROUP_BYTES for group in groups)
-
-
-def _row_groups_of(batches: Iterable[pa.Table | pa.RecordBatch]) -> Iterator[pa.Table]:
-    """The batches gathered into row groups of about `ROW_GROUP_BYTES` (the same groups for the same batches)."""
-    gathered: list[pa.Table] = []
-    size = 0
-    for batch in batches:
-        gathered.append(batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch]))
-        size += batch.nbytes
-        if size >= ROW_GROUP_BYTES:
-            yield pa.concat_tables(gathered)
-            gathered, size = [], 0
-    if gathered:
-        yield pa.concat_tables(gathered)
 
 
 class HashingFile:

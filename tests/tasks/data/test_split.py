@@ -76,3 +76,28 @@ def test_a_class_the_row_hash_keeps_out_of_training_fails_naming_it_and_writes_n
     with pytest.raises(DataError, match=r"class\(es\) \[2\] of target 'default' have no row in the train split"):
         split(ref, infer_contract(rare, "default", exclude=["application_id"]), spec, store)
     assert leftovers(store) == before
+
+
+def test_a_row_group_that_cannot_be_read_while_the_parts_are_written_leaves_nothing(
+    tmp_path, store, demo_frame, monkeypatch
+):
+    """The three parts are written side by side from one read: a failure part-way publishes none and leaves no
+    temporary file (here a damaged page in the last row group of a column the split itself does not read)."""
+    monkeypatch.setattr(datasets, "ROW_GROUP_BYTES", 1 << 14)
+    path = tmp_path / "groups.parquet"
+    demo_frame.to_parquet(path, row_group_size=300)
+    ref = ingest(str(path), store)
+    snapshot = Path(datasets.snapshot_path(store, ref.content_hash))
+    metadata = pq.ParquetFile(snapshot).metadata
+    assert metadata.num_row_groups > 2
+    last = metadata.row_group(metadata.num_row_groups - 1)
+    chunk = next(last.column(i) for i in range(last.num_columns) if last.column(i).path_in_schema == "income")
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[chunk.data_page_offset : chunk.data_page_offset + 64] = bytes(64)
+    snapshot.write_bytes(bytes(damaged))
+    before = leftovers(store)
+    with pytest.raises(OSError) as raised:
+        split(ref, infer_contract(demo_frame, "default", exclude=["application_id"]), SplitSpec(seed=3), store)
+    # Checked while the error (and so its frames) is held, as a worker holds a failed task's: a temporary
+    # file must go when the step fails, not when the garbage collector finalizes what the step left open.
+    assert leftovers(store) == before, raised.value
