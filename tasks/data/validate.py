@@ -6,7 +6,9 @@ read a row group at a time and the suite's counts add up, so it is never held wh
 """
 
 import functools
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -17,16 +19,21 @@ from mlpipe.errors import ValidationFailed
 from mlpipe.tasks.caching import pipeline_task, run_logger
 from mlpipe.tasks.contract import ColumnContract, DataContract, column_kind, require_columns
 from mlpipe.tasks.datasets import DatasetRef, partitions, row_groups
+from mlpipe.workspace import available_cores
 
 if TYPE_CHECKING:  # great-expectations takes seconds to import: only the validation step loads it
     import great_expectations.expectations as gxe
     from great_expectations.core import ExpectationValidationResult
+    from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 SIGNAL_SHARE = 0.01
 """A column is reported when more than this share of its values lies outside what training showed."""
 OBSERVED = "observed"
 """The `meta` key marking an expectation built from observations: reported, never enforced."""
+COLUMNWISE_ROWS = 100_000
+"""Frames of this many rows are checked column by column, in threads; below it, a validator for each column costs
+more than the copies it saves (10k rows × 30 columns: 0.22 s column by column, 0.19 s at once)."""
 
 
 class ContractCheck(BaseModel):
@@ -151,17 +158,17 @@ def check_frames(frames: Iterable[pd.DataFrame], contract: DataContract, source:
     frame where it has values.
     """
     kinds: dict[str, str | None] = {}
-    suite, check = _Suite(), PartCheck()
-    for index, frame in enumerate(frames):
-        if index == 0:
-            require_columns(frame, [c.name for c in contract.columns], source)
-        for column in contract.columns:
-            if column.name not in kinds and not frame[column.name].isna().all():
-                failure = _kind_failure(frame[column.name], column)
-                kinds[column.name] = f"{failure} in {part}" if failure and part else failure
-        check = check.plus(
-            PartCheck(tallies=suite.run(frame, [c for c in contract.columns if kinds.get(c.name) is None]))
-        )
+    check = PartCheck()
+    with _Suite(threads=available_cores()) as suite:
+        for index, frame in enumerate(frames):
+            if index == 0:
+                require_columns(frame, [c.name for c in contract.columns], source)
+            for column in contract.columns:
+                if column.name not in kinds and not frame[column.name].isna().all():
+                    failure = _kind_failure(frame[column.name], column)
+                    kinds[column.name] = f"{failure} in {part}" if failure and part else failure
+            well_typed = [c for c in contract.columns if kinds.get(c.name) is None]
+            check = check.plus(PartCheck(tallies=suite.run(frame, well_typed)))
     if part:
         failing = {key: t.model_copy(update={"parts": [part]}) for key, t in check.tallies.items() if not t.success}
         check = check.model_copy(update={"tallies": {**check.tallies, **failing}})
@@ -178,33 +185,61 @@ def _kind_failure(series: pd.Series, column: ColumnContract) -> str | None:
 
 
 class _Suite:
-    """The contract's expectations, run frame by frame in one great-expectations context."""
+    """The contract's expectations, run frame by frame; a large frame's column by column, in threads.
 
-    def __init__(self) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+    great-expectations copies the frame it is given for each check: in a large frame each
+    column's checks run on a frame of that column alone, and the columns are shared out among
+    `threads` threads, each with a great-expectations context of its own, since much of a check
+    runs in pandas and Arrow, which leave the GIL (0.74 s instead of 1.07 s to validate 1M rows ×
+    30 columns on 2 cores). A context manager: leaving it stops the threads.
+    """
 
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self._batches = (
-            context.data_sources.add_pandas("mlpipe")
-            .add_dataframe_asset("dataset")
-            .add_batch_definition_whole_dataframe("all")
-        )
+    def __init__(self, threads: int) -> None:
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="mlpipe-validate")
+        self._contexts = threading.local()
+
+    def __enter__(self) -> "_Suite":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._threads.shutdown()
 
     def run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> dict[str, Tally]:
-        """The counts of `columns`' expectations on `frame`."""
+        """The counts of `columns`' expectations on `frame`, in the columns' order."""
+        if len(frame) < COLUMNWISE_ROWS:
+            return self._run(frame, columns)
+        tallies: dict[str, Tally] = {}
+        for found in self._threads.map(lambda column: self._run(frame[[column.name]], [column]), columns):
+            tallies.update(found)
+        return tallies
+
+    def _run(self, frame: pd.DataFrame, columns: list[ColumnContract]) -> dict[str, Tally]:
         import great_expectations as gx
         from great_expectations.validator.v1_validator import Validator
 
         expectations = [e for column in columns for e in [*expectations_for(column), *observations_for(column)]]
-        # What `Batch.validate` runs, without the batch it would be called on: each batch hashes the whole
+        # What `Batch.validate` runs, without the batch it would be called on: each batch hashes its whole
         # frame (0.3 s at 1M rows × 30 columns), and the validator builds its own from the same frame.
         # BASIC gives the counts that add up over frames (and a few examples) at little more than pass/fail's cost.
-        validator = Validator(self._batches, result_format="BASIC", batch_parameters={"dataframe": frame})
+        validator = Validator(self._batch_definition(), result_format="BASIC", batch_parameters={"dataframe": frame})
         verdicts = validator.validate_expectation_suite(gx.ExpectationSuite(name="contract", expectations=expectations))
         tallies = (self._tally(result) for result in verdicts.results)
         return {f"{t.column}|{t.expectation}|{t.observed}": t for t in tallies}
+
+    def _batch_definition(self) -> "BatchDefinition":
+        """This thread's whole-dataframe batch definition, in an ephemeral context of its own."""
+        if not hasattr(self._contexts, "batches"):
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            self._contexts.batches = (
+                context.data_sources.add_pandas("mlpipe")
+                .add_dataframe_asset("dataset")
+                .add_batch_definition_whole_dataframe("all")
+            )
+        return self._contexts.batches
 
     def _tally(self, result: "ExpectationValidationResult") -> Tally:
         config = _config(result)

@@ -11,6 +11,7 @@ from mlpipe.blocks import Datastore
 from mlpipe.errors import DataError, ValidationFailed
 from mlpipe.tasks import datasets
 from mlpipe.tasks.contract import DataContract
+from mlpipe.tasks.data import validate as validate_module
 from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.data.ingest import ingest
 from mlpipe.tasks.data.validate import check_frame, validate
@@ -111,3 +112,21 @@ def test_validation_row_group_by_row_group_judges_the_whole_data(tmp_path, store
 def ingest_in_row_groups(frame: pd.DataFrame, path: Path, store: Datastore) -> DatasetRef:
     frame.to_parquet(path, index=False, row_group_size=300)
     return ingest(str(path), store)
+
+
+def test_a_large_frame_checked_column_by_column_in_threads_gets_the_same_verdict(demo_frame, monkeypatch):
+    """Large frames are checked a column at a time in threads, small ones by one validator: same lines, same order."""
+    declared = infer_contract(demo_frame, target="default", exclude=["application_id"]).model_dump()
+    next(c for c in declared["columns"] if c["name"] == "age")["minimum"] = 0
+    contract = DataContract.model_validate(declared)
+    broken = demo_frame.assign(
+        age=demo_frame["age"].where(demo_frame.index % 10 != 0, -5),  # a promise broken
+        income=demo_frame["income"] * 5,  # observations: beyond the training range, in a new category
+        region=demo_frame["region"].where(demo_frame.index % 3 != 0, "atlantis"),
+    )
+    broken.loc[: len(broken) // 2, "employment_years"] = float("nan")
+    at_once = check_frame(broken, contract, "broken.parquet")
+    monkeypatch.setattr(validate_module, "COLUMNWISE_ROWS", 1)
+    by_column = check_frame(broken, contract, "broken.parquet")
+    assert len(at_once.failures) == 2 and len(at_once.signals) == 3
+    assert by_column == at_once
