@@ -13,6 +13,7 @@ from pydantic import AfterValidator
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.flows.runner import WorkspaceTaskRunner
+from mlpipe.prefect_heartbeats import end_runs_without_waiting_for_heartbeats
 from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import GPU_RESOURCE, available_cores
 
@@ -30,8 +31,11 @@ def pipeline_flow(name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """The decorator of every mlpipe flow: its name, a Dask task runner chosen at run time, validated parameters.
 
     The runner starts the cluster the run's workspace names (see `open_workspace`), so the
-    same flow runs on a laptop's LocalCluster or on a remote scheduler without a change.
+    same flow runs on a laptop's LocalCluster or on a remote scheduler without a change. A run
+    ends when its work does, not when Prefect's heartbeat thread next wakes (see
+    `mlpipe.prefect_heartbeats`).
     """
+    end_runs_without_waiting_for_heartbeats()
     runner: Any = WorkspaceTaskRunner()  # a DaskTaskRunner; Prefect's signature asks for its own base type
     return flow(name=name, task_runner=runner, validate_parameters=True)
 

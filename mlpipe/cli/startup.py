@@ -55,10 +55,9 @@ def preparing_flow() -> Iterator[None]:
 def _no_heartbeats() -> None:
     """The command's own flow run sends no heartbeats, unless the user's settings ask for them.
 
-    Prefect's heartbeat thread sleeps in one-second slices and the flow waits for it to end, so
-    heartbeats cost up to a second at the end of every command. They matter for runs nobody
-    watches: deployment runs (started by `mlpipe worker`, which keeps Prefect's setting) are
-    marked Crashed by the worker when their process dies; a command's user sees it end.
+    They matter for runs nobody watches: deployment runs (started by `mlpipe worker`, which keeps
+    Prefect's setting) are marked Crashed by the worker when their process dies; a command's user
+    sees it end, and its process does not end with a thread that may be sending one.
     """
     if prefect_setting("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") or prefect_setting("PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
         return
