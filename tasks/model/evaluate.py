@@ -4,7 +4,6 @@ the explanation and, for sensitive columns, the group metrics (fairness)."""
 import io
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -22,7 +21,7 @@ from mlpipe.tasks.datasets import DatasetRef, partitions, read_snapshot, read_ta
 from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probability_columns
 from mlpipe.tasks.model.explanation import Explanation, explain, log_explanation
 from mlpipe.tasks.model.fairness import FairnessReport, fairness_report, log_fairness
-from mlpipe.tasks.model.importance import FeatureImportance, log_importance, permutation_importance_of
+from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
 from mlpipe.tasks.model.train import TrainedModel
 from mlpipe.workspace import available_cores
 
@@ -30,8 +29,6 @@ if TYPE_CHECKING:  # loaded when the step runs, not by a cached run that never e
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
     from mlflow.pyfunc import PyFuncModel
-
-    from mlpipe.tasks.model.pyfunc import TabularModel
 
 PREDICTIONS_ARTIFACT = "evaluation/test_predictions.parquet"
 HOLDOUT_ROWS = 10_000
@@ -153,32 +150,27 @@ def evaluate(
     test, seed = splits.test, model.spec.seed
     logged = _load(model.model_uri, tracking)
     tabular = logged.unwrap_python_model()
-    # Logged through the client, not by reopening the run: a failure here must not mark the
-    # finished training run as failed, and a retry overwrites the same metric steps.
-    client = tracking.client()
-    with (
-        threadpool_limits(available_cores()),  # as in training: Dask worker processes start with one thread
-        ThreadPoolExecutor(1, thread_name_prefix="mlpipe-explain") as helper,
-    ):
+    with threadpool_limits(available_cores()):  # as in training: Dask worker processes start with one thread
         rows, predictions, holdout = scored(
             logged, model.model_uri, test, contract, tracking, store, sensitive, HOLDOUT_ROWS, seed
         )
-        # Measured while the metrics, plots and predictions are made and logged: 0.3 s of xgboost's
-        # predictions at 1M rows, which leave the GIL (the step: 1.08 s instead of 1.15 s).
-        explained = helper.submit(_importance_and_explanation, tabular, holdout, contract, seed, test.source)
         metrics = compute_metrics(contract.task, rows[contract.target], predictions, tabular.classes)
-        fairness = fairness_report(rows, predictions, contract, sensitive) if sensitive else None
-        timestamp = int(time.time() * 1000)
-        client.log_batch(
-            model.run_id,
-            metrics=[Metric(f"test_{name}", value, timestamp, 0) for name, value in metrics.items()],
-        )
-        for name, figure in _plots(contract, rows[contract.target], predictions).items():
-            client.log_figure(model.run_id, figure, f"evaluation/{name}.png")
-        buffer = io.BytesIO()
-        predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
-        _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
-        importance, explanation = explained.result()
+        importance = permutation_importance_of(tabular, holdout, contract, seed, test.source)
+        explanation = explain(tabular, holdout, contract.feature_names, seed, importance)
+    fairness = fairness_report(rows, predictions, contract, sensitive) if sensitive else None
+    # Logged through the client, not by reopening the run: a failure here must not mark the
+    # finished training run as failed, and a retry overwrites the same metric steps.
+    client = tracking.client()
+    timestamp = int(time.time() * 1000)
+    client.log_batch(
+        model.run_id,
+        metrics=[Metric(f"test_{name}", value, timestamp, 0) for name, value in metrics.items()],
+    )
+    for name, figure in _plots(contract, rows[contract.target], predictions).items():
+        client.log_figure(model.run_id, figure, f"evaluation/{name}.png")
+    buffer = io.BytesIO()
+    predictions.assign(target=rows[contract.target].to_numpy()).to_parquet(buffer)
+    _log_bytes(client, model.run_id, buffer.getvalue(), PREDICTIONS_ARTIFACT)
     log_importance(importance, model.run_id, tracking)
     log_explanation(explanation, model.run_id, client)
     if fairness is not None:
@@ -190,13 +182,6 @@ def evaluate(
         explanation=explanation,
         fairness=fairness,
     )
-
-
-def _importance_and_explanation(
-    model: "TabularModel", holdout: pd.DataFrame, contract: DataContract, seed: int, source: str
-) -> tuple[FeatureImportance, Explanation]:
-    importance = permutation_importance_of(model, holdout, contract, seed, source)
-    return importance, explain(model, holdout, contract.feature_names, seed, importance)
 
 
 def _plots(contract: DataContract, truth: pd.Series, predictions: pd.DataFrame) -> dict[str, "Figure"]:
