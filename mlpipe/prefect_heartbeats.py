@@ -13,8 +13,13 @@ import functools
 
 
 def end_runs_without_waiting_for_heartbeats() -> None:
-    """Make this process's flow runs end without joining their heartbeat thread (idempotent)."""
+    """Make this process's flow runs end without joining their heartbeat thread (idempotent).
+
+    A Prefect without the private function leaves runs as they are (`tests/flows/test_flow_end.py`
+    then fails) rather than break every flow.
+    """
     import prefect.flow_engine as engine
 
-    if not isinstance(engine._send_heartbeats, functools.partial):
-        engine._send_heartbeats = functools.partial(engine._send_heartbeats, join_on_exit=False)
+    send_heartbeats = getattr(engine, "_send_heartbeats", None)
+    if send_heartbeats is not None and not isinstance(send_heartbeats, functools.partial):
+        engine._send_heartbeats = functools.partial(send_heartbeats, join_on_exit=False)

@@ -127,8 +127,10 @@ class SnapshotWriter:
         self._open = ExitStack()
 
     def __enter__(self) -> "SnapshotWriter":
-        self._fs, self._staged = self._open.enter_context(_staged_snapshot(self._store))
-        self._file = self._open.enter_context(_ParquetFile(self._fs, self._staged, self._schema))
+        with ExitStack() as opening:  # a file that cannot be opened leaves no staged file either
+            self._fs, self._staged = opening.enter_context(_staged_snapshot(self._store))
+            self._file = opening.enter_context(_ParquetFile(self._fs, self._staged, self._schema))
+            self._open = opening.pop_all()
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -211,7 +213,11 @@ class _ParquetFile:
     def __init__(self, fs: AbstractFileSystem, path: str, schema: pa.Schema) -> None:
         self._handle = fs.open(path, "wb")
         self._hashing = HashingFile(self._handle)
-        self._writer = pq.ParquetWriter(self._hashing, schema, compression="zstd")
+        try:
+            self._writer = pq.ParquetWriter(self._hashing, schema, compression="zstd")
+        except BaseException:
+            self._handle.close()
+            raise
         self._gathered: list[pa.Table] = []
         self._gathered_bytes = 0
         self._rows = 0
