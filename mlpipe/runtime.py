@@ -111,6 +111,11 @@ def prefect_setting(name: str) -> str | None:
     return os.environ.get(name) or _prefect_profile().get(name)
 
 
+def prefect_settings_named(prefixes: tuple[str, ...]) -> list[str]:
+    """The Prefect settings the user gave (variables, active profile) whose names start with one of `prefixes`."""
+    return sorted(name for name in {**_prefect_profile(), **os.environ} if name.startswith(prefixes))
+
+
 def _prefect_profile() -> dict[str, str]:
     """The settings of the active Prefect profile (read as a file: importing Prefect takes seconds)."""
     home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
