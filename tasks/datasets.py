@@ -124,7 +124,7 @@ class SnapshotWriter:
 
     def __init__(self, store: Datastore, schema: pa.Schema) -> None:
         self._store, self._schema = store, schema
-        self._open = ExitStack()
+        self._open: ExitStack  # what `__enter__` opened, closed by `__exit__`
 
     def __enter__(self) -> "SnapshotWriter":
         with ExitStack() as opening:  # a file that cannot be opened leaves no staged file either
