@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlpipe.cli.prefect_database import PrefectDatabase
+from mlpipe.cli.prefect_database import PREPARED, PREPARING, PrefectDatabase
 from mlpipe.errors import MlpipeError
 from mlpipe.runtime import prefect_setting
 from mlpipe.workspace import free_port
@@ -42,8 +42,8 @@ class TemporaryApi:
 
     process: subprocess.Popen[bytes]
     url: str
-    migrating: PrefectDatabase | None = None
-    """The database this start migrates, recorded as up to date once the server answers."""
+    preparing: PrefectDatabase | None = None
+    """The database this start prepares (migrations, block types), recorded as prepared once the server answers."""
 
     @staticmethod
     def needed() -> bool:
@@ -67,12 +67,12 @@ class TemporaryApi:
         command += ["--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port)]
         command += ["--log-level", "error", "--lifespan", "on"]
         server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        database = PrefectDatabase.default()
-        if database is not None and database.up_to_date():
-            server_env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] = "false"
-            database = None
+        database = PrefectDatabase.default()  # None: the user's own database settings, Prefect's start
+        prepared = database is not None and database.prepared()
+        if database is not None:
+            server_env.update(PREPARED if prepared else PREPARING)
         process = subprocess.Popen(command, env={**os.environ, **server_env}, preexec_fn=_die_with_parent)
-        api = cls(process, f"http://127.0.0.1:{port}/api", migrating=database)
+        api = cls(process, f"http://127.0.0.1:{port}/api", preparing=None if prepared else database)
         atexit.register(api.stop)
         os.environ["PREFECT_API_URL"] = api.url
         os.environ[TEMPORARY_API] = "1"
@@ -95,8 +95,8 @@ class TemporaryApi:
                     "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); a busy machine may need more"
                 )
             time.sleep(0.1)
-        if self.migrating is not None:  # the server migrates before it answers
-            self.migrating.record_migrated()
+        if self.preparing is not None:  # the server prepares its database before it answers
+            self.preparing.record_prepared()
 
     def stop(self) -> None:
         if self.process.poll() is None:
