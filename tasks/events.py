@@ -73,7 +73,13 @@ def announce(
 
 
 def confirm_delivered(events: "list[Event | None]", seconds: float) -> None:
-    """Flush Prefect's event sender and read every event back from the API by id, within `seconds`."""
+    """Flush Prefect's event sender and read every event back from the API by id, within `seconds`.
+
+    Prefect sends events from a background sender over a websocket. One that cannot connect (a
+    proxy that refuses websockets) or stalls would lose them: events not read back by half of
+    `seconds` are posted again over HTTP, as they are. The API stores an event once and its
+    triggers act on it once, by id, whichever copy arrives first.
+    """
     import httpx
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventIDFilter
@@ -83,14 +89,20 @@ def confirm_delivered(events: "list[Event | None]", seconds: float) -> None:
     where = PREFECT_API_URL.value() or "the temporary Prefect API"
     if any(event is None for event in events):
         raise EventNotDelivered(f"events are turned off for {where}; checks need them to trigger retraining")
-    sent = [event for event in events if event is not None]
-    deadline = time.monotonic() + seconds
-    EventsWorker.drain_all(timeout=seconds, at_exit=False)
-    missing = {event.id: event.event for event in sent}
+    missing = {event.id: event for event in events if event is not None}
+    started = time.monotonic()
+    resend_at, deadline = started + seconds / 2, started + seconds
+    EventsWorker.drain_all(timeout=seconds / 2, at_exit=False)
+    resent = False
     error: Exception | None = None
     while missing and time.monotonic() < deadline:
         try:
             with get_client(sync_client=True) as client:
+                if not resent and time.monotonic() >= resend_at:
+                    client.request(
+                        "POST", "/events", json=[event.model_dump(mode="json") for event in missing.values()]
+                    )
+                    resent = True
                 page = client.read_events(EventFilter(id=EventIDFilter(id=list(missing))), limit=len(missing))
             error = None
         except (httpx.HTTPError, OSError) as failure:  # reported below if the events never show
@@ -103,6 +115,6 @@ def confirm_delivered(events: "list[Event | None]", seconds: float) -> None:
     if missing:
         reason = f": {type(error).__name__}: {error}" if error else ""
         raise EventNotDelivered(
-            f"event(s) {sorted(missing.values())} not confirmed by {where} within {seconds:.0f} s{reason}; "
-            "triggers listening for them will not fire"
+            f"event(s) {sorted(event.event for event in missing.values())} not confirmed by {where} "
+            f"within {seconds:.0f} s{reason}; triggers listening for them will not fire"
         )
