@@ -76,8 +76,12 @@ class PrefectDatabase:
         if state is None:
             return
         temporary = self.record.with_name(f".{self.record.name}.{uuid.uuid4().hex}")
-        temporary.write_text(json.dumps(state))
-        os.replace(temporary, self.record)
+        try:
+            temporary.write_text(json.dumps(state))
+            os.replace(temporary, self.record)
+        except OSError:  # a home this command cannot write to: the next start prepares the database again
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
 
     def _state(self) -> dict[str, Any] | None:
         """What a start that prepares the database depends on; None when it has no revision or no block types."""

@@ -47,6 +47,15 @@ def start_temporary_api(home: Path) -> dict[str, object]:
     return outcome
 
 
+def a_migrated_database_with_block_types(path: Path) -> None:
+    """What `PrefectDatabase` reads of a prepared database: its Alembic revision and block types."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        db.execute("INSERT INTO alembic_version VALUES ('a3b9c7d2e5f1')")
+        db.execute("CREATE TABLE block_type (id CHAR(36))")
+        db.execute("INSERT INTO block_type VALUES ('secret')")
+
+
 def test_a_database_is_prepared_once_per_prefect_and_again_when_it_is_replaced(tmp_path: Path, monkeypatch):
     home = tmp_path / "prefect-home"
     monkeypatch.setenv("PREFECT_HOME", str(home))
@@ -66,11 +75,7 @@ def test_another_prefect_another_collection_or_no_block_types_prepare_it_again(t
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     database = PrefectDatabase.default()
     assert database is not None
-    with sqlite3.connect(database.path) as db:
-        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
-        db.execute("INSERT INTO alembic_version VALUES ('a3b9c7d2e5f1')")
-        db.execute("CREATE TABLE block_type (id CHAR(36))")
-        db.execute("INSERT INTO block_type VALUES ('secret')")
+    a_migrated_database_with_block_types(database.path)
     database.record_prepared()
     assert database.prepared()
     recorded = json.loads(database.record.read_text())
@@ -83,6 +88,17 @@ def test_another_prefect_another_collection_or_no_block_types_prepare_it_again(t
     with sqlite3.connect(database.path) as db:
         db.execute("DELETE FROM block_type")
     assert not database.prepared()
+
+
+def test_a_record_that_cannot_be_written_leaves_the_next_start_to_prepare_again(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    database = PrefectDatabase.default()
+    assert database is not None
+    a_migrated_database_with_block_types(database.path)
+    database.record.mkdir()  # where the record goes, something it cannot replace
+    database.record_prepared()
+    assert not database.prepared()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["prefect.db", database.record.name]
 
 
 @pytest.mark.parametrize(
