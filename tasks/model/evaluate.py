@@ -22,6 +22,7 @@ from mlpipe.tasks.metrics import PROBABILITY_PREFIX, compute_metrics, probabilit
 from mlpipe.tasks.model.explanation import Explanation, explain, log_explanation
 from mlpipe.tasks.model.fairness import FairnessReport, fairness_report, log_fairness
 from mlpipe.tasks.model.importance import log_importance, permutation_importance_of
+from mlpipe.tasks.model.requirements import check_requirements_quickly
 from mlpipe.tasks.model.train import TrainedModel
 from mlpipe.workspace import available_cores
 
@@ -60,6 +61,7 @@ def score(
 def _load(model_uri: str, tracking: MlflowConnection) -> "PyFuncModel":
     import mlflow
 
+    check_requirements_quickly()
     with tracking.session():
         return mlflow.pyfunc.load_model(model_uri)
 

@@ -3,8 +3,6 @@
 import time
 import warnings
 from collections.abc import Mapping
-from functools import cache
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +19,7 @@ from mlpipe.tasks.data.split import SplitRefs
 from mlpipe.tasks.datasets import DatasetRef, head_rows, read_snapshot
 from mlpipe.tasks.model.families import GPU_FAMILIES, PRIVATE_FAMILIES, ModelSpec, build_estimator
 from mlpipe.tasks.model.privacy import PRIVACY_ARTIFACT, PrivacyRecord, fit_private
+from mlpipe.tasks.model.requirements import check_requirements_quickly, runtime_requirements
 from mlpipe.workspace import available_cores
 
 if TYPE_CHECKING:
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 MODEL_ARTIFACT = "model"
 CONTRACT_ARTIFACT = "contract.json"
-RUNTIME_PACKAGES = ("mlpipe", "mlflow", "scikit-learn", "xgboost", "pandas", "pyarrow", "numpy")
 
 
 class TrainedModel(BaseModel):
@@ -234,12 +232,10 @@ def _log_run(
     mlflow.log_metrics({"fit_seconds": fitted.seconds, "train_rows": fitted.rows})
     for context, ref in (("training", splits.train), ("validation", splits.validation), ("test", splits.test)):
         mlflow.log_input(_as_mlflow_dataset(ref), context=context)
-    _log_learning_curve(estimator)
     mlflow.log_text(contract.to_json(), CONTRACT_ARTIFACT)
-    requirements = list(runtime_requirements())
     if privacy is not None:
         mlflow.log_dict(privacy.model_dump(mode="json"), PRIVACY_ARTIFACT)
-        requirements.append(f"diffprivlib=={version('diffprivlib')}")  # the model is diffprivlib's estimator
+    check_requirements_quickly()
     with warnings.catch_warnings():
         # The signature keeps the training dtypes on purpose (raw rows must score as they
         # are); MLflow's hint about integer columns and nulls is for hand-built examples.
@@ -250,19 +246,12 @@ def _log_run(
             python_model=model,
             signature=infer_signature(features, model.predict(None, features)),
             input_example=features,
-            pip_requirements=requirements,
+            # a private model is diffprivlib's estimator
+            pip_requirements=runtime_requirements(*(["diffprivlib"] if privacy else [])),
         )
+    # After the model: logging it links the run's step-0 metrics to it, reading each metric's whole history.
+    _log_learning_curve(estimator)
     return info
-
-
-@cache
-def runtime_requirements() -> tuple[str, ...]:
-    """The packages a logged model needs, pinned to the versions this process loaded.
-
-    Read once per process: the modules in memory are the ones a model is pickled with, whatever
-    an upgrade since put on disk (and each look-up of a distribution's metadata costs milliseconds).
-    """
-    return tuple(f"{name}=={version(name)}" for name in RUNTIME_PACKAGES)
 
 
 def _as_mlflow_dataset(ref: DatasetRef) -> "MetaDataset":

@@ -24,6 +24,7 @@ from mlpipe.errors import DataError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.data.files import list_inputs
 from mlpipe.tasks.metrics import DEFAULT_PRIMARY, SCORED_BY, compute_metrics, meets_threshold, probability_column
+from mlpipe.tasks.model.requirements import check_requirements_quickly
 from mlpipe.tasks.registry.aliases import CHAMPION
 from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_model
 from mlpipe.tasks.scoring_layout import MANIFESTS, partition_folder
@@ -87,6 +88,7 @@ def check_performance(
     import mlflow
 
     model = resolve_model(f"{model_name}@{CHAMPION}", tracking)
+    check_requirements_quickly()
     with tracking.session():
         predictor = mlflow.pyfunc.load_model(model.uri).unwrap_python_model()
     partitions = window_partitions(predictions, model, since, until)

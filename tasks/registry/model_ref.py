@@ -12,6 +12,7 @@ from mlpipe.blocks.mlflow import MlflowConnection
 from mlpipe.errors import ConfigError
 from mlpipe.tasks.caching import pipeline_task
 from mlpipe.tasks.data.columns import InputColumn
+from mlpipe.tasks.model.requirements import check_requirements_quickly
 from mlpipe.validation import check_name
 
 
@@ -162,6 +163,7 @@ def load_model(model: ResolvedModel, tracking: MlflowConnection, threads: int) -
     def load() -> Any:
         import mlflow
 
+        check_requirements_quickly()
         with tracking.session():
             loaded = mlflow.pyfunc.load_model(model.uri).unwrap_python_model()
         estimator = loaded.pipeline.steps[-1][1]

@@ -177,6 +177,8 @@ def test_run_publishes_metrics_gate_decision_and_mlflow_link(workspace: Workspac
             mlflow.artifacts.load_text(f"runs:/{outcome.summary.run_id}/{EXPLANATION_ARTIFACT}")
         )
         plots = {a.path for a in mlflow.MlflowClient().list_artifacts(outcome.summary.run_id, "evaluation")}
+        curve = mlflow.MlflowClient().get_metric_history(outcome.summary.run_id, "validation_logloss")
+    assert [metric.step for metric in curve] == list(range(len(curve))) and len(curve) > 10  # one per round
     assert stored.method == "tree SHAP" and stored.rows == 128
     # Original names, each once: the one-hot columns of `purpose` and `region` are summed back to them.
     assert sorted(stored.importances) == sorted(run_contract(outcome.summary.run_id, tracking).feature_names)

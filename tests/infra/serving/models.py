@@ -14,7 +14,8 @@ from mlpipe.tasks.data.contract_inference import infer_contract
 from mlpipe.tasks.model.families import ModelSpec, build_estimator
 from mlpipe.tasks.model.preprocessing import build_preprocessor
 from mlpipe.tasks.model.pyfunc import TabularModel
-from mlpipe.tasks.model.train import CONTRACT_ARTIFACT, MODEL_ARTIFACT, encode_target, runtime_requirements
+from mlpipe.tasks.model.requirements import runtime_requirements
+from mlpipe.tasks.model.train import CONTRACT_ARTIFACT, MODEL_ARTIFACT, encode_target
 
 TARGETS = {"classification": "default", "regression": "interest_rate"}
 CLOSED = "home_ownership"
@@ -62,6 +63,6 @@ def register_model(
                 name=MODEL_ARTIFACT,
                 python_model=model,
                 signature=infer_signature(features, model.predict(None, features)),
-                pip_requirements=list(runtime_requirements()),
+                pip_requirements=runtime_requirements(),
             )
         return str(mlflow.register_model(info.model_uri, name).version)
