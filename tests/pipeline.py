@@ -67,17 +67,19 @@ def task_states(flow_run_id: Any) -> dict[str, str]:
     return {run.name.rsplit("-", 1)[0]: run.state.name for run in task_runs(flow_run_id) if run.state is not None}
 
 
-def task_runs(flow_run_id: Any, settle_seconds: float = 10.0) -> list[TaskRun]:
-    """The flow run's task runs, once the server shows each in a final state (after `settle_seconds`, as they are).
+def task_runs(flow_run_id: Any, expected: int = 0, settle_seconds: float = 10.0) -> list[TaskRun]:
+    """The flow run's task runs, once the server shows at least `expected` of them and each in a final state
+    (after `settle_seconds`, as they are).
 
     The server records a task run's states from the events its engine sends, a moment after the
-    flow itself returns: read at once, the last steps can still show Pending or Running.
+    flow itself returns: read at once, the last steps can still show Pending or Running, or be missing.
     """
     deadline = time.monotonic() + settle_seconds
     while True:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        if all(run.state is not None and run.state.is_final() for run in runs) or time.monotonic() > deadline:
+        settled = len(runs) >= expected and all(run.state is not None and run.state.is_final() for run in runs)
+        if settled or time.monotonic() > deadline:
             return runs
         time.sleep(0.1)
 

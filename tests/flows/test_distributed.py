@@ -24,7 +24,6 @@ import pytest
 from distributed import Client
 from optuna.trial import TrialState
 from prefect import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from mlpipe.blocks import DaskCluster, Datastore, MlflowConnection, WorkspaceConfig
@@ -33,7 +32,7 @@ from mlpipe.flows.scoring import ScoringParams, batch_scoring
 from mlpipe.tasks.model.distributed import COLLECTIVE_TIMEOUT
 from mlpipe.tasks.sweep.space import parse_space
 from tests import servers
-from tests.pipeline import max_overlap, model_versions, run_sweep, run_training, study_trials, wait_for
+from tests.pipeline import max_overlap, model_versions, run_sweep, run_training, study_trials, task_runs, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -142,16 +141,9 @@ def metrics_of(run: dict[str, Any]) -> dict[str, float]:
 
 def prefect_task_runs(flow_run_id: Any, expected: int) -> dict[str, list[str]]:
     """Task name → states of its runs in the flow run, once the server has `expected` of them settled."""
-
-    def settled() -> list[Any]:
-        with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-        return [r for r in runs if r.state is not None and r.state.is_final()]
-
-    wait_for(lambda: len(settled()) >= expected, 60, f"{expected} finished task runs on the Prefect server")
     names: dict[str, list[str]] = {}
-    for run in settled():
-        names.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name)
+    for run in task_runs(flow_run_id, expected, settle_seconds=60):
+        names.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name if run.state else "none")
     return names
 
 
