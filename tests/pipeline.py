@@ -1,5 +1,6 @@
 """Helpers for tests that run the training flow and inspect what Prefect and MLflow recorded."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -46,18 +47,35 @@ class FlowOutcome:
     """Every task run's name, e.g. `check-part-57d`, sorted."""
 
 
+class FinishedTaskRuns(logging.Handler):
+    """Counts the task runs that ended in this process: Prefect logs one "Finished in state" line for each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.getMessage().startswith("Finished in state")
+
+
 def run_training(workspace: WorkspaceConfig, **params: Any) -> FlowOutcome:
     """Run the flow; return its summary (or error) and the final state name of each task."""
     params.setdefault("model", {"params": {"n_estimators": 40}})
+    finished, logger = FinishedTaskRuns(), logging.getLogger("prefect.task_runs")
+    logger.addHandler(finished)
     started = time.perf_counter()
-    state = training(TrainingParams(**params), workspace, return_state=True)
+    try:
+        state = training(TrainingParams(**params), workspace, return_state=True)
+    finally:
+        logger.removeHandler(finished)
     seconds = time.perf_counter() - started
     summary, error = None, None
     try:
         summary = state.result()
     except BaseException as raised:  # noqa: BLE001 - the test inspects it
         error = raised
-    runs = task_runs(state.state_details.flow_run_id)
+    # The server records each task run from its events, a moment later: wait for the ones that ran here.
+    runs = task_runs(state.state_details.flow_run_id, expected=finished.count)
     states = {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state is not None}
     return FlowOutcome(summary, error, states, seconds, sorted(run.name for run in runs))
 
