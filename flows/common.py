@@ -13,6 +13,7 @@ from pydantic import AfterValidator
 from mlpipe.blocks.workspace import WorkspaceConfig
 from mlpipe.errors import ConfigError, MlpipeError
 from mlpipe.flows.runner import WorkspaceTaskRunner
+from mlpipe.prefect_block_schemas import build_block_schemas_once
 from mlpipe.prefect_heartbeats import end_runs_without_waiting_for_heartbeats
 from mlpipe.redaction import install_log_redaction
 from mlpipe.workspace import GPU_RESOURCE, available_cores
@@ -33,9 +34,11 @@ def pipeline_flow(name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
     The runner starts the cluster the run's workspace names (see `open_workspace`), so the
     same flow runs on a laptop's LocalCluster or on a remote scheduler without a change. A run
     ends when its work does, not when Prefect's heartbeat thread next wakes (see
-    `mlpipe.prefect_heartbeats`).
+    `mlpipe.prefect_heartbeats`), and its steps are submitted without building a block's JSON
+    schema again for each (see `mlpipe.prefect_block_schemas`).
     """
     end_runs_without_waiting_for_heartbeats()
+    build_block_schemas_once()
     runner: Any = WorkspaceTaskRunner()  # a DaskTaskRunner; Prefect's signature asks for its own base type
     return flow(name=name, task_runner=runner, validate_parameters=True)
 
