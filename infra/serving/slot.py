@@ -20,6 +20,7 @@ from mlpipe.errors import ConfigError
 from mlpipe.infra.serving.inputs import RowSchema
 from mlpipe.tasks.contract import DataContract
 from mlpipe.tasks.model.pyfunc import TabularModel, predict_frame
+from mlpipe.tasks.model.requirements import check_requirements_quickly
 from mlpipe.tasks.registry.aliases import CHALLENGER, find_alias
 from mlpipe.tasks.registry.champion import run_contract
 from mlpipe.tasks.registry.model_ref import ResolvedModel, resolve_model
@@ -48,6 +49,7 @@ def load_served(resolved: ResolvedModel, tracking: MlflowConnection) -> ServedMo
     """
     import mlflow
 
+    check_requirements_quickly()
     with tracking.session():
         loaded = mlflow.pyfunc.load_model(resolved.uri)
         contract = _contract(resolved.run_id, tracking)
