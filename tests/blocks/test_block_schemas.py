@@ -53,10 +53,9 @@ def _with_secret() -> WithSecret:
 def test_the_second_serialization_builds_no_schema_and_keeps_the_secrets(schemas_built: list[str]):
     assert {"WithSecret", "MlflowConnection"} <= set(schemas_built), "each class's schema is built once"
     schemas_built.clear()
-    workspace = serialized(WorkspaceConfig().resolve())
+    serialized(WorkspaceConfig().resolve())
     assert serialized(_with_secret())["token"]["value"] == "s3cret-value"
     assert schemas_built == []
-    assert workspace["mlflow"] == serialized(WorkspaceConfig().resolve())["mlflow"]
 
 
 def test_each_caller_gets_a_schema_of_its_own(schemas_built: list[str]):
