@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -103,10 +104,13 @@ class StudySpec(Strict):
         seed = int(hashlib.sha256(f"{self.seed}:{trial_number}".encode()).hexdigest()[:8], 16)
         if self.sampler == "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        # Constant liar keeps parallel TPE trials from piling onto the same point.
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=space.prefixed, constant_liar=max_concurrent > 1
-        )
+        # Constant liar keeps parallel TPE trials from piling onto the same point. These options are
+        # optuna's experimental ones, chosen here rather than by the user: its warning is not theirs to read.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=space.prefixed, constant_liar=max_concurrent > 1
+            )
 
 
 def study_fingerprint(spec: StudySpec, space: SearchSpace, dataset_hash: str, split_seed: int) -> str:

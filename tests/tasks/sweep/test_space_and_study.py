@@ -1,6 +1,7 @@
 """The sweep's pieces on their own: choosing the best trial, search spaces, resuming a study."""
 
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -134,6 +135,17 @@ def test_the_kth_trial_draws_the_same_values_in_any_process():
 
     assert draw(5) == draw(5)
     assert draw(5) != draw(6)
+
+
+def test_the_tpe_sampler_warns_nothing_about_the_experimental_options_the_sweep_chooses():
+    """Multivariate, grouped TPE with constant liar is the sweep's choice, not the user's: optuna's
+    ExperimentalWarning about it was printed on every trial a sweep asked for."""
+    space = auto_space("classification")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        sampler = StudySpec(sampler="tpe", seed=7).sampler_for(space, 2, 3)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert [str(warning.message) for warning in shown] == []
 
 
 def test_resuming_requeues_interrupted_trials_and_rejects_other_inputs(tmp_path: Path):
