@@ -125,6 +125,7 @@ def _quiet_libraries() -> None:
     for handler in logging.getLogger().handlers:  # Prefect's terminal handler is the root logger's
         if isinstance(handler, PrefectConsoleHandler):
             handler.addFilter(_ReportedByTheCommand())
+            handler.addFilter(_DrainingAtExit())
 
     if "optuna" in sys.modules:
         import optuna
@@ -152,6 +153,17 @@ class _ReportedByTheCommand(logging.Filter):
             return False
         failed_with = re.search(r"encountered an exception (\w+):", record.getMessage())
         return not (failed_with and failed_with.group(1) in _names_of_subclasses(MlpipeError))
+
+
+class _DrainingAtExit(logging.Filter):
+    """Keeps Prefect's note that it is still sending its last events and logs at exit off the terminal.
+
+    The note says only that the process is finishing its work with the API: the items are sent.
+    A service that fails to send them still warns.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Still processing items:")
 
 
 def _names_of_subclasses(cls: type) -> set[str]:

@@ -1,11 +1,14 @@
 """What a command prints: its progress and summary, whole lines when piped, redacted; library logs on `--verbose`."""
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from mlpipe.runtime import VERBOSE
 from tests.pipeline import run_cli
 
 
@@ -33,6 +36,28 @@ def test_command_output_and_errors_show_no_uri_password_or_token(capsys: pytest.
     assert "token=***" in shown.out and "X-Amz-Signature=***" in shown.out
     assert "http://alice:***@mlflow:5000/#/experiments/1/runs/abc" in shown.out
     assert "error: cannot open postgresql://mlpipe:***@db/mlflow" in shown.err
+
+
+@pytest.mark.unit
+def test_prefects_note_on_draining_its_queues_at_exit_stays_off_the_terminal(tmp_path: Path):
+    """Prefect's services send their last events and logs as the process ends, and warn while they do:
+    a command's output then ended with "WARNING | EventsWorker - Still processing items"."""
+    script = """
+import logging
+from mlpipe.runtime import configure_process
+configure_process()
+from mlpipe.cli.startup import preparing_flow
+with preparing_flow():
+    import prefect.main  # as a command imports its flow: Prefect sets up its logging
+logging.getLogger("EventsWorker").warning("Still processing items: 3 items remaining...")
+logging.getLogger("EventsWorker").warning("Service failed to send 3 events")
+"""
+    environment = {**os.environ, "MLPIPE_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    environment.pop(VERBOSE, None)
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Still processing items" not in result.stderr
+    assert "Service failed to send 3 events" in result.stderr  # Prefect's other warnings still show
 
 
 LIBRARY_NOISE = (
