@@ -34,8 +34,20 @@ class _RedactingConsole(Console):
         super().print_json(redact(json), data=redact(data), **options)
 
 
-out = _RedactingConsole()
-err = _RedactingConsole(stderr=True)
+PIPED_WIDTH = 1000
+"""Columns a console lays tables out in when its output is not a terminal: wide enough for a table
+to keep every cell whole (at rich's 80, a drift report cut feature names to "credit_u…")."""
+
+
+def _console(stderr: bool = False) -> _RedactingConsole:
+    console = _RedactingConsole(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # a user's COLUMNS still decides
+        console.width = PIPED_WIDTH
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def run(action: Callable[[], None]) -> None:

@@ -39,6 +39,20 @@ def test_command_output_and_errors_show_no_uri_password_or_token(capsys: pytest.
 
 
 @pytest.mark.unit
+def test_a_piped_table_keeps_every_cell_whole(capsys: pytest.CaptureFixture[str]):
+    from rich.table import Table
+
+    from mlpipe.cli.output import out
+
+    row = ["credit_utilization", "wasserstein", "0.2179", "True", "learning_rate=0.0123, max_depth=7, subsample=0.81"]
+    table = Table("feature", "test", "statistic", "drifted", "params")
+    table.add_row(*row)
+    out.print(table)
+    shown = capsys.readouterr().out
+    assert all(cell in shown for cell in row), shown  # at 80 columns: "credit_u…", "wasserst…"
+
+
+@pytest.mark.unit
 def test_prefects_note_on_draining_its_queues_at_exit_stays_off_the_terminal(tmp_path: Path):
     """Prefect's services send their last events and logs as the process ends, and warn while they do:
     a command's output then ended with "WARNING | EventsWorker - Still processing items"."""
@@ -128,3 +142,22 @@ def test_a_step_failing_on_bad_input_shows_one_error_line_and_no_traceback(tmp_p
     assert "Traceback" not in result.stderr and "ERROR" not in result.stderr, result.stderr
     verbose = run_cli("--verbose", *args, cwd=tmp_path)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr  # the libraries' own report, when asked for
+
+
+@pytest.mark.e2e
+def test_a_piped_sweep_shows_each_trials_parameters_whole_and_no_library_warning(
+    tmp_path: Path, demo_csv: Path, prefect_api: str
+):
+    """An AutoML sweep (several families, TPE) piped: optuna warned on every trial, and the leaderboard
+    cut each parameter to "xgboost.learni…" at 80 columns."""
+    args = ["sweep", "--data", str(demo_csv), "--target", "default", "--name", "piped-sweep", "--space", "auto"]
+    result = run_cli(*args, "--max-trials", "4", "--exclude", "application_id", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = result.stdout + result.stderr
+    assert not [noise for noise in (*LIBRARY_NOISE, "Warning", "WARNING") if noise in shown], shown
+    leaderboard = result.stdout[result.stdout.index("best first") : result.stdout.index("Trials:")]
+    rows = [line for line in leaderboard.splitlines() if re.match(r"^\W*\d", line)]
+    assert len(rows) == 4 and "…" not in leaderboard, leaderboard
+    for row in rows:
+        family = row.split("│")[3].strip()
+        assert "=" in row and "family=" not in row and f"{family}." not in row, row
