@@ -47,6 +47,8 @@ class DataFacts(BaseModel):
     content_hash: str
     rows: int | None
     split_rows: dict[str, int]
+    split_contents: dict[str, str]
+    """Splits that hold more than their own rows: a sweep's winner is refit on train + validation."""
     periods: dict[str, str]
     """Per split, `first … last` of the time column (empty when the data has none)."""
     time_column: str | None
@@ -84,9 +86,14 @@ def record_data_facts(
 ) -> None:
     """Write each split's rows and dated period onto the version (once: a re-run keeps the first record).
 
-    Only the time column is read, so this costs one column per split whatever the data's width.
+    A split made of several (`dataset#train+validation`) says so. Only the time column is read,
+    so this costs one column per split whatever the data's width.
     """
     tags = {f"mlpipe.rows.{split}": str(getattr(splits, split).rows) for split in SPLITS}
+    for split in SPLITS:
+        contents = getattr(splits, split).source.rpartition("#")[2]
+        if "+" in contents:
+            tags[f"mlpipe.contents.{split}"] = contents.replace("+", " + ")
     if contract.time_column:
         for split in SPLITS:
             period = time_period(read_snapshot(getattr(splits, split), store, [contract.time_column]))
@@ -161,8 +168,11 @@ def _data_facts(tags: dict[str, str], contract: DataContract) -> DataFacts:
     return DataFacts(
         source=redact(tags.get("mlpipe.dataset_source", "unknown")),
         content_hash=tags.get("mlpipe.dataset_hash", "unknown"),
-        rows=sum(split_rows.values()) or None,
+        rows=int(tags["mlpipe.dataset_rows"]) if "mlpipe.dataset_rows" in tags else sum(split_rows.values()) or None,
         split_rows=split_rows,
+        split_contents={
+            split: tags[f"mlpipe.contents.{split}"] for split in SPLITS if f"mlpipe.contents.{split}" in tags
+        },
         periods={split: tags[f"mlpipe.period.{split}"] for split in SPLITS if f"mlpipe.period.{split}" in tags},
         time_column=contract.time_column,
         contract_source=contract.declared_in or "inferred from the first training data",
@@ -256,7 +266,7 @@ def render_markdown(card: ModelCard) -> str:
                 ["source", data.source],
                 ["content hash", f"`{data.content_hash}`"],
                 ["rows", _count(data.rows)],
-                *[[f"{split} rows", _count(rows)] for split, rows in data.split_rows.items()],
+                *[[_split_label(data, split), _count(rows)] for split, rows in data.split_rows.items()],
                 *_periods(data),
                 ["contract", data.contract_source],
             ],
@@ -363,6 +373,11 @@ def _privacy(record: PrivacyRecord | None) -> list[str]:
     if record.target_bounds is not None:
         rows.append(["target clipped to", " … ".join(map(_number, record.target_bounds))])
     return _table(["", ""], rows)
+
+
+def _split_label(data: DataFacts, split: str) -> str:
+    contents = data.split_contents.get(split)
+    return f"{split} rows ({contents})" if contents else f"{split} rows"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

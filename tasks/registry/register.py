@@ -68,6 +68,7 @@ def register(
     tags = {
         "mlpipe.dataset_hash": dataset.content_hash,
         "mlpipe.dataset_source": dataset.source,
+        "mlpipe.dataset_rows": str(dataset.rows),
         **{key: run_tags.get(key, "") for key in LINEAGE_KEYS},
         **{key: run_tags[key] for key in SWEEP_KEYS if key in run_tags},
         **{f"mlpipe.metric.{name}": f"{value:.6g}" for name, value in evaluation.metrics.items()},

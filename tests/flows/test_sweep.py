@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 
 from mlpipe.blocks import DaskCluster, GatePolicy, WorkspaceConfig
 from mlpipe.errors import ConfigError
+from mlpipe.tasks.registry.card import build_card, render_markdown
 from mlpipe.tasks.sweep.space import parse_space
 from tests.pipeline import max_overlap, model_versions, run_sweep, study_trials
 
@@ -67,6 +68,12 @@ def test_seeded_sweep_is_reproducible_and_registers_the_best_with_a_link(workspa
     best_params = next(row.params for row in a.leaderboard if row.trial == a.best_trial)
     assert int(run.data.params["max_depth"]) == best_params["max_depth"]
     assert run.data.metrics["train_rows"] > 0.8 * 3_000  # retrained on train + validation (85%)
+    # Its card counts the dataset's rows once and says what its training split holds.
+    card = build_card("sweep-repro-a", training.version, workspace.resolve().mlflow)
+    splits = training.splits
+    assert card.data.rows == training.dataset.rows < sum(card.data.split_rows.values())
+    assert card.data.split_rows == {name: getattr(splits, name).rows for name in ("train", "validation", "test")}
+    assert f"| train rows (train + validation) | {splits.train.rows:,} |" in render_markdown(card)
 
     # One nested MLflow run per trial under the sweep's parent run, with its state.
     children = client.search_runs(
