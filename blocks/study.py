@@ -2,6 +2,7 @@
 
 import os
 import threading
+import warnings
 from typing import TYPE_CHECKING
 
 from prefect.blocks.core import Block
@@ -63,11 +64,14 @@ class StudyStorage(Block):
 
 
 def _connect(url: str) -> "BaseStorage":
+    from optuna.exceptions import ExperimentalWarning
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return JournalStorage(JournalRedisBackend(url))
+        with warnings.catch_warnings():  # optuna's journal on Redis is experimental: mlpipe's choice, not the user's
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return JournalStorage(JournalRedisBackend(url))
     if "://" in url:
         return RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     os.makedirs(os.path.dirname(os.path.abspath(url)), exist_ok=True)

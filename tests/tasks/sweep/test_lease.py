@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> StudyStorage:
         "redis": "redis://127.0.0.1:6379/14",
     }
     return StudyStorage(url=urls[request.param], lease_seconds=2)
+
+
+def test_a_redis_study_store_opens_without_optunas_experimental_warning():
+    """The journal on Redis is optuna's experimental backend class, chosen by mlpipe for a `redis://` URL:
+    its warning printed in every process that opened the store. (A URL no other test opens: stores
+    are opened once per process.)"""
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        StudyStorage(url="redis://127.0.0.1:6379/13").open()
+    assert [str(warning.message) for warning in shown] == []
 
 
 ONE_STORE = pytest.mark.parametrize("storage", ["journal"], indirect=True)
