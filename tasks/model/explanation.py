@@ -71,7 +71,7 @@ def unexplained(model: "TabularModel") -> str | None:
     estimator = model.pipeline[-1]
     linear = LogisticRegression | Ridge | LinearRegression  # diffprivlib's private models subclass the first and last
     if not (hasattr(estimator, "get_booster") or isinstance(estimator, linear)):
-        return f"{type(estimator).__name__} has no exact per-row contributions; xgboost and linear models have"
+        return f"{type(estimator).__name__} has no exact per-row contributions; xgboost and linear models have them"
     if model.task == "classification" and len(model.classes or []) > 2:
         return f"the model has {len(model.classes or [])} classes; contributions are explained for two classes at most"
     return None

@@ -49,3 +49,25 @@ def test_explain_writes_contributions_that_add_up_to_the_margin_and_names_a_miss
     missing = run_cli("explain", "--model", f"{MODEL}@champion", "--data", str(incomplete), cwd=tmp_path, extra_env=env)
     assert missing.returncode == 1
     assert f"{incomplete}: column 'income' is missing (the model needs it)" in missing.stderr
+
+
+def test_a_forest_is_refused_by_name_with_the_card_that_ranks_its_columns(
+    workspace: WorkspaceConfig, demo_frame: pd.DataFrame, tmp_path: Path
+):
+    """AutoML often picks a forest, which has no exact per-row contributions: the error says where its
+    columns are ranked instead, and that command works."""
+    data = tmp_path / "rows.csv"
+    demo_frame.to_csv(data, index=False)
+    model = {"family": "random_forest", "params": {"n_estimators": 20}}
+    outcome = run_training(
+        workspace, data=str(data), target="default", name="forest", exclude=["application_id"], model=model
+    )
+    assert outcome.error is None, outcome.error
+    env = {"MLFLOW_TRACKING_URI": workspace.resolve().mlflow.tracking_uri or ""}
+    refused = run_cli("explain", "--model", "forest@champion", "--data", str(data), cwd=tmp_path, extra_env=env)
+    assert refused.returncode == 1
+    assert "RandomForestClassifier has no exact per-row contributions" in refused.stderr
+    assert "`mlpipe card forest@champion` ranks its input columns by permutation importance" in refused.stderr
+    card = run_cli("card", "forest@champion", cwd=tmp_path, extra_env=env)
+    assert card.returncode == 0, card.stderr[-3000:]
+    assert "permutation" in card.stdout.split("## Explanation", 1)[1].split("##", 1)[0]
