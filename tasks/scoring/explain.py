@@ -33,10 +33,10 @@ def explain_rows(reference: str, location: str, rows: int, tracking: MlflowConne
     loaded = load_model(model, tracking, available_cores())
     reason = unexplained(loaded)
     if reason:
-        raise ConfigError(
-            f"model '{reference}' cannot be explained row by row: {reason}. "
-            f"`mlpipe card {reference}` ranks its input columns by permutation importance"
+        elsewhere = (
+            f". `mlpipe card {reference}` ranks its input columns by permutation importance" if model.name else ""
         )
+        raise ConfigError(f"model '{reference}' cannot be explained row by row: {reason}{elsewhere}")
     blocks = list(_parsed(location, model.inputs, rows))
     if not blocks:
         raise DataError(f"{location}: no rows to explain")

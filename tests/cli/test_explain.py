@@ -71,3 +71,9 @@ def test_a_forest_is_refused_by_name_with_the_card_that_ranks_its_columns(
     card = run_cli("card", "forest@champion", cwd=tmp_path, extra_env=env)
     assert card.returncode == 0, card.stderr[-3000:]
     assert "permutation" in card.stdout.split("## Explanation", 1)[1].split("##", 1)[0]
+    # A logged model's URI has no card (`mlpipe card` takes registered versions): no hint to a command that fails.
+    logged = f"runs:/{outcome.summary.run_id}/model"
+    unregistered = run_cli("explain", "--model", logged, "--data", str(data), cwd=tmp_path, extra_env=env)
+    assert unregistered.returncode == 1
+    assert "RandomForestClassifier has no exact per-row contributions" in unregistered.stderr
+    assert "mlpipe card" not in unregistered.stderr
