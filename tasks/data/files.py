@@ -124,8 +124,8 @@ def read_blocks(batch: Batch, needed: list[str]) -> Iterator[tuple[pa.Table, int
                 yield table, first_row
                 first_row += table.num_rows
             return
-        header = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
-        handle.seek(0)
+        # The header from its own handle: a reader's read-ahead thread keeps moving a shared one.
+        header = _csv_columns(batch.file.url)
         present = [name for name in needed if name in header]
         reader = pacsv.open_csv(
             handle,
