@@ -11,7 +11,6 @@ from mlpipe.cli.startup import preparing_flow
 
 if TYPE_CHECKING:
     from mlpipe.flows.sweep import SweepSummary
-    from mlpipe.tasks.sweep.results import LeaderboardRow
 
 SWEEP_SECTIONS = "mlflow/datastore/cluster/gate/studies/sweep"
 
@@ -124,16 +123,6 @@ def run_sweep(
     print_training(summary.training)
 
 
-def _chosen(row: "LeaderboardRow") -> str:
-    """The trial's parameters as the family's own names: the family has its column (in a space of
-    several families, optuna's names are `family` and `xgboost.max_depth`)."""
-    prefix = f"{row.family}."
-    shown = {name.removeprefix(prefix): value for name, value in row.params.items() if name != "family"}
-    return ", ".join(
-        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}" for name, value in shown.items()
-    )
-
-
 def _print_leaderboard(summary: "SweepSummary") -> None:
     from rich.table import Table
 
@@ -143,7 +132,8 @@ def _print_leaderboard(summary: "SweepSummary") -> None:
         table.add_column(column)
     for row in result.leaderboard[:10]:
         value = "" if row.value is None else f"{row.value:.4f}"
-        table.add_row(str(row.rank or ""), str(row.trial), row.family, row.state, value, str(row.steps), _chosen(row))
+        shown = (str(row.rank or ""), str(row.trial), row.family, row.state, value, str(row.steps), row.shown_params())
+        table.add_row(*shown)
     out.print(table)
     counts = {state: sum(r.state == state for r in result.leaderboard) for state in ("complete", "pruned", "failed")}
     out.print(

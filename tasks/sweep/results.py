@@ -47,6 +47,17 @@ class LeaderboardRow(BaseModel):
     params: dict[str, Any]
     mlflow_run_id: str | None
 
+    def shown_params(self) -> str:
+        """The trial's parameters as `name=value` under the family's own names, for people to read.
+
+        In a space of several families optuna's names are `family` and `xgboost.max_depth`; the
+        family has a column of its own wherever a row is shown.
+        """
+        own = {name.removeprefix(f"{self.family}."): value for name, value in self.params.items() if name != "family"}
+        return ", ".join(
+            f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}" for name, value in own.items()
+        )
+
 
 class SweepTiming(BaseModel):
     """How long this run's trials took: wall time and the sum of the trials' own times."""
@@ -251,7 +262,7 @@ def _publish(sweep: SweepRun, spec: StudySpec, rows: list[LeaderboardRow], track
                 spec.metric or "value": _rounded(r.value),
                 "steps": r.steps,
                 "seconds": _rounded(r.seconds),
-                "params": ", ".join(f"{k}={_rounded(v)}" for k, v in r.params.items()),
+                "params": r.shown_params(),
             }
             for r in rows
         ],

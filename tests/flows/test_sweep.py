@@ -1,6 +1,7 @@
 """The sweep flow end to end on real Prefect, Dask, optuna storage and MLflow."""
 
 import itertools
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ from optuna.trial import TrialState
 
 from mlpipe.blocks import DaskCluster, GatePolicy, WorkspaceConfig
 from mlpipe.errors import ConfigError
+from mlpipe.tasks.links import artifact_key
 from mlpipe.tasks.registry.card import build_card, render_markdown
 from mlpipe.tasks.sweep.space import parse_space
 from tests.pipeline import max_overlap, model_versions, run_sweep, study_trials
@@ -30,6 +32,18 @@ def sweep_data(data_dir: Path, demo_frame: pd.DataFrame) -> str:
     path = data_dir / "sweep.parquet"
     demo_frame.to_parquet(path, index=False)
     return str(path)
+
+
+def leaderboard_artifact(study: str) -> list[dict]:
+    """The rows of the sweep's leaderboard table in the Prefect UI."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        [table] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{artifact_key(study)}-leaderboard"]))
+        )
+    return json.loads(table.data) if isinstance(table.data, str) else table.data
 
 
 def finished(trials: list) -> list:
@@ -251,6 +265,11 @@ def test_automl_searches_several_families_and_stops_at_the_exit_score(workspace:
     )
     assert outcome.error is None, outcome.error
     assert len({row.family for row in outcome.summary.sweep.leaderboard}) >= 3
+    # The UI's leaderboard names each trial's parameters as its family does: the family has its own column.
+    shown = leaderboard_artifact(outcome.summary.sweep.study)
+    assert {row["family"] for row in shown} == {row.family for row in outcome.summary.sweep.leaderboard}
+    assert all(row["params"] and "family=" not in row["params"] for row in shown), shown
+    assert not any(f"{row['family']}." in row["params"] for row in shown), shown
     early = run_sweep(
         workspace,
         data=sweep_data,
