@@ -39,4 +39,5 @@ def _built_once(build: Callable[..., dict[str, Any]]) -> Callable[..., dict[str,
         return copy.deepcopy(schema)
 
     model_json_schema.built_once = True  # type: ignore[attr-defined]
+    model_json_schema.__wrapped__ = build  # type: ignore[attr-defined]
     return model_json_schema
