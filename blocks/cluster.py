@@ -29,6 +29,11 @@ class DaskCluster(Block):
         default="127.0.0.1:8787",
         description="where a local dashboard listens (another port if taken); '0.0.0.0:8787': every interface",
     )
+    trim_worker_memory: bool | None = Field(
+        default=None,
+        description="local worker processes give freed memory back to the system at once, at some speed; "
+        "default: yes, but not for a sweep's trials",
+    )
     adaptive_minimum: int | None = Field(default=None, ge=0, description="adaptive scaling: fewest workers")
     adaptive_maximum: int | None = Field(default=None, ge=1, description="adaptive scaling: most workers")
 
@@ -54,6 +59,17 @@ class DaskCluster(Block):
             if value is not None:
                 kwargs[name] = value
         return kwargs
+
+    def trims_worker_memory(self, *, by_default: bool) -> bool:
+        """Whether local worker processes start with Dask's `MALLOC_TRIM_THRESHOLD_`, `by_default` unless set.
+
+        Dask sets it so that a worker hands freed memory back to the system at once, which keeps
+        a worker holding large partitions under its memory limit; glibc then stops raising its
+        mmap threshold, so every large array is mapped and unmapped afresh. A sweep's trials are
+        many short fits of at most a sample of the data, where that costs time and saves little
+        (see the README's Sweeps section for both figures).
+        """
+        return by_default if self.trim_worker_memory is None else self.trim_worker_memory
 
     def adapt_kwargs(self) -> dict[str, int]:
         """Keyword arguments for `cluster.adapt`, empty when scaling is fixed."""

@@ -28,18 +28,20 @@ Device = Literal["cpu", "cuda", "auto"]
 """Where models train: CPU workers, workers that advertise the `GPU` resource, or GPU workers if the cluster has any."""
 
 
-def pipeline_flow(name: str) -> Callable[[Callable[P, R]], Flow[P, R]]:
+def pipeline_flow(name: str, *, trim_worker_memory: bool = True) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """The decorator of every mlpipe flow: its name, a Dask task runner chosen at run time, validated parameters.
 
     The runner starts the cluster the run's workspace names (see `open_workspace`), so the
     same flow runs on a laptop's LocalCluster or on a remote scheduler without a change. A run
     ends when its work does, not when Prefect's heartbeat thread next wakes (see
     `mlpipe.prefect_heartbeats`), and its steps are submitted without building a block's JSON
-    schema again for each (see `mlpipe.prefect_block_schemas`).
+    schema again for each (see `mlpipe.prefect_block_schemas`). `trim_worker_memory` is the
+    flow's default for the worker processes of a local cluster (`DaskCluster.trims_worker_memory`).
     """
     end_runs_without_waiting_for_heartbeats()
     build_block_schemas_once()
-    runner: Any = WorkspaceTaskRunner()  # a DaskTaskRunner; Prefect's signature asks for its own base type
+    # a DaskTaskRunner; Prefect's signature asks for its own base type
+    runner: Any = WorkspaceTaskRunner(trim_worker_memory=trim_worker_memory)
     return flow(name=name, task_runner=runner, validate_parameters=True)
 
 

@@ -4,10 +4,12 @@ A flow's decorator is evaluated at import, before any configuration is read, so 
 created unconfigured and told its cluster when the run starts (`flows.common.open_workspace`).
 """
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
 import distributed
+from distributed.core import Status
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.utils import format_dashboard_link
 from prefect import Task
@@ -19,6 +21,9 @@ from mlpipe.blocks.cluster import DaskCluster
 from mlpipe.prefect_settings import share_settings
 from mlpipe.prefect_tls import share_tls_contexts
 
+MALLOC_TRIM_THRESHOLD = "MALLOC_TRIM_THRESHOLD_"
+"""The glibc variable Dask's nannies set for their workers (`distributed.nanny.pre-spawn-environ`)."""
+
 
 class WorkspaceTaskRunner(DaskTaskRunner):
     """A DaskTaskRunner whose cluster is chosen when the flow runs, not when it is defined.
@@ -26,15 +31,17 @@ class WorkspaceTaskRunner(DaskTaskRunner):
     A flow calls `use(cluster)` with its configuration before submitting work; a runner
     that was never told uses `DaskCluster()` defaults. The cluster starts on first submit.
     It hands the flow's Prefect API URL to the local workers it starts: without it each
-    worker process would start a temporary Prefect server of its own.
+    worker process would start a temporary Prefect server of its own. `trim_worker_memory` is
+    the flow's default for those workers (see `DaskCluster.trims_worker_memory`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, trim_worker_memory: bool = True) -> None:
         super().__init__()
         self.configured = False
+        self.trim_worker_memory = trim_worker_memory
 
     def duplicate(self) -> "WorkspaceTaskRunner":
-        return type(self)()
+        return type(self)(trim_worker_memory=self.trim_worker_memory)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WorkspaceTaskRunner)
@@ -51,6 +58,8 @@ class WorkspaceTaskRunner(DaskTaskRunner):
         self.cluster_kwargs = settings.local_cluster_kwargs()
         if settings.processes:
             self.cluster_kwargs["env"] = {"PREFECT_API_URL": _current_api_url()}
+            if not settings.trims_worker_memory(by_default=self.trim_worker_memory):
+                self.cluster_kwargs["worker_class"] = UntrimmedNanny
         self.adapt_kwargs = settings.adapt_kwargs()
 
     @property
@@ -103,6 +112,23 @@ class PerProcessPrefect(WorkerPlugin):
     def setup(self, worker: distributed.Worker) -> None:
         share_tls_contexts()
         share_settings()
+
+
+class UntrimmedNanny(distributed.Nanny):
+    """A nanny whose worker process starts without Dask's `MALLOC_TRIM_THRESHOLD_`: glibc's own thresholds.
+
+    The variable only counts when the process starts. Dask also leaves it in the environment of
+    the process that spawned a trimmed worker, and a later worker spawned there would inherit it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pre_spawn_env.pop(MALLOC_TRIM_THRESHOLD, None)
+        self.env.pop(MALLOC_TRIM_THRESHOLD, None)
+
+    async def instantiate(self) -> Status:
+        os.environ.pop(MALLOC_TRIM_THRESHOLD, None)
+        return await super().instantiate()
 
 
 class LocalDaskCluster(distributed.LocalCluster):

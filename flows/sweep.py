@@ -91,7 +91,7 @@ class SweepSummary(BaseModel):
     resumed_trials: list[int]
 
 
-@pipeline_flow("sweep")
+@pipeline_flow("sweep", trim_worker_memory=False)  # many short fits of a sample: see DaskCluster.trims_worker_memory
 def sweep(params: SweepParams, config: WorkspaceConfig | None = None) -> SweepSummary:
     """Search hyperparameters in parallel, then train, gate and register the best configuration."""
     workspace = open_workspace(config)

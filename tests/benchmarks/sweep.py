@@ -12,6 +12,8 @@
    the sequential study ran the same configurations to the same scores. With `--rounds N` the
    sweep and the floor run N times, one after the other, and the median of the N ratios is shown:
    on a shared machine the floor alone moved by 11 % between two runs minutes apart.
+   `--also-trimmed` adds, in each round, the same sweep on workers started with Dask's
+   `MALLOC_TRIM_THRESHOLD_`, which the sweep's own workers leave out.
 2. Early termination: the same trials as sweeps with the median, successive-halving and Hyperband
    pruners; total boosting rounds as a ratio to the unpruned sweep (goals ≤ 0.6 for median and
    ≤ 0.3 for halving/Hyperband) and the best score's gap to the unpruned best (goal ≤ 0.5 %).
@@ -65,6 +67,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=48)
     parser.add_argument("--only", choices=["parallel", "pruning"], help="run one of the two comparisons")
     parser.add_argument("--rounds", type=int, default=1, help="sweep and floor pairs, for the median ratio")
+    parser.add_argument(
+        "--also-trimmed",
+        action="store_true",
+        help="each round also sweeps on workers with Dask's MALLOC_TRIM_THRESHOLD_ (what leaving it out buys)",
+    )
     args = parser.parse_args()
     scratch = scratch_workspace("sweep")
     from mlpipe.runtime import configure_process
@@ -123,11 +130,12 @@ def main() -> None:
             list(pool.map(plain_trial, range(args.trials), [1] * args.trials, [setup] * args.trials))
             return time.perf_counter() - started
 
-    def swept(pruner: str, run: int = 0) -> SweepResult:
+    def swept(pruner: str, run: int = 0, trimmed: bool = False) -> SweepResult:
         params = SweepParams(
             data=str(data),
             target=TARGET,
-            name=f"bench-sweep-{pruner}" + (f"-{run}" if run else ""),  # a new study: the same name resumes
+            # a new study each time: the same name resumes
+            name=f"bench-sweep-{pruner}" + (f"-{run}" if run else "") + ("-trimmed" if trimmed else ""),
             exclude=EXCLUDE,
             space=space,
             study=StudySpec(sampler="random", pruner=PrunerSpec(kind=pruner), seed=SEED),
@@ -135,10 +143,12 @@ def main() -> None:
             max_concurrent=2,
         )
         started = time.perf_counter()
-        summary = sweep(params, workspace)
+        trimming = DaskCluster(n_workers=2, threads_per_worker=1, processes=True, trim_worker_memory=True)
+        summary = sweep(params, workspace.model_copy(update={"cluster": trimming}) if trimmed else workspace)
         result = summary.sweep
         print(
-            f"sweep, pruner {pruner}: flow {time.perf_counter() - started:.1f} s, trial phase "
+            f"sweep{' (trimmed workers)' if trimmed else ''}, pruner {pruner}: "
+            f"flow {time.perf_counter() - started:.1f} s, trial phase "
             f"{result.timing.wall_seconds:.1f} s ({result.timing.parallelism:.2f} trials at once), "
             f"rounds {result.total_steps:,}, best roc_auc {result.best_value:.5f} (trial {result.best_trial})"
         )
@@ -154,10 +164,13 @@ def main() -> None:
         floor = two_processes()
         print(f"two plain processes, 1 thread each: {floor:.1f} s")
         ratios = [unpruned.timing.wall_seconds / floor]
+        trimmed = [swept("none", 0, trimmed=True).timing.wall_seconds / floor] if args.also_trimmed else []
         for run in range(1, args.rounds):
             again, again_floor = swept("none", run).timing.wall_seconds, two_processes()
             print(f"round {run + 1}: two plain processes {again_floor:.1f} s; ratio {again / again_floor:.3f}")
             ratios.append(again / again_floor)
+            if args.also_trimmed:
+                trimmed.append(swept("none", run, trimmed=True).timing.wall_seconds / again_floor)
         two_threads, _ = sequential(threads=2)
         print(f"sequential study, 2 xgboost threads: {two_threads:.1f} s")
         same = {row.trial: (row.params, row.value) for row in unpruned.leaderboard}
@@ -171,6 +184,10 @@ def main() -> None:
         if args.rounds > 1:
             shown = ", ".join(f"{ratio:.3f}" for ratio in ratios)
             print(f"RATIO median of {args.rounds} rounds ({shown})  = {statistics.median(ratios):.3f}  (goal ≤ 1.05)")
+        if trimmed:
+            shown = ", ".join(f"{ratio:.3f}" for ratio in trimmed)
+            median = statistics.median(trimmed)
+            print(f"RATIO sweep on trimmed workers / two plain processes, median ({shown}) = {median:.3f}")
         print(f"RATIO sweep trial phase / sequential (2 threads)  = {wall / two_threads:.3f}")
     if args.only == "parallel":
         return

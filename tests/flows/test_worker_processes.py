@@ -1,4 +1,6 @@
-"""A flow's Dask worker processes: one TLS context for Prefect's API clients, and no stack sampling."""
+"""A flow's Dask worker processes: one TLS context for Prefect's API clients, no stack sampling, their allocator."""
+
+from pathlib import Path
 
 import dask
 import distributed
@@ -8,7 +10,8 @@ from prefect.context import FlowRunContext
 
 from mlpipe.blocks import DaskCluster, WorkspaceConfig
 from mlpipe.flows.common import open_workspace, pipeline_flow
-from mlpipe.flows.runner import WorkspaceTaskRunner
+from mlpipe.flows.runner import MALLOC_TRIM_THRESHOLD, WorkspaceTaskRunner
+from mlpipe.flows.sweep import sweep
 
 pytestmark = pytest.mark.flow
 
@@ -54,3 +57,39 @@ def test_a_worker_outside_mlpipe_builds_one_per_client():
         distributed.Client(cluster) as client,
     ):
         assert list(client.run(two_clients_share_a_tls_context).values()) == [False]
+
+
+def trim_threshold_at_start() -> str | None:
+    """The worker's `MALLOC_TRIM_THRESHOLD_` as the process started with it: what glibc read, not `os.environ` now."""
+    variables = Path("/proc/self/environ").read_bytes().split(b"\0")
+    values = [v.split(b"=", 1)[1].decode() for v in variables if v.startswith(MALLOC_TRIM_THRESHOLD.encode() + b"=")]
+    return values[0] if values else None
+
+
+def thresholds(runner_default: bool, cluster: DaskCluster) -> list[str | None]:
+    """Each worker's start-up threshold, in a flow whose runner has `runner_default` on `cluster`."""
+
+    @pipeline_flow("worker-allocator", trim_worker_memory=runner_default)
+    def on_the_workers(workspace: WorkspaceConfig) -> list[str | None]:
+        open_workspace(workspace)
+        context = FlowRunContext.get()
+        assert context is not None and isinstance(context.task_runner, WorkspaceTaskRunner)
+        return list(context.task_runner.client.run(trim_threshold_at_start).values())
+
+    return on_the_workers(WorkspaceConfig(cluster=cluster))
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads a process's start-up environment")
+def test_a_flow_that_asks_for_it_starts_its_workers_without_dasks_trim_threshold_and_the_cluster_setting_wins():
+    """Dask's nannies set the threshold (first run), and leave it in this process's environment after;
+    a flow that keeps glibc's own thresholds starts its workers without it all the same."""
+    workers = PROCESS_WORKERS.cluster
+    assert thresholds(True, workers) == ["65536", "65536"]
+    assert thresholds(False, workers) == [None, None]
+    assert thresholds(False, workers.model_copy(update={"trim_worker_memory": True})) == ["65536", "65536"]
+    assert thresholds(True, workers.model_copy(update={"trim_worker_memory": False})) == [None, None]
+
+
+def test_the_sweep_keeps_glibcs_thresholds_for_its_trials_and_other_flows_keep_dasks():
+    assert sweep.task_runner.duplicate().trim_worker_memory is False
+    assert on_the_workers.task_runner.duplicate().trim_worker_memory is True
