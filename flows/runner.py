@@ -18,6 +18,7 @@ from prefect_dask.client import PrefectDaskClient
 from prefect_dask.task_runners import PrefectDaskFuture
 
 from mlpipe.blocks.cluster import DaskCluster
+from mlpipe.flows import step_reports
 from mlpipe.prefect_settings import share_settings
 from mlpipe.prefect_tls import share_tls_contexts
 
@@ -39,6 +40,7 @@ class WorkspaceTaskRunner(DaskTaskRunner):
         super().__init__()
         self.configured = False
         self.trim_worker_memory = trim_worker_memory
+        self.steps_elsewhere = False
 
     def duplicate(self) -> "WorkspaceTaskRunner":
         return type(self)(trim_worker_memory=self.trim_worker_memory)
@@ -51,6 +53,7 @@ class WorkspaceTaskRunner(DaskTaskRunner):
         if self._client is not None:
             raise RuntimeError("the Dask cluster is already running; call use() before submitting tasks")
         self.configured = True
+        self.steps_elsewhere = bool(settings.address) or settings.processes
         if settings.address:
             self.address = settings.address
             return
@@ -97,6 +100,8 @@ class WorkspaceTaskRunner(DaskTaskRunner):
             return_type="state",
             pure=False,
         )
+        if self.steps_elsewhere:
+            step_reports.follow(future, task.name)
         return PrefectDaskFuture[Any](wrapped_future=future, task_run_id=future.task_run_id)
 
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from mlpipe.cli.output import err
 from mlpipe.cli.temporary_api import TemporaryApi
+from mlpipe.flows import step_reports
 from mlpipe.runtime import prefect_setting, preload_in_background, quiet_mlflow, verbose_output
 
 PRELOADED = (
@@ -80,13 +81,25 @@ def _preload_in_background() -> None:
 
 
 class _StepProgress(logging.Handler):
-    """One line per finished flow or task run: its name, how it ended, seconds since the flow began."""
+    """One line per finished flow or task run: its name, how it ended, seconds since the flow began.
+
+    Steps that ran in this process end in Prefect's records; those that ran on worker processes
+    in `step_reports`' (see `mlpipe.flows.step_reports`).
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.started = time.monotonic()
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        if _ends_the_flow(record):  # waited for outside the handler's lock, which the steps' lines take
+            step_reports.wait_until_told(timeout=5.0)
+        return super().handle(record)
+
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == step_reports.LOGGER.name:
+            self._show(str(getattr(record, "step", "")), str(getattr(record, "state", "")))
+            return
         message = record.getMessage()
         flow_run = getattr(record, "flow_run_name", None)
         if message.startswith("Beginning flow run") and flow_run:
@@ -97,17 +110,23 @@ class _StepProgress(logging.Handler):
         if not message.startswith("Finished in state "):
             return
         state = message.removeprefix("Finished in state ").partition("(")[0]
-        shown = {"Completed": "done", "Cached": "cached, not run again"}.get(state, state.lower())
         name = getattr(record, "task_run_name", None)
-        step = name.rpartition("-")[0] if name else f"flow run '{flow_run}'"
+        self._show(name.rpartition("-")[0] if name else f"flow run '{flow_run}'", state, flow=name is None)
+
+    def _show(self, step: str, state: str, flow: bool = False) -> None:
+        shown = {"Completed": "done", "Cached": "cached, not run again"}.get(state, state.lower())
         elapsed = time.monotonic() - self.started
-        colour = "red" if state in ("Failed", "Crashed") else "green" if name is None else "default"
+        colour = "red" if state in ("Failed", "Crashed") else "green" if flow else "default"
         err.print(f"  {elapsed:6.1f} s  {step}: [{colour}]{shown}[/]", highlight=False, soft_wrap=True)
+
+
+def _ends_the_flow(record: logging.LogRecord) -> bool:
+    return record.name == "prefect.flow_runs" and record.getMessage().startswith("Finished in state ")
 
 
 def _show_progress() -> None:
     """Follow the flow's run loggers (Prefect hides their INFO lines on the terminal unless `--verbose`)."""
-    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")] + [step_reports.LOGGER]
     if any(isinstance(handler, _StepProgress) for logger in loggers for handler in logger.handlers):
         return
     progress = _StepProgress()  # one clock for the flow and its steps

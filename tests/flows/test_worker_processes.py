@@ -1,14 +1,17 @@
 """A flow's Dask worker processes: one TLS context for Prefect's API clients, no stack sampling, their allocator."""
 
+import logging
 from pathlib import Path
 
 import dask
 import distributed
 import pytest
+from prefect import task
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.context import FlowRunContext
 
 from mlpipe.blocks import DaskCluster, WorkspaceConfig
+from mlpipe.flows import step_reports
 from mlpipe.flows.common import open_workspace, pipeline_flow
 from mlpipe.flows.runner import MALLOC_TRIM_THRESHOLD, WorkspaceTaskRunner
 from mlpipe.flows.sweep import sweep
@@ -42,6 +45,47 @@ PROCESS_WORKERS = WorkspaceConfig(cluster=DaskCluster(n_workers=2, threads_per_w
 
 def test_a_flows_worker_processes_build_one_tls_context_and_do_not_sample_stacks():
     assert on_the_workers(PROCESS_WORKERS) == ([True, True], [False, False])
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def refuse(x: int) -> int:
+    raise ValueError(f"no {x}")
+
+
+@pipeline_flow("steps-elsewhere")
+def two_steps(workspace: WorkspaceConfig) -> int:
+    open_workspace(workspace)
+    return double.submit(2).result() + refuse.submit(3).result()
+
+
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.ends.append((record.step, record.state))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("processes", [True, False])
+def test_the_flows_process_tells_how_each_step_on_a_worker_process_ended_once(processes: bool):
+    """Prefect logs a step's end where it ran: on a worker process a command showed no line for it.
+    On threaded workers Prefect's own records show it, so nothing more is told."""
+    collected = Collected()
+    step_reports.LOGGER.addHandler(collected)
+    try:
+        cluster = PROCESS_WORKERS.cluster.model_copy(update={"processes": processes})
+        state = two_steps(WorkspaceConfig(cluster=cluster), return_state=True)
+    finally:
+        step_reports.LOGGER.removeHandler(collected)
+    assert state.is_failed()
+    step_reports.wait_until_told(timeout=10)
+    assert sorted(collected.ends) == ([("double", "Completed"), ("refuse", "Failed")] if processes else [])
 
 
 def test_a_users_dask_setting_has_the_workers_sample_stacks_again():

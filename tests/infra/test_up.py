@@ -217,6 +217,17 @@ def test_train_uses_the_workspace_and_starts_no_temporary_api(workspace: Workspa
     assert train.returncode == 0, stderr[-3000:]
     status = workspace.status
     assert f"Using the servers of `mlpipe up`: Prefect {status['prefect_api_url']}" in stderr
+    # A line per step, though the steps ran on the workspace's workers (Prefect logged their ends there), and
+    # the flow's own line after them.
+    lines = stderr.splitlines()
+    steps = [
+        line
+        for step in ("ingest", "validate", "train", "evaluate", "register")
+        for line in lines
+        if f" {step}: " in line
+    ]
+    assert [line.split(": ")[-1] for line in steps] == ["done"] * 5, stderr
+    assert lines.index(steps[-1]) < next(i for i, line in enumerate(lines) if "flow run '" in line and ": done" in line)
     assert not [line for line in seen if "uvicorn" in line or "prefect.server" in line]  # no temporary API
     # the workspace's Dask workers ran this command's steps
     assert _tasks_finished_on(status["dask_scheduler_address"]) > finished_before
