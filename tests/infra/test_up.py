@@ -117,6 +117,14 @@ def test_status_shows_each_component_running_and_its_urls_answer(workspace: Work
     assert accepts_connections(status["dask_scheduler_address"].removeprefix("tcp://"))
 
 
+def test_the_prefect_server_stores_the_events_it_receives_within_half_a_second(workspace: Workspace):
+    """A drift check reads its alarm back from the API before it returns: with Prefect's 5 s default a check
+    on 3,000 rows took 5.0 s, 2.3 s with 0.5 s."""
+    auth = CREDENTIALS["PREFECT_API_AUTH_STRING"]
+    settings = _json(f"{workspace.status['prefect_api_url']}/admin/settings", auth)
+    assert settings["server"]["services"]["event_persister"]["flush_interval"] == 0.5
+
+
 def test_the_servers_refuse_requests_without_credentials(workspace: Workspace):
     flows = f"{workspace.status['prefect_api_url']}/flows/filter"
     assert _request(flows, body=b"{}") == 401
