@@ -31,8 +31,8 @@ class DaskCluster(Block):
     )
     trim_worker_memory: bool | None = Field(
         default=None,
-        description="local worker processes give freed memory back to the system at once, at some speed; "
-        "default: yes, but not for a sweep's trials",
+        description="local worker processes hand freed memory back to the system at once (Dask's "
+        "MALLOC_TRIM_THRESHOLD_), which slows allocation; default: yes, but not for a sweep's workers",
     )
     adaptive_minimum: int | None = Field(default=None, ge=0, description="adaptive scaling: fewest workers")
     adaptive_maximum: int | None = Field(default=None, ge=1, description="adaptive scaling: most workers")
