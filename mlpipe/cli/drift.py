@@ -10,7 +10,7 @@ from mlpipe.cli.startup import preparing_flow
 
 
 def drift(
-    model: Annotated[str, typer.Option(help="registered model name (its champion is checked)")],
+    model: Annotated[str, typer.Option(help="registered model name (its champion is checked), or NAME@ALIAS")],
     current: Annotated[str, typer.Option(help="new data: Parquet/CSV file, directory or glob; local or fsspec URL")],
     reference: Annotated[str | None, typer.Option(help="default: the champion's training data")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result as JSON")] = False,
@@ -27,7 +27,9 @@ def drift(
             from mlpipe.flows.drift import DriftParams, drift_check
             from mlpipe.tasks.monitoring.report import feature_table, verdict
 
-            settings = run_config(config, options={"model": model, "current": current, "reference": reference})
+            name, _, alias = model.partition("@")  # as `score --model` takes it
+            options = {"model": name, "alias": alias or None, "current": current, "reference": reference}
+            settings = run_config(config, options=options)
             params = validated(DriftParams, settings.params, settings.source)
         summary = drift_check(params, settings.workspace)
         if as_json:

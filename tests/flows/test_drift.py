@@ -76,9 +76,12 @@ def test_drift_cli_prints_json(workspace: WorkspaceConfig, champion: str, tmp_pa
     assert printed["drifted"] is False and printed["model"]["name"] == MODEL
     assert printed["data"]["rules"] == [] and printed["data"]["weighting"].startswith("permutation importance")
 
-    table = run_cli("drift", "--model", MODEL, "--current", str(current), cwd=tmp_path, extra_env=env_workspace)
+    # NAME@ALIAS, as `mlpipe score` takes it: the first training made its version the challenger too
+    reference = f"{MODEL}@challenger"
+    table = run_cli("drift", "--model", reference, "--current", str(current), cwd=tmp_path, extra_env=env_workspace)
     assert table.returncode == 0, table.stderr[-3000:]
     said = " ".join(table.stdout.split())
+    assert f"drift: {MODEL} v{champion}" in said
     assert "no dataset drift (0 of 15 features drifted, weighted share 0.00" in said
     assert "weights: permutation importance (log loss" in said
 
