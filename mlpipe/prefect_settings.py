@@ -10,6 +10,7 @@ the object (Prefect never changes a settings object it has built; it makes a new
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -41,9 +42,14 @@ def _serialized_once(serialize: Callable[..., dict[str, Any]]) -> Callable[..., 
     return serialize_once
 
 
+KEPT = 32
+"""Distinct settings a process keeps built, the most recently used: a long-lived worker (`mlpipe up`'s)
+serves flows from a few folders and users, and would otherwise keep every set it was ever sent."""
+
+
 def _built_once(init: Callable[..., None]) -> Callable[..., None]:
     """A settings context made from serialized settings gets the settings object built for them before."""
-    built: dict[str, Any] = {}
+    built: OrderedDict[str, Any] = OrderedDict()
     lock = threading.Lock()
 
     def init_once(self: Any, **data: Any) -> None:
@@ -52,10 +58,14 @@ def _built_once(init: Callable[..., None]) -> Callable[..., None]:
             key = json.dumps(received, sort_keys=True, default=str)
             with lock:
                 settings = built.get(key)
+                if settings is not None:
+                    built.move_to_end(key)
             if settings is None:
                 init(self, **data)
                 with lock:
                     built[key] = self.settings
+                    while len(built) > KEPT:
+                        built.popitem(last=False)
                 return
             data = {**data, "settings": settings}
         init(self, **data)
