@@ -22,8 +22,9 @@ FORWARDED = frozenset(
     {"train", "demo", "generate", "sweep", "automl", "score", "explain", "card", "drift", "rollback", "gc", "deploy"}
 )
 """Commands that run in the command server; `up`, `down`, `status` manage it, `serve` and `worker` run for long."""
-RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""Signals this process passes on to the command's process (Ctrl-C reaches only the terminal's foreground process)."""
+RELAYED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP, signal.SIGCONT)
+"""Signals this process passes on to the command's process: Ctrl-C and Ctrl-Z reach only the terminal's
+foreground process, and the shell's `fg` or `bg` sends SIGCONT to it."""
 LENGTH = struct.Struct("!I")
 STATUS = struct.Struct("!i")
 ACCEPTED, STALE = b"+", b"-"
@@ -76,6 +77,10 @@ def _wait(connection: socket.socket) -> int:
 
     def relay(number: int, _frame: object) -> None:
         connection.sendall(bytes([number]))
+        if number == signal.SIGTSTP:  # Ctrl-Z: the command is stopped; stop here too, as the shell expects
+            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTSTP)  # returns once continued (SIGCONT, relayed too)
+            signal.signal(signal.SIGTSTP, relay)
 
     for number in RELAYED_SIGNALS:
         signal.signal(number, relay)

@@ -57,6 +57,8 @@ and the command line's (not `mlpipe.cli` itself: its consoles read the terminal 
 they are created, so each command creates its own)."""
 REQUEST_SECONDS = 5.0
 """How long a connected client has to send its request."""
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Relayed signals that end a command: a stopped one is continued after them, to act on them."""
 
 log = logging.getLogger("mlpipe.command_server")
 
@@ -193,7 +195,10 @@ def _relay(command: Command, selector: selectors.BaseSelector) -> None:
         command.client_gone = True
     for number in received or [signal.SIGTERM]:
         if number in RELAYED_SIGNALS:
-            _signal(command.pid, number)
+            # The child is in no terminal's foreground group: the kernel ignores SIGTSTP there, SIGSTOP it cannot.
+            _signal(command.pid, signal.SIGSTOP if number == signal.SIGTSTP else number)
+        if number in ENDING_SIGNALS:
+            _signal(command.pid, signal.SIGCONT)  # a stopped command (Ctrl-Z) acts on it only once continued
 
 
 def _finish(command: Command, selector: selectors.BaseSelector) -> None:

@@ -315,35 +315,73 @@ def test_without_the_command_server_a_command_runs_in_its_own_process(workspace:
     assert _command_server_log(workspace).count("exited") == before
 
 
-def test_ctrl_c_stops_the_command_the_server_runs(workspace: Workspace):
-    data = workspace.folder / "interrupted.csv"
-    credit_default(rows=20_000, seed=5).to_csv(data, index=False)
+def _command_under_way(
+    workspace: Workspace, name: str, seed: int, stderr: int
+) -> tuple["subprocess.Popen[str]", psutil.Process]:
+    """A sweep long enough to be running when the test signals it (AutoML, 200 trials), and the server's child
+    that runs it."""
+    data = workspace.folder / f"{name}.csv"
+    credit_default(rows=20_000, seed=seed).to_csv(data, index=False)
     before = _command_server_log(workspace).count("started")
-    command = [MLPIPE, "sweep", "--data", str(data), "--target", "default", "--name", "stopped", "--trials", "200"]
-    client = subprocess.Popen(
-        command, env=workspace.environment, cwd=workspace.folder, stderr=subprocess.PIPE, text=True
-    )
+    command = [MLPIPE, "sweep", "--data", str(data), "--target", "default", "--name", name]
+    command += ["--space", "auto", "--max-trials", "200"]
+    client = subprocess.Popen(command, env=workspace.environment, cwd=workspace.folder, stderr=stderr, text=True)
     assert _wait_for(lambda: _command_server_log(workspace).count("started") > before)
-    child = int(_command_server_log(workspace).rstrip().rsplit("(pid ", 1)[1].split(")")[0])
-    time.sleep(3)  # the sweep is under way
+    child = psutil.Process(int(_command_server_log(workspace).rstrip().rsplit("(pid ", 1)[1].split(")")[0]))
+    time.sleep(3)
+    assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE, "the command ended before it was signalled"
+    return client, child
+
+
+def _ended(child: psutil.Process, seconds: float) -> bool:
+    return _wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, seconds)
+
+
+def test_ctrl_c_stops_the_command_the_server_runs(workspace: Workspace):
+    client, child = _command_under_way(workspace, "stopped", 5, subprocess.PIPE)
     client.send_signal(signal.SIGINT)
     _, stderr = client.communicate(timeout=60)
     assert client.returncode != 0, stderr[-2000:]
-    assert _wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE, 30)
-    assert f"(pid {child}) exited" in _command_server_log(workspace)
+    assert _ended(child, 30)
+    assert f"(pid {child.pid}) exited" in _command_server_log(workspace)
+
+
+def test_ctrl_z_stops_the_command_the_server_runs_and_fg_continues_it(workspace: Workspace):
+    """The shell stops only its foreground process (the client) on Ctrl-Z: the command ran on, printing into
+    a terminal whose user had put it in the background."""
+    client, child = _command_under_way(workspace, "paused", 6, subprocess.PIPE)
+    try:
+        client.send_signal(signal.SIGTSTP)
+        assert _wait_for(lambda: child.status() == psutil.STATUS_STOPPED, 30), child.status()
+        assert psutil.Process(client.pid).status() == psutil.STATUS_STOPPED  # as the shell expects of Ctrl-Z
+        client.send_signal(signal.SIGCONT)  # `fg`
+        assert _wait_for(lambda: child.status() != psutil.STATUS_STOPPED, 30)
+        client.send_signal(signal.SIGTSTP)
+        assert _wait_for(lambda: child.status() == psutil.STATUS_STOPPED, 30)
+        client.send_signal(signal.SIGCONT)
+        client.send_signal(signal.SIGINT)
+        _, stderr = client.communicate(timeout=60)
+        assert client.returncode != 0, stderr[-2000:]
+    finally:
+        client.kill()
+    assert _ended(child, 30)
 
 
 def test_a_command_whose_caller_was_killed_is_stopped(workspace: Workspace):
-    data = workspace.folder / "orphaned.csv"
-    credit_default(rows=20_000, seed=6).to_csv(data, index=False)
-    before = _command_server_log(workspace).count("started")
-    command = [MLPIPE, "sweep", "--data", str(data), "--target", "default", "--name", "orphan", "--trials", "200"]
-    client = subprocess.Popen(command, env=workspace.environment, cwd=workspace.folder, stderr=subprocess.DEVNULL)
-    assert _wait_for(lambda: _command_server_log(workspace).count("started") > before)
-    child = int(_command_server_log(workspace).rstrip().rsplit("(pid ", 1)[1].split(")")[0])
+    client, child = _command_under_way(workspace, "orphan", 7, subprocess.DEVNULL)
     client.kill()
     client.wait()
-    assert _wait_for(lambda: f"(pid {child}) exited" in _command_server_log(workspace), 60)
+    assert _wait_for(lambda: f"(pid {child.pid}) exited" in _command_server_log(workspace), 60)
+
+
+def test_a_stopped_command_whose_caller_was_killed_still_ends(workspace: Workspace):
+    """The server ends a command whose client is gone; a stopped one (Ctrl-Z) acts on that only once continued."""
+    client, child = _command_under_way(workspace, "orphaned", 8, subprocess.DEVNULL)
+    client.send_signal(signal.SIGTSTP)
+    assert _wait_for(lambda: child.status() == psutil.STATUS_STOPPED, 30)
+    client.kill()
+    client.wait()
+    assert _ended(child, 60)
 
 
 def test_a_command_never_runs_code_older_than_what_is_installed(workspace: Workspace):
