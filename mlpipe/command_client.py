@@ -78,9 +78,9 @@ def _wait(connection: socket.socket) -> int:
     def relay(number: int, _frame: object) -> None:
         connection.sendall(bytes([number]))
         if number == signal.SIGTSTP:  # Ctrl-Z: the command is stopped; stop here too, as the shell expects
-            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTSTP)  # returns once continued (SIGCONT, relayed too)
-            signal.signal(signal.SIGTSTP, relay)
+            # SIGSTOP, as the server stops the command: the kernel discards SIGTSTP where no shell controls the
+            # process group. Returns once continued (SIGCONT, relayed too).
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     for number in RELAYED_SIGNALS:
         signal.signal(number, relay)

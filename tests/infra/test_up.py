@@ -327,7 +327,8 @@ def _command_under_way(
     command += ["--space", "auto", "--max-trials", "200"]
     client = subprocess.Popen(command, env=workspace.environment, cwd=workspace.folder, stderr=stderr, text=True)
     assert _wait_for(lambda: _command_server_log(workspace).count("started") > before)
-    child = psutil.Process(int(_command_server_log(workspace).rstrip().rsplit("(pid ", 1)[1].split(")")[0]))
+    started = [line for line in _command_server_log(workspace).splitlines() if "started" in line][-1]
+    child = psutil.Process(int(started.rsplit("(pid ", 1)[1].split(")")[0]))  # the last line may be an earlier exit
     time.sleep(3)
     assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE, "the command ended before it was signalled"
     return client, child
