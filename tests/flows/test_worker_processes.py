@@ -13,8 +13,13 @@ from prefect.context import FlowRunContext
 from mlpipe.blocks import DaskCluster, WorkspaceConfig
 from mlpipe.flows import step_reports
 from mlpipe.flows.common import open_workspace, pipeline_flow
+from mlpipe.flows.drift import drift_check
+from mlpipe.flows.performance import performance_check
+from mlpipe.flows.retraining import retraining
 from mlpipe.flows.runner import MALLOC_TRIM_THRESHOLD, WorkspaceTaskRunner
+from mlpipe.flows.scoring import batch_scoring
 from mlpipe.flows.sweep import sweep
+from mlpipe.flows.training import training
 
 pytestmark = pytest.mark.flow
 
@@ -135,5 +140,10 @@ def test_a_flow_that_asks_for_it_starts_its_workers_without_dasks_trim_threshold
 
 
 def test_the_sweep_keeps_glibcs_thresholds_for_its_trials_and_other_flows_keep_dasks():
+    """As each flow run gets its runner: a copy of the flow's (a sweep's winner is trained by the training flow's
+    steps, on the sweep's workers; a training, a retraining or a scoring run holds whole partitions)."""
     assert sweep.task_runner.duplicate().trim_worker_memory is False
-    assert on_the_workers.task_runner.duplicate().trim_worker_memory is True
+    others = (training, retraining, batch_scoring, drift_check, performance_check, on_the_workers)
+    assert {flow.name: flow.task_runner.duplicate().trim_worker_memory for flow in others} == {
+        flow.name: True for flow in others
+    }
